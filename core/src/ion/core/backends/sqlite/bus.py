@@ -1,0 +1,379 @@
+"""The embedded EventBus: topics and subscriptions in one SQLite file (WAL), safe across processes.
+
+Each subscription holds its own copy of every message published to its topic (fan-out), and a
+receive locks rows by writing a lock token and expiry inside one IMMEDIATE transaction, so
+replicas of a module in different processes compete for messages without double delivery.
+Waiting receivers are woken at once by publishes in the same process and poll otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from ion.core import errors
+from ion.core.backends.sqlite._db import SqliteWorker
+from ion.core.clock import Clock, SystemClock
+from ion.core.ports.bus import (
+    MAX_DELIVERY_COUNT_EXCEEDED,
+    OutgoingMessage,
+    PeekedMessage,
+    ReceivedMessage,
+    SubscriptionCounts,
+    SubscriptionOptions,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS topics (
+    name TEXT PRIMARY KEY,
+    dedup_window REAL NOT NULL DEFAULT 600
+);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    topic TEXT NOT NULL,
+    name TEXT NOT NULL,
+    max_delivery_count INTEGER NOT NULL,
+    lock_duration REAL NOT NULL,
+    PRIMARY KEY (topic, name)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    subscription TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    body BLOB NOT NULL,
+    properties TEXT NOT NULL,
+    enqueued_at REAL NOT NULL,
+    visible_at REAL NOT NULL,
+    delivery_count INTEGER NOT NULL DEFAULT 0,
+    lock_token TEXT,
+    locked_until REAL NOT NULL DEFAULT 0,
+    dead INTEGER NOT NULL DEFAULT 0,
+    dl_reason TEXT NOT NULL DEFAULT '',
+    dl_description TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS messages_ready
+    ON messages (topic, subscription, dead, visible_at, seq);
+CREATE INDEX IF NOT EXISTS messages_lock ON messages (lock_token);
+CREATE TABLE IF NOT EXISTS seen_ids (
+    topic TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (topic, message_id)
+);
+"""
+
+_POLL_MIN = 0.005
+_POLL_MAX = 0.05
+
+
+def _ts(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+class SqliteEventBus:
+    """EventBus on a SQLite file; see the module docstring for how it stays correct."""
+
+    def __init__(self, path: Path, *, clock: Clock | None = None) -> None:
+        self._db = SqliteWorker(path, _SCHEMA)
+        self._clock = clock or SystemClock()
+        self._published = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"SqliteEventBus({str(self._db.path)!r})"
+
+    async def __aenter__(self) -> SqliteEventBus:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def ensure_topic(self, topic: str) -> None:
+        """Create the topic if it does not exist."""
+        await self._db.write(
+            lambda c: c.execute("INSERT OR IGNORE INTO topics (name) VALUES (?)", (topic,))
+        )
+
+    async def ensure_subscription(
+        self, topic: str, subscription: str, options: SubscriptionOptions
+    ) -> None:
+        """Create the subscription (and its topic) if missing; update its options if present."""
+        window = options.duplicate_detection_window.total_seconds()
+
+        def write(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT INTO topics (name, dedup_window) VALUES (?, ?) ON CONFLICT(name) DO UPDATE"
+                " SET dedup_window = max(dedup_window, excluded.dedup_window)",
+                (topic, window),
+            )
+            c.execute(
+                "INSERT INTO subscriptions (topic, name, max_delivery_count, lock_duration)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT(topic, name) DO UPDATE SET"
+                " max_delivery_count = excluded.max_delivery_count,"
+                " lock_duration = excluded.lock_duration",
+                (topic, subscription, options.max_delivery_count, options.lock_duration.total_seconds()),
+            )
+
+        await self._db.write(write)
+
+    async def delete_subscription(self, topic: str, subscription: str) -> None:
+        """Delete the subscription and its messages; succeeds if it is already gone."""
+
+        def write(c: sqlite3.Connection) -> None:
+            c.execute("DELETE FROM subscriptions WHERE topic = ? AND name = ?", (topic, subscription))
+            c.execute("DELETE FROM messages WHERE topic = ? AND subscription = ?", (topic, subscription))
+
+        await self._db.write(write)
+
+    async def publish(self, topic: str, messages: Sequence[OutgoingMessage]) -> None:
+        """Publish messages to every subscription of the topic in one transaction."""
+        now = _ts(self._clock.now())
+
+        def write(c: sqlite3.Connection) -> None:
+            row = c.execute("SELECT dedup_window FROM topics WHERE name = ?", (topic,)).fetchone()
+            if row is None:
+                raise errors.NotFoundError(
+                    f"topic {topic!r} does not exist; a module subscribing to it creates it"
+                )
+            window = float(row[0])
+            subs = [r[0] for r in c.execute("SELECT name FROM subscriptions WHERE topic = ?", (topic,))]
+            for msg in messages:
+                seen = c.execute(
+                    "SELECT seen_at FROM seen_ids WHERE topic = ? AND message_id = ?",
+                    (topic, msg.message_id),
+                ).fetchone()
+                if seen is not None and now - float(seen[0]) < window:
+                    continue  # duplicate detection: the first copy already went out
+                c.execute(
+                    "INSERT OR REPLACE INTO seen_ids (topic, message_id, seen_at) VALUES (?, ?, ?)",
+                    (topic, msg.message_id, now),
+                )
+                visible = _ts(msg.scheduled_at) if msg.scheduled_at else now
+                props = json.dumps(dict(msg.properties))
+                targets = subs
+                if msg.to_subscription is not None:
+                    targets = [s for s in subs if s == msg.to_subscription]
+                c.executemany(
+                    "INSERT INTO messages (topic, subscription, message_id, body, properties,"
+                    " enqueued_at, visible_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(topic, s, msg.message_id, msg.body, props, now, visible) for s in targets],
+                )
+            if len(subs) and c.execute("SELECT random() % 64 = 0").fetchone()[0]:
+                c.execute("DELETE FROM seen_ids WHERE topic = ? AND seen_at < ?", (topic, now - window))
+
+        await self._db.write(write)
+        self._published.set()
+
+    async def receive(
+        self, topic: str, subscription: str, *, max_messages: int = 1, max_wait: timedelta
+    ) -> list[ReceivedMessage]:
+        """Lock and return up to `max_messages`, waiting up to `max_wait` for the first."""
+        return await self._receive(topic, subscription, max_messages, max_wait, dead=False)
+
+    async def receive_dead_letters(
+        self, topic: str, subscription: str, *, max_messages: int = 1, max_wait: timedelta
+    ) -> list[ReceivedMessage]:
+        """Lock and return messages from the dead-letter queue."""
+        return await self._receive(topic, subscription, max_messages, max_wait, dead=True)
+
+    async def _receive(
+        self, topic: str, subscription: str, max_messages: int, max_wait: timedelta, *, dead: bool
+    ) -> list[ReceivedMessage]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_wait.total_seconds()
+        delay = _POLL_MIN
+        while True:
+            self._published.clear()
+            got = await self._db.write(
+                lambda c: self._lock_batch(c, topic, subscription, max_messages, dead)
+            )
+            if got:
+                return got
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return []
+            try:
+                async with asyncio.timeout(min(delay, remaining)):
+                    await self._published.wait()
+            except TimeoutError:
+                delay = min(delay * 2, _POLL_MAX)
+
+    def _lock_batch(
+        self, c: sqlite3.Connection, topic: str, subscription: str, limit: int, dead: bool
+    ) -> list[ReceivedMessage]:
+        sub = c.execute(
+            "SELECT max_delivery_count, lock_duration FROM subscriptions WHERE topic = ? AND name = ?",
+            (topic, subscription),
+        ).fetchone()
+        if sub is None:
+            raise errors.NotFoundError(f"subscription {topic}/{subscription} does not exist")
+        max_count, lock_duration = int(sub[0]), float(sub[1])
+        now = _ts(self._clock.now())
+        out: list[ReceivedMessage] = []
+        while len(out) < limit:
+            rows = c.execute(
+                "SELECT seq, message_id, body, properties, delivery_count, enqueued_at FROM messages"
+                " WHERE topic = ? AND subscription = ? AND dead = ? AND visible_at <= ?"
+                " AND locked_until <= ? ORDER BY seq LIMIT ?",
+                (topic, subscription, int(dead), now, now, limit - len(out)),
+            ).fetchall()
+            if not rows:
+                break
+            for seq, message_id, body, props, count, enqueued in rows:
+                if not dead and count >= max_count:
+                    c.execute(
+                        "UPDATE messages SET dead = 1, lock_token = NULL, locked_until = 0,"
+                        " dl_reason = ?, dl_description = ? WHERE seq = ?",
+                        (
+                            MAX_DELIVERY_COUNT_EXCEEDED,
+                            f"delivered {count} times, the subscription allows {max_count}",
+                            seq,
+                        ),
+                    )
+                    continue
+                token = uuid.uuid4().hex
+                until = now + lock_duration
+                c.execute(
+                    "UPDATE messages SET delivery_count = ?, lock_token = ?, locked_until = ?"
+                    " WHERE seq = ?",
+                    (count + 1, token, until, seq),
+                )
+                out.append(
+                    ReceivedMessage(
+                        topic=topic,
+                        subscription=subscription,
+                        message_id=message_id,
+                        body=bytes(body),
+                        properties=json.loads(props),
+                        delivery_count=count + 1,
+                        lock_token=token,
+                        locked_until=_dt(until),
+                        enqueued_at=_dt(enqueued),
+                        sequence_number=seq,
+                    )
+                )
+        return out
+
+    def _locked_row(self, c: sqlite3.Connection, message: ReceivedMessage) -> tuple[Any, ...]:
+        row = c.execute(
+            "SELECT m.seq, m.delivery_count, s.max_delivery_count, s.lock_duration, m.locked_until"
+            " FROM messages m JOIN subscriptions s ON s.topic = m.topic AND s.name = m.subscription"
+            " WHERE m.lock_token = ?",
+            (message.lock_token,),
+        ).fetchone()
+        if row is None or float(row[4]) <= _ts(self._clock.now()):
+            raise errors.LockLostError(
+                f"lock on message {message.message_id!r} in {message.topic}/{message.subscription}"
+                " expired or was settled; the message will be delivered again"
+            )
+        return tuple(row)
+
+    async def renew_lock(self, message: ReceivedMessage) -> datetime:
+        """Extend the message's lock by the subscription's lock duration."""
+
+        def write(c: sqlite3.Connection) -> datetime:
+            seq, _, _, lock_duration, _ = self._locked_row(c, message)
+            until = _ts(self._clock.now()) + float(lock_duration)
+            c.execute("UPDATE messages SET locked_until = ? WHERE seq = ?", (until, seq))
+            return _dt(until)
+
+        return await self._db.write(write)
+
+    async def complete(self, message: ReceivedMessage) -> None:
+        """Remove the message."""
+
+        def write(c: sqlite3.Connection) -> None:
+            seq = self._locked_row(c, message)[0]
+            c.execute("DELETE FROM messages WHERE seq = ?", (seq,))
+
+        await self._db.write(write)
+
+    async def abandon(self, message: ReceivedMessage) -> None:
+        """Release the lock; dead-letter at once if no delivery is left."""
+
+        def write(c: sqlite3.Connection) -> None:
+            seq, count, max_count, _, _ = self._locked_row(c, message)
+            c.execute("UPDATE messages SET lock_token = NULL, locked_until = 0 WHERE seq = ?", (seq,))
+            if int(count) >= int(max_count):
+                c.execute(
+                    "UPDATE messages SET dead = 1, dl_reason = ?, dl_description = ? WHERE seq = ?",
+                    (
+                        MAX_DELIVERY_COUNT_EXCEEDED,
+                        f"delivered {count} times, the subscription allows {max_count}",
+                        seq,
+                    ),
+                )
+
+        await self._db.write(write)
+        self._published.set()
+
+    async def dead_letter(
+        self, message: ReceivedMessage, *, reason: str, description: str = ""
+    ) -> None:
+        """Move the message to the dead-letter queue with a reason."""
+
+        def write(c: sqlite3.Connection) -> None:
+            seq = self._locked_row(c, message)[0]
+            c.execute(
+                "UPDATE messages SET dead = 1, lock_token = NULL, locked_until = 0,"
+                " dl_reason = ?, dl_description = ? WHERE seq = ?",
+                (reason, description, seq),
+            )
+
+        await self._db.write(write)
+
+    async def peek(
+        self, topic: str, subscription: str, *, max_messages: int = 10, dead_letter: bool = False
+    ) -> list[PeekedMessage]:
+        """Return messages without locking them, oldest first."""
+
+        def read(c: sqlite3.Connection) -> list[PeekedMessage]:
+            rows = c.execute(
+                "SELECT seq, message_id, body, properties, delivery_count, enqueued_at, dl_reason,"
+                " dl_description FROM messages WHERE topic = ? AND subscription = ? AND dead = ?"
+                " ORDER BY seq LIMIT ?",
+                (topic, subscription, int(dead_letter), max_messages),
+            ).fetchall()
+            return [
+                PeekedMessage(
+                    message_id=r[1],
+                    body=bytes(r[2]),
+                    properties=json.loads(r[3]),
+                    delivery_count=r[4],
+                    enqueued_at=_dt(r[5]),
+                    sequence_number=r[0],
+                    dead_letter_reason=r[6],
+                    dead_letter_description=r[7],
+                )
+                for r in rows
+            ]
+
+        return await self._db.run(read)
+
+    async def counts(self, topic: str, subscription: str) -> SubscriptionCounts:
+        """Return how many messages the subscription holds, by kind."""
+        now = _ts(self._clock.now())
+
+        def read(c: sqlite3.Connection) -> SubscriptionCounts:
+            row = c.execute(
+                "SELECT coalesce(sum(dead = 0 AND visible_at <= ?), 0), coalesce(sum(dead = 1), 0),"
+                " coalesce(sum(dead = 0 AND visible_at > ?), 0)"
+                " FROM messages WHERE topic = ? AND subscription = ?",
+                (now, now, topic, subscription),
+            ).fetchone()
+            return SubscriptionCounts(active=row[0], dead_lettered=row[1], scheduled=row[2])
+
+        return await self._db.run(read)
+
+    async def aclose(self) -> None:
+        """Close the database; idempotent."""
+        await self._db.aclose()

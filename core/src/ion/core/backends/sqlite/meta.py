@@ -1,0 +1,201 @@
+"""The embedded MetadataStore: documents, modules and attempts in one SQLite file.
+
+Documents keep the 2018 JSON shape in a `body` column; the columns beside it exist only to
+query by correlation id, module and state. Upserts keep a row's first insertion order, so a
+flow lists oldest first however often its documents are rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ion.core import errors
+from ion.core.backends.sqlite._db import SqliteWorker
+from ion.core.events import EventMeta, Insight, ModuleLogs
+from ion.core.records import AttemptState, JobAttempt, ModuleRecord
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT NOT NULL,
+    doc_type TEXT NOT NULL,
+    correlation_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (doc_type, id)
+);
+CREATE INDEX IF NOT EXISTS documents_flow ON documents (correlation_id);
+CREATE TABLE IF NOT EXISTS modules (
+    id TEXT PRIMARY KEY,
+    deleted INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    id TEXT PRIMARY KEY,
+    correlation_id TEXT NOT NULL,
+    module TEXT NOT NULL,
+    state TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_flow ON attempts (correlation_id);
+CREATE INDEX IF NOT EXISTS attempts_module ON attempts (module, state);
+"""
+
+
+class SqliteMetadataStore:
+    """MetadataStore on a SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = SqliteWorker(path, _SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"SqliteMetadataStore({str(self._db.path)!r})"
+
+    async def __aenter__(self) -> SqliteMetadataStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _upsert_document(self, doc_id: str, doc_type: str, corr: str, body: dict[str, Any]) -> None:
+        text = json.dumps(body, ensure_ascii=False)
+        await self._db.write(
+            lambda c: c.execute(
+                "INSERT INTO documents (id, doc_type, correlation_id, body) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT(doc_type, id) DO UPDATE SET body = excluded.body,"
+                " correlation_id = excluded.correlation_id",
+                (doc_id, doc_type, corr, text),
+            )
+        )
+
+    async def upsert_event_meta(self, doc: EventMeta) -> None:
+        """Insert or replace an eventMeta document by id."""
+        await self._upsert_document(doc.id, "eventMeta", doc.context.correlation_id, doc.to_document())
+
+    async def get_event_meta(self, correlation_id: str, event_id: str) -> EventMeta:
+        """Return an event's eventMeta; raise NotFoundError if missing."""
+        row = await self._db.run(
+            lambda c: c.execute(
+                "SELECT body FROM documents WHERE doc_type = 'eventMeta' AND id = ?", (event_id,)
+            ).fetchone()
+        )
+        if row is None:
+            raise errors.NotFoundError(f"no eventMeta for event {event_id!r}")
+        return EventMeta.model_validate_json(row[0])
+
+    async def upsert_insight(self, doc: Insight) -> None:
+        """Insert or replace an insight document by id."""
+        await self._upsert_document(doc.id, "insight", doc.context.correlation_id, doc.to_document())
+
+    async def upsert_module_logs(self, doc: ModuleLogs) -> None:
+        """Insert or replace a modulelogs document by id."""
+        await self._upsert_document(doc.id, "modulelogs", doc.context.correlation_id, doc.to_document())
+
+    async def list_documents(self, correlation_id: str) -> list[dict[str, Any]]:
+        """Return every document of a flow, oldest first."""
+        rows = await self._db.run(
+            lambda c: c.execute(
+                "SELECT body FROM documents WHERE correlation_id = ? ORDER BY rowid", (correlation_id,)
+            ).fetchall()
+        )
+        return [json.loads(r[0]) for r in rows]
+
+    async def create_module(self, record: ModuleRecord) -> ModuleRecord:
+        """Store a new module; raise ConflictError if the id exists."""
+        stored = record.model_copy(update={"etag": uuid.uuid4().hex})
+
+        def write(c: sqlite3.Connection) -> None:
+            try:
+                c.execute(
+                    "INSERT INTO modules (id, deleted, etag, body) VALUES (?, ?, ?, ?)",
+                    (stored.id, int(stored.deleted), stored.etag, stored.model_dump_json()),
+                )
+            except sqlite3.IntegrityError as err:
+                raise errors.ConflictError(f"module {record.id!r} exists already") from err
+
+        await self._db.write(write)
+        return stored
+
+    async def get_module(self, module_id: str) -> ModuleRecord:
+        """Return a module; raise NotFoundError if missing."""
+        row = await self._db.run(
+            lambda c: c.execute("SELECT body FROM modules WHERE id = ?", (module_id,)).fetchone()
+        )
+        if row is None:
+            raise errors.NotFoundError(f"module {module_id!r} does not exist; see `ion module list`")
+        return ModuleRecord.model_validate_json(row[0])
+
+    async def list_modules(self, *, include_deleted: bool = False) -> list[ModuleRecord]:
+        """Return modules sorted by id."""
+        sql = "SELECT body FROM modules" + ("" if include_deleted else " WHERE deleted = 0")
+        rows = await self._db.run(lambda c: c.execute(sql + " ORDER BY id").fetchall())
+        return [ModuleRecord.model_validate_json(r[0]) for r in rows]
+
+    async def replace_module(self, record: ModuleRecord) -> ModuleRecord:
+        """Replace a module if its etag is current; raise ConflictError if stale."""
+        stored = record.model_copy(update={"etag": uuid.uuid4().hex})
+
+        def write(c: sqlite3.Connection) -> None:
+            cur = c.execute(
+                "UPDATE modules SET deleted = ?, etag = ?, body = ? WHERE id = ? AND etag = ?",
+                (int(stored.deleted), stored.etag, stored.model_dump_json(), record.id, record.etag),
+            )
+            if cur.rowcount != 1:
+                raise errors.ConflictError(
+                    f"module {record.id!r} changed since it was read (or is gone); read it again"
+                )
+
+        await self._db.write(write)
+        return stored
+
+    async def upsert_attempt(self, attempt: JobAttempt) -> None:
+        """Insert or replace a job attempt by id."""
+        await self._db.write(
+            lambda c: c.execute(
+                "INSERT INTO attempts (id, correlation_id, module, state, body) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(id) DO UPDATE SET state = excluded.state, body = excluded.body",
+                (attempt.id, attempt.correlation_id, attempt.module, attempt.state.value,
+                 attempt.model_dump_json()),
+            )
+        )
+
+    async def get_attempt(self, correlation_id: str, attempt_id: str) -> JobAttempt:
+        """Return a job attempt; raise NotFoundError if missing."""
+        row = await self._db.run(
+            lambda c: c.execute("SELECT body FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
+        )
+        if row is None:
+            raise errors.NotFoundError(f"no job attempt {attempt_id!r}")
+        return JobAttempt.model_validate_json(row[0])
+
+    async def list_attempts(
+        self,
+        *,
+        correlation_id: str | None = None,
+        module: str | None = None,
+        states: frozenset[AttemptState] | None = None,
+    ) -> list[JobAttempt]:
+        """Return attempts matching every filter given, oldest first."""
+        clauses: list[str] = []
+        args: list[str] = []
+        if correlation_id is not None:
+            clauses.append("correlation_id = ?")
+            args.append(correlation_id)
+        if module is not None:
+            clauses.append("module = ?")
+            args.append(module)
+        if states is not None:
+            clauses.append(f"state IN ({', '.join('?' * len(states))})")
+            args.extend(sorted(s.value for s in states))
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self._db.run(
+            lambda c: c.execute(f"SELECT body FROM attempts{where} ORDER BY rowid", args).fetchall()
+        )
+        return [JobAttempt.model_validate_json(r[0]) for r in rows]
+
+    async def aclose(self) -> None:
+        """Close the database; idempotent."""
+        await self._db.aclose()

@@ -1,0 +1,226 @@
+"""Module specs and pipeline files, validated so that a bad spec is refused with field and rule.
+
+A module's name becomes part of Kubernetes object names, bus subscription names and blob paths,
+so names are restricted to what all of those accept. Event types become bus topic names.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic import ValidationError as PydanticValidationError
+
+from ion.core import errors
+
+MODULE_NAME_RULE = "lowercase letters, digits and '-', starting with a letter, at most 40 characters"
+EVENT_TYPE_RULE = (
+    "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 120 characters"
+)
+_MODULE_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
+_EVENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+ModuleNameStr = Annotated[str, StringConstraints(strip_whitespace=True)]
+
+
+def check_module_name(name: str) -> str:
+    """Return `name` if it is a valid module name, else raise ValueError naming the rule."""
+    if not _MODULE_NAME.match(name) or "--" in name:
+        raise ValueError(f"{name!r} is not a valid module name: use {MODULE_NAME_RULE}")
+    return name
+
+
+def check_event_type(event_type: str) -> str:
+    """Return `event_type` if it is a valid event type, else raise ValueError naming the rule."""
+    if not _EVENT_TYPE.match(event_type):
+        raise ValueError(f"{event_type!r} is not a valid event type: use {EVENT_TYPE_RULE}")
+    return event_type
+
+
+class Resources(BaseModel):
+    """What one job of a module asks of its execution environment."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cpu: str = ""
+    """CPU request as Kubernetes writes it (`500m`, `2`); empty: the environment's default."""
+    memory: str = ""
+    """Memory request as Kubernetes writes it (`512Mi`); empty: the environment's default."""
+    gpu: int = Field(default=0, ge=0, le=16)
+    """Number of GPUs."""
+
+
+class ModuleSpec(BaseModel):
+    """One module: what it subscribes to, what it publishes, how to run it and its limits."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    name: str
+    """Module name: lowercase letters, digits and '-', at most 40 characters."""
+    subscribes_to: str
+    """The event type that triggers the module."""
+    publishes: list[str] = Field(default_factory=list)
+    """Event types the module may raise (an event file of another type fails the commit)."""
+    command: list[str] = Field(default_factory=list)
+    """argv of a local module; relative paths resolve against the pipeline file's directory."""
+    image: str = ""
+    """Container image, for container runtimes and Kubernetes."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Module configuration, given to the module as environment variables."""
+    retry_count: int = Field(default=1, ge=0, le=100)
+    """How many times a failed attempt is retried before the event is dead-lettered."""
+    retry_backoff_seconds: float = Field(default=1.0, ge=0, le=3600)
+    """Delay before the first retry; each further retry doubles it."""
+    max_execution_seconds: float = Field(default=600.0, gt=0, le=7 * 24 * 3600)
+    """A running attempt is killed after this long and counts as failed."""
+    resources: Resources = Field(default_factory=Resources)
+    instance_count: int = Field(default=1, ge=1, le=1000)
+    """Dispatcher replicas (competing consumers of the module's subscription)."""
+    max_in_flight: int = Field(default=4, ge=1, le=10000)
+    """Jobs one dispatcher runs at once."""
+    working_dir: str = ""
+    """Directory the command runs in; by default the pipeline file's directory."""
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        return check_module_name(value)
+
+    @field_validator("subscribes_to")
+    @classmethod
+    def _valid_subscription(cls, value: str) -> str:
+        return check_event_type(value)
+
+    @field_validator("publishes")
+    @classmethod
+    def _valid_publications(cls, value: list[str]) -> list[str]:
+        for event_type in value:
+            check_event_type(event_type)
+        if len(set(value)) != len(value):
+            raise ValueError("an event type is listed twice")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _valid_env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not _ENV_NAME.match(key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+        return value
+
+    @model_validator(mode="after")
+    def _runnable(self) -> ModuleSpec:
+        if not self.command and not self.image:
+            raise ValueError("a module needs a command (local) or an image (container)")
+        return self
+
+    @property
+    def retry_backoff(self) -> timedelta:
+        """Delay before the first retry."""
+        return timedelta(seconds=self.retry_backoff_seconds)
+
+    @property
+    def max_execution(self) -> timedelta:
+        """Deadline of one attempt."""
+        return timedelta(seconds=self.max_execution_seconds)
+
+    @property
+    def max_attempts(self) -> int:
+        """Attempts in all: the first one plus the retries."""
+        return self.retry_count + 1
+
+    def backoff_before(self, attempt: int) -> timedelta:
+        """Return the delay before `attempt` (2 is the first retry): backoff * 2**(attempt-2)."""
+        if attempt <= 1:
+            return timedelta(0)
+        return timedelta(seconds=self.retry_backoff_seconds * (2 ** (attempt - 2)))
+
+    @classmethod
+    def parse(cls, raw: Any) -> ModuleSpec:
+        """Validate raw data into a spec.
+
+        Raises:
+            errors.ValidationError: with `.field` and `.rule` of the first broken rule.
+        """
+        try:
+            return cls.model_validate(raw)
+        except PydanticValidationError as err:
+            raise _first_error("module spec", err) from err
+
+
+class PipelineSpec(BaseModel):
+    """A pipeline file: modules that together form a tree of work, and its root event."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    root_event: str
+    root_data: dict[str, str] = Field(default_factory=dict)
+    modules: list[ModuleSpec]
+    base_dir: Path = Path(".")
+    """Directory relative commands resolve against (the pipeline file's directory)."""
+
+    @field_validator("root_event")
+    @classmethod
+    def _valid_root(cls, value: str) -> str:
+        return check_event_type(value)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> PipelineSpec:
+        names = [m.name for m in self.modules]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"module names must be unique; repeated: {', '.join(dupes)}")
+        if not self.modules:
+            raise ValueError("a pipeline needs at least one module")
+        return self
+
+    @classmethod
+    def load(cls, path: Path) -> PipelineSpec:
+        """Read and validate a pipeline YAML file.
+
+        Raises:
+            errors.ValidationError: the file is not valid YAML or breaks a rule (field named).
+            errors.NotFoundError: the file does not exist.
+        """
+        try:
+            text = path.read_text()
+        except FileNotFoundError as err:
+            raise errors.NotFoundError(f"pipeline file {str(path)!r} does not exist") from err
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise errors.ValidationError(
+                f"pipeline file {str(path)!r} is not valid YAML: {err}", rule="yaml"
+            ) from err
+        if not isinstance(raw, dict):
+            raise errors.ValidationError(
+                f"pipeline file {str(path)!r} must be a mapping with 'name' and 'modules'",
+                rule="type",
+            )
+        raw.setdefault("base_dir", str(path.resolve().parent))
+        try:
+            return cls.model_validate(raw)
+        except PydanticValidationError as err:
+            raise _first_error(f"pipeline file {str(path)!r}", err) from err
+
+
+def _first_error(what: str, err: PydanticValidationError) -> errors.ValidationError:
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    return errors.ValidationError(
+        f"{what}: field {field!r}: {message}", field=field, rule=str(first["type"])
+    )

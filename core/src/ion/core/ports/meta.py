@@ -1,0 +1,75 @@
+"""The MetadataStore port: the 2018 documents plus module records and job attempts.
+
+Backends: SQLite (embedded) and Azure Cosmos DB (partitioned by correlation id, so one flow
+is one partition). Each passes `ion.core.testing.MetadataStoreContract`. Every document write is
+an upsert by id, so a retried commit writes nothing twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ion.core.events import EventMeta, Insight, ModuleLogs
+from ion.core.records import AttemptState, JobAttempt, ModuleRecord
+
+
+class MetadataStore(Protocol):
+    """Documents of flows, and the records of modules and job attempts."""
+
+    async def upsert_event_meta(self, doc: EventMeta) -> None:
+        """Insert or replace an eventMeta document by id."""
+        ...
+
+    async def get_event_meta(self, correlation_id: str, event_id: str) -> EventMeta:
+        """Return the eventMeta of an event; raise NotFoundError if missing."""
+        ...
+
+    async def upsert_insight(self, doc: Insight) -> None:
+        """Insert or replace an insight document by id."""
+        ...
+
+    async def upsert_module_logs(self, doc: ModuleLogs) -> None:
+        """Insert or replace a modulelogs document by id."""
+        ...
+
+    async def list_documents(self, correlation_id: str) -> list[dict[str, Any]]:
+        """Return every 2018 document of a flow (eventMeta, insight, modulelogs), oldest first."""
+        ...
+
+    async def create_module(self, record: ModuleRecord) -> ModuleRecord:
+        """Store a new module; return it with its etag; raise ConflictError if the id exists."""
+        ...
+
+    async def get_module(self, module_id: str) -> ModuleRecord:
+        """Return a module; raise NotFoundError if missing."""
+        ...
+
+    async def list_modules(self, *, include_deleted: bool = False) -> list[ModuleRecord]:
+        """Return modules sorted by id (empty if none)."""
+        ...
+
+    async def replace_module(self, record: ModuleRecord) -> ModuleRecord:
+        """Replace a module if `record.etag` is current; raise ConflictError if it is stale."""
+        ...
+
+    async def upsert_attempt(self, attempt: JobAttempt) -> None:
+        """Insert or replace a job attempt by id."""
+        ...
+
+    async def get_attempt(self, correlation_id: str, attempt_id: str) -> JobAttempt:
+        """Return a job attempt; raise NotFoundError if missing."""
+        ...
+
+    async def list_attempts(
+        self,
+        *,
+        correlation_id: str | None = None,
+        module: str | None = None,
+        states: frozenset[AttemptState] | None = None,
+    ) -> list[JobAttempt]:
+        """Return attempts matching every filter given, oldest first."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; idempotent."""
+        ...
