@@ -145,7 +145,9 @@ class Event(BaseModel):
                 field="context.correlationId",
             )
         if not event.type:
-            raise errors.PoisonMessageError("message has no type", reason="MissingType", field="type")
+            raise errors.PoisonMessageError(
+                "message has no type", reason="MissingType", field="type"
+            )
         return event
 
 
@@ -176,7 +178,9 @@ def child_event_id(parent_event_id: str, module: str, event_file: str) -> EventI
     Deterministic ids make a retried commit publish nothing twice: the bus drops the duplicate
     message id and the metadata write is an upsert.
     """
-    return EventId(str(uuid.uuid5(_ION_NAMESPACE, f"{parent_event_id}\x1f{module}\x1f{event_file}")))
+    return EventId(
+        str(uuid.uuid5(_ION_NAMESPACE, f"{parent_event_id}\x1f{module}\x1f{event_file}"))
+    )
 
 
 def insight_id(event_id: str, module: str) -> str:

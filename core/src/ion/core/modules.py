@@ -24,7 +24,9 @@ from pydantic import ValidationError as PydanticValidationError
 
 from ion.core import errors
 
-MODULE_NAME_RULE = "lowercase letters, digits and '-', starting with a letter, at most 40 characters"
+MODULE_NAME_RULE = (
+    "lowercase letters, digits and '-', starting with a letter, at most 40 characters"
+)
 EVENT_TYPE_RULE = (
     "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 120 characters"
 )

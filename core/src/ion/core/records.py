@@ -25,7 +25,9 @@ class AttemptState(StrEnum):
     """The last attempt failed; the event went to the dead-letter queue."""
 
 
-TERMINAL_STATES = frozenset({AttemptState.SUCCEEDED, AttemptState.FAILED, AttemptState.DEAD_LETTERED})
+TERMINAL_STATES = frozenset(
+    {AttemptState.SUCCEEDED, AttemptState.FAILED, AttemptState.DEAD_LETTERED}
+)
 
 
 class JobAttempt(BaseModel):

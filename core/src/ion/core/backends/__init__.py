@@ -61,7 +61,9 @@ def open_bus(url: str, *, clock: Clock | None = None) -> EventBus:
     if scheme == "sqlite":
         from ion.core.backends.sqlite.bus import SqliteEventBus
 
-        return SqliteEventBus(local_path(url, variable="ION_BUS__URL"), clock=clock or SystemClock())
+        return SqliteEventBus(
+            local_path(url, variable="ION_BUS__URL"), clock=clock or SystemClock()
+        )
     if scheme in ("servicebus", "sb"):
         from ion.core.backends.azure.servicebus import ServiceBusEventBus
 

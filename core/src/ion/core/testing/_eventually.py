@@ -27,7 +27,7 @@ async def eventually(
             if inspect.isawaitable(result):
                 result = await result
             if result:
-                return result  # type: ignore[return-value]  # truthy T, awaited if needed
+                return result  # type: ignore[no-any-return]  # awaited T is untyped
             last = result
         except AssertionError as err:
             last = err

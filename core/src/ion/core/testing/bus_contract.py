@@ -45,7 +45,9 @@ class EventBusContract:
         await bus.ensure_subscription(
             topic,
             sub,
-            SubscriptionOptions(max_delivery_count=max_delivery_count, lock_duration=self.lock_duration),
+            SubscriptionOptions(
+                max_delivery_count=max_delivery_count, lock_duration=self.lock_duration
+            ),
         )
 
     async def test_publish_to_missing_topic_is_not_found(self, bus: EventBus) -> None:
@@ -238,7 +240,10 @@ class EventBusContract:
     ) -> None:
         topic, a, _ = names
         await self._sub(bus, topic, a)
-        props = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "ion-attempt": "2"}
+        props = {
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "ion-attempt": "2",
+        }
         await bus.publish(topic, [_msg("x", properties=props)])
         [m] = await bus.receive(topic, a, max_wait=WAIT)
         assert {k: m.properties[k] for k in props} == props

@@ -24,7 +24,9 @@ def _ctx(corr: str, event: str, doc: DocumentType, name: str = "mod") -> Context
 
 
 def _spec(name: str = "resize") -> ModuleSpec:
-    return ModuleSpec(name=name, subscribes_to="image.new", publishes=["image.small"], command=["true"])
+    return ModuleSpec(
+        name=name, subscribes_to="image.new", publishes=["image.small"], command=["true"]
+    )
 
 
 class MetadataStoreContract:
@@ -72,13 +74,19 @@ class MetadataStoreContract:
             EventMeta(id="x", context=_ctx(other, "x", DocumentType.EVENT_META))
         )
         docs = await meta.list_documents(corr)
-        assert [d["context"]["documentType"] for d in docs] == ["eventMeta", "insight", "modulelogs"]
+        assert [d["context"]["documentType"] for d in docs] == [
+            "eventMeta",
+            "insight",
+            "modulelogs",
+        ]
         assert all(d["context"]["correlationId"] == corr for d in docs)
         assert docs[1]["data"] == [{"key": "a", "value": "1"}]
         assert docs[2]["succeeded"] is True
 
     async def test_module_create_get_list_replace(self, meta: MetadataStore) -> None:
-        rec = ModuleRecord(id=f"resize-{uuid.uuid4().hex[:6]}", spec=_spec(), created_at=datetime.now(UTC))
+        rec = ModuleRecord(
+            id=f"resize-{uuid.uuid4().hex[:6]}", spec=_spec(), created_at=datetime.now(UTC)
+        )
         stored = await meta.create_module(rec)
         assert stored.etag
         with pytest.raises(errors.ConflictError):
@@ -106,9 +114,16 @@ class MetadataStoreContract:
         done = a1.evolve(state=AttemptState.SUCCEEDED, exit_code=0, finished_at=datetime.now(UTC))
         await meta.upsert_attempt(done)
         assert await meta.get_attempt(corr, "m-e1-a1") == done
-        assert [a.id for a in await meta.list_attempts(correlation_id=corr)] == ["m-e1-a1", "m2-e1-a1"]
-        assert [a.id for a in await meta.list_attempts(correlation_id=corr, module="m2")] == ["m2-e1-a1"]
-        ok = await meta.list_attempts(correlation_id=corr, states=frozenset({AttemptState.SUCCEEDED}))
+        assert [a.id for a in await meta.list_attempts(correlation_id=corr)] == [
+            "m-e1-a1",
+            "m2-e1-a1",
+        ]
+        assert [a.id for a in await meta.list_attempts(correlation_id=corr, module="m2")] == [
+            "m2-e1-a1"
+        ]
+        ok = await meta.list_attempts(
+            correlation_id=corr, states=frozenset({AttemptState.SUCCEEDED})
+        )
         assert [a.id for a in ok] == ["m-e1-a1"]
         with pytest.raises(errors.NotFoundError):
             await meta.get_attempt(corr, "nope")

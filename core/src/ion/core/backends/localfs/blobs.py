@@ -8,6 +8,7 @@ so a large file is never held in memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
@@ -46,13 +47,17 @@ class LocalBlobStore:
         parts = [p for p in key.split("/") if p]
         if not parts or any(p in (".", "..") for p in parts) or "\\" in key or "\0" in key:
             raise errors.ValidationError(
-                f"blob key {key!r} is not a plain '/'-separated relative key", field="key", rule="key"
+                f"blob key {key!r} is not a plain '/'-separated relative key",
+                field="key",
+                rule="key",
             )
         return self.root.joinpath(*parts)
 
     def _info(self, key: str, path: Path) -> BlobInfo:
         st = path.stat()
-        return BlobInfo(key=key, size=st.st_size, modified_at=datetime.fromtimestamp(st.st_mtime, UTC))
+        return BlobInfo(
+            key=key, size=st.st_size, modified_at=datetime.fromtimestamp(st.st_mtime, UTC)
+        )
 
     def _put_file(self, key: str, source: Path) -> BlobInfo:
         target = self.path_of(key)
@@ -76,7 +81,9 @@ class LocalBlobStore:
         if not source.is_file():
             raise errors.NotFoundError(f"blob {key!r} does not exist in {self.root}")
         destination.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
+        fd, tmp = tempfile.mkstemp(
+            dir=destination.parent, prefix=f".{destination.name}.", suffix=".part"
+        )
         try:
             with os.fdopen(fd, "wb") as out, source.open("rb") as src:
                 shutil.copyfileobj(src, out, _CHUNK)
@@ -103,12 +110,17 @@ class LocalBlobStore:
                     await asyncio.to_thread(out.write, chunk)
             os.replace(tmp, target)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
             raise
         info = self._info(key, target)
-        return BlobInfo(key=key, size=info.size, md5=digest.hexdigest(), modified_at=info.modified_at)
+        return BlobInfo(
+            key=key, size=info.size, md5=digest.hexdigest(), modified_at=info.modified_at
+        )
 
-    async def get_stream(self, key: str, *, chunk_size: int = 4 * 1024 * 1024) -> AsyncIterator[bytes]:
+    async def get_stream(
+        self, key: str, *, chunk_size: int = 4 * 1024 * 1024
+    ) -> AsyncIterator[bytes]:
         """Yield the blob in chunks; raise NotFoundError if missing."""
         source = self.path_of(key)
         try:

@@ -120,7 +120,12 @@ class SqliteEventBus:
                 " VALUES (?, ?, ?, ?) ON CONFLICT(topic, name) DO UPDATE SET"
                 " max_delivery_count = excluded.max_delivery_count,"
                 " lock_duration = excluded.lock_duration",
-                (topic, subscription, options.max_delivery_count, options.lock_duration.total_seconds()),
+                (
+                    topic,
+                    subscription,
+                    options.max_delivery_count,
+                    options.lock_duration.total_seconds(),
+                ),
             )
 
         await self._db.write(write)
@@ -129,8 +134,12 @@ class SqliteEventBus:
         """Delete the subscription and its messages; succeeds if it is already gone."""
 
         def write(c: sqlite3.Connection) -> None:
-            c.execute("DELETE FROM subscriptions WHERE topic = ? AND name = ?", (topic, subscription))
-            c.execute("DELETE FROM messages WHERE topic = ? AND subscription = ?", (topic, subscription))
+            c.execute(
+                "DELETE FROM subscriptions WHERE topic = ? AND name = ?", (topic, subscription)
+            )
+            c.execute(
+                "DELETE FROM messages WHERE topic = ? AND subscription = ?", (topic, subscription)
+            )
 
         await self._db.write(write)
 
@@ -145,7 +154,9 @@ class SqliteEventBus:
                     f"topic {topic!r} does not exist; a module subscribing to it creates it"
                 )
             window = float(row[0])
-            subs = [r[0] for r in c.execute("SELECT name FROM subscriptions WHERE topic = ?", (topic,))]
+            subs = [
+                r[0] for r in c.execute("SELECT name FROM subscriptions WHERE topic = ?", (topic,))
+            ]
             for msg in messages:
                 seen = c.execute(
                     "SELECT seen_at FROM seen_ids WHERE topic = ? AND message_id = ?",
@@ -168,7 +179,9 @@ class SqliteEventBus:
                     [(topic, s, msg.message_id, msg.body, props, now, visible) for s in targets],
                 )
             if len(subs) and c.execute("SELECT random() % 64 = 0").fetchone()[0]:
-                c.execute("DELETE FROM seen_ids WHERE topic = ? AND seen_at < ?", (topic, now - window))
+                c.execute(
+                    "DELETE FROM seen_ids WHERE topic = ? AND seen_at < ?", (topic, now - window)
+                )
 
         await self._db.write(write)
         self._published.set()
@@ -302,7 +315,9 @@ class SqliteEventBus:
 
         def write(c: sqlite3.Connection) -> None:
             seq, count, max_count, _, _ = self._locked_row(c, message)
-            c.execute("UPDATE messages SET lock_token = NULL, locked_until = 0 WHERE seq = ?", (seq,))
+            c.execute(
+                "UPDATE messages SET lock_token = NULL, locked_until = 0 WHERE seq = ?", (seq,)
+            )
             if int(count) >= int(max_count):
                 c.execute(
                     "UPDATE messages SET dead = 1, dl_reason = ?, dl_description = ? WHERE seq = ?",

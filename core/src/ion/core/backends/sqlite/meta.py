@@ -60,7 +60,9 @@ class SqliteMetadataStore:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _upsert_document(self, doc_id: str, doc_type: str, corr: str, body: dict[str, Any]) -> None:
+    async def _upsert_document(
+        self, doc_id: str, doc_type: str, corr: str, body: dict[str, Any]
+    ) -> None:
         text = json.dumps(body, ensure_ascii=False)
         await self._db.write(
             lambda c: c.execute(
@@ -73,7 +75,9 @@ class SqliteMetadataStore:
 
     async def upsert_event_meta(self, doc: EventMeta) -> None:
         """Insert or replace an eventMeta document by id."""
-        await self._upsert_document(doc.id, "eventMeta", doc.context.correlation_id, doc.to_document())
+        await self._upsert_document(
+            doc.id, "eventMeta", doc.context.correlation_id, doc.to_document()
+        )
 
     async def get_event_meta(self, correlation_id: str, event_id: str) -> EventMeta:
         """Return an event's eventMeta; raise NotFoundError if missing."""
@@ -88,17 +92,22 @@ class SqliteMetadataStore:
 
     async def upsert_insight(self, doc: Insight) -> None:
         """Insert or replace an insight document by id."""
-        await self._upsert_document(doc.id, "insight", doc.context.correlation_id, doc.to_document())
+        await self._upsert_document(
+            doc.id, "insight", doc.context.correlation_id, doc.to_document()
+        )
 
     async def upsert_module_logs(self, doc: ModuleLogs) -> None:
         """Insert or replace a modulelogs document by id."""
-        await self._upsert_document(doc.id, "modulelogs", doc.context.correlation_id, doc.to_document())
+        await self._upsert_document(
+            doc.id, "modulelogs", doc.context.correlation_id, doc.to_document()
+        )
 
     async def list_documents(self, correlation_id: str) -> list[dict[str, Any]]:
         """Return every document of a flow, oldest first."""
         rows = await self._db.run(
             lambda c: c.execute(
-                "SELECT body FROM documents WHERE correlation_id = ? ORDER BY rowid", (correlation_id,)
+                "SELECT body FROM documents WHERE correlation_id = ? ORDER BY rowid",
+                (correlation_id,),
             ).fetchall()
         )
         return [json.loads(r[0]) for r in rows]
@@ -125,7 +134,9 @@ class SqliteMetadataStore:
             lambda c: c.execute("SELECT body FROM modules WHERE id = ?", (module_id,)).fetchone()
         )
         if row is None:
-            raise errors.NotFoundError(f"module {module_id!r} does not exist; see `ion module list`")
+            raise errors.NotFoundError(
+                f"module {module_id!r} does not exist; see `ion module list`"
+            )
         return ModuleRecord.model_validate_json(row[0])
 
     async def list_modules(self, *, include_deleted: bool = False) -> list[ModuleRecord]:
@@ -141,7 +152,13 @@ class SqliteMetadataStore:
         def write(c: sqlite3.Connection) -> None:
             cur = c.execute(
                 "UPDATE modules SET deleted = ?, etag = ?, body = ? WHERE id = ? AND etag = ?",
-                (int(stored.deleted), stored.etag, stored.model_dump_json(), record.id, record.etag),
+                (
+                    int(stored.deleted),
+                    stored.etag,
+                    stored.model_dump_json(),
+                    record.id,
+                    record.etag,
+                ),
             )
             if cur.rowcount != 1:
                 raise errors.ConflictError(
@@ -157,8 +174,13 @@ class SqliteMetadataStore:
             lambda c: c.execute(
                 "INSERT INTO attempts (id, correlation_id, module, state, body) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT(id) DO UPDATE SET state = excluded.state, body = excluded.body",
-                (attempt.id, attempt.correlation_id, attempt.module, attempt.state.value,
-                 attempt.model_dump_json()),
+                (
+                    attempt.id,
+                    attempt.correlation_id,
+                    attempt.module,
+                    attempt.state.value,
+                    attempt.model_dump_json(),
+                ),
             )
         )
 
