@@ -1,0 +1,230 @@
+"""Ion's settings: one frozen object, loaded once per entry point and passed down.
+
+Precedence: defaults < `~/.ion/config.yaml` (or `ION_CONFIG`) < `ION_*` environment variables
+(nested with `__`, e.g. `ION_BUS__URL`) < flags the entry point applies with `with_overrides`.
+Nothing below an entry point reads `os.environ`. The 2018 variable `HANDLER_BASE_DIR` is honoured.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ion.core import errors
+
+
+def default_home() -> Path:
+    """Return Ion's home directory: `$ION_HOME`, else `~/.ion`."""
+    return Path(os.environ.get("ION_HOME", "~/.ion")).expanduser()
+
+
+class BusSettings(BaseModel):
+    """Where events travel."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str = ""
+    """EventBus URL; default `sqlite:///<home>/bus.db`."""
+    lock_duration_seconds: float = 30.0
+    """Peek-lock duration of module subscriptions (renewed while a job runs)."""
+    receive_wait_seconds: float = 1.0
+    """How long one receive call waits for a message."""
+
+
+class BlobSettings(BaseModel):
+    """Where files are kept."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str = ""
+    """BlobStore URL; default `file:///<home>/blobs`."""
+    sas_lifetime_hours: float = 24.0 * 7
+    """Lifetime of the read-only URLs written into in/eventmeta.json."""
+
+
+class MetaSettings(BaseModel):
+    """Where metadata documents and records are kept."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str = ""
+    """MetadataStore URL; default `sqlite:///<home>/meta.db`."""
+
+
+class DispatcherSettings(BaseModel):
+    """How dispatchers run jobs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    jobs_dir: str = ""
+    """Directory holding one directory per job; default `<home>/jobs`."""
+    shutdown_grace_seconds: float = 10.0
+    """On SIGTERM, how long running jobs may finish before they are left to be adopted."""
+    container_runtime: str = ""
+    """`docker` or `podman` for image-only modules; empty: detect on PATH."""
+    keep_job_dirs: bool = False
+    """Keep each finished job's directory (for debugging); logs are stored either way."""
+
+
+class HandlerSettings(BaseModel):
+    """The 2018 handler settings."""
+
+    model_config = ConfigDict(frozen=True)
+
+    base_dir: str = "/ion"
+    """The module's base directory (`HANDLER_BASE_DIR` in 2018)."""
+
+
+class ManagementSettings(BaseModel):
+    """The management server and its front API."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = 9000
+    front_api_port: int = 9001
+    certfile: str = ""
+    keyfile: str = ""
+    cacertfile: str = ""
+    insecure: bool = False
+    """Serve plaintext gRPC (warns); mutual TLS otherwise."""
+
+
+class TelemetrySettings(BaseModel):
+    """Logs and traces."""
+
+    model_config = ConfigDict(frozen=True)
+
+    log_format: str = "text"
+    """`text` or `json`."""
+    log_level: str = "INFO"
+
+
+class IonSettings(BaseSettings):
+    """Every setting of Ion, grouped by service."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ION_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    home: Path = Field(default_factory=default_home)
+    bus: BusSettings = BusSettings()
+    blobs: BlobSettings = BlobSettings()
+    meta: MetaSettings = MetaSettings()
+    dispatcher: DispatcherSettings = DispatcherSettings()
+    handler: HandlerSettings = HandlerSettings()
+    management: ManagementSettings = ManagementSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags (init) beat environment, which beats the config file."""
+        return (init_settings, env_settings)
+
+    @property
+    def bus_url(self) -> str:
+        """The EventBus URL, defaulted under home."""
+        return self.bus.url or f"sqlite:///{self.home / 'bus.db'}"
+
+    @property
+    def blobs_url(self) -> str:
+        """The BlobStore URL, defaulted under home."""
+        return self.blobs.url or (self.home / "blobs").as_uri()
+
+    @property
+    def meta_url(self) -> str:
+        """The MetadataStore URL, defaulted under home."""
+        return self.meta.url or f"sqlite:///{self.home / 'meta.db'}"
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Directory of job directories, defaulted under home."""
+        return (
+            Path(self.dispatcher.jobs_dir).expanduser()
+            if self.dispatcher.jobs_dir
+            else self.home / "jobs"
+        )
+
+    def with_overrides(self, **groups: Mapping[str, Any]) -> IonSettings:
+        """Return settings with flag values applied on top (`bus={"url": ...}`)."""
+        data = self.model_dump()
+        for group, values in groups.items():
+            current = data.get(group)
+            if isinstance(current, dict):
+                current.update({k: v for k, v in values.items() if v is not None})
+            else:
+                data[group] = values
+        return IonSettings.model_validate(data)
+
+
+def load_settings(
+    *, environ: Mapping[str, str] | None = None, config_file: Path | None = None
+) -> IonSettings:
+    """Load settings: config file (if any) under environment variables.
+
+    Raises:
+        errors.ConfigError: the config file is unreadable or a value is invalid (named).
+    """
+    env = dict(os.environ if environ is None else environ)
+    home = Path(env.get("ION_HOME", "~/.ion")).expanduser()
+    path = config_file or Path(env.get("ION_CONFIG", str(home / "config.yaml"))).expanduser()
+    file_values: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise errors.ConfigError(f"config file {path} is not valid YAML: {err}") from err
+        if not isinstance(loaded, dict):
+            raise errors.ConfigError(f"config file {path} must be a mapping of setting groups")
+        file_values = loaded
+    if "HANDLER_BASE_DIR" in env and "ION_HANDLER__BASE_DIR" not in env:
+        env["ION_HANDLER__BASE_DIR"] = env["HANDLER_BASE_DIR"]
+    try:
+        from_env = _env_only(env)
+        merged = _deep_merge(file_values, from_env)
+        merged.setdefault("home", str(home))
+        return IonSettings.model_validate(merged)
+    except PydanticValidationError as err:
+        first = err.errors()[0]
+        field = "__".join(str(p) for p in first["loc"]).upper()
+        raise errors.ConfigError(f"setting ION_{field} is invalid: {first['msg']}") from err
+
+
+def _env_only(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in env.items():
+        if not key.startswith("ION_") or key in ("ION_CONFIG",):
+            continue
+        path = key[4:].lower().split("__")
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                break
+        else:
+            node[path[-1]] = value
+    return out
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
