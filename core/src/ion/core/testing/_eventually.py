@@ -27,7 +27,7 @@ async def eventually(
             if inspect.isawaitable(result):
                 result = await result
             if result:
-                return result  # type: ignore[no-any-return]  # awaited T is untyped
+                return result  # type: ignore[return-value,unused-ignore]  # truthy T, awaited if needed
             last = result
         except AssertionError as err:
             last = err

@@ -1,0 +1,183 @@
+"""Commit: persist a successful module's outputs and raise its events, safely repeatable.
+
+Everything is validated before anything is written, so a bad event file fails the commit with
+no side effects. Writes are idempotent: blobs land at fixed keys, documents are upserts by id,
+and child event ids derive from (parent event, module, event file), so the bus drops a re-sent
+event. A commit that crashes half-way can therefore simply be run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path, PurePosixPath
+
+from opentelemetry import propagate, trace
+
+from ion.core import errors
+from ion.core.contract import EventFile, parse_event_file, parse_pairs, resolve_inside
+from ion.core.events import (
+    Context,
+    DocumentType,
+    Event,
+    EventMeta,
+    Insight,
+    KeyValuePair,
+    child_event_id,
+    insight_id,
+)
+from ion.core.ports.blobs import BlobStore
+from ion.core.ports.bus import EventBus, OutgoingMessage
+from ion.core.ports.meta import MetadataStore
+from ion.handler import transfer
+from ion.handler.job import HandlerJob
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("ion.handler")
+
+TRANSFER_CONCURRENCY = 16
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommitResult:
+    """What a commit persisted."""
+
+    outputs: list[str]
+    """Blob keys of the uploaded files."""
+    events: list[Event]
+    """Child events published."""
+    insights: int
+    """Number of insight pairs stored."""
+
+
+def _output_files(out_data: Path) -> list[PurePosixPath]:
+    """Every file under out/data, as relative paths, refusing symlinks that leave it."""
+    found: list[PurePosixPath] = []
+    for dirpath, dirnames, filenames in os.walk(out_data, followlinks=False):
+        for name in [*filenames, *dirnames]:
+            path = Path(dirpath, name)
+            rel = PurePosixPath(path.relative_to(out_data).as_posix())
+            if path.is_symlink():
+                resolve_inside(out_data, rel, what="output file")
+            if name in filenames and path.is_file():
+                found.append(rel)
+    return sorted(found)
+
+
+async def commit(
+    job: HandlerJob,
+    *,
+    blobs: BlobStore,
+    meta: MetadataStore,
+    bus: EventBus,
+    url_lifetime: timedelta = timedelta(days=7),
+) -> CommitResult:
+    """Upload out/data, store insights, record and publish one child event per event file.
+
+    Raises:
+        errors.ValidationError: an event or insights file is malformed or names an undeclared
+            event type or a missing file (nothing is written in that case).
+        errors.PathEscapeError: an output or a listed file leaves out/data.
+    """
+    layout = job.layout
+    with tracer.start_as_current_span("commit", attributes={"ion.module": job.module}):
+        # Validate everything first: a failed commit must leave no trace downstream.
+        outputs = await asyncio.to_thread(_output_files, layout.out_data)
+        event_paths = sorted(p for p in layout.out_events.glob("*.json") if p.is_file())
+        event_files = [
+            parse_event_file(p, layout=layout, valid_types=job.publishes, module=job.module)
+            for p in event_paths
+        ]
+        insights = (
+            parse_pairs(layout.out_insights.read_bytes(), source="out/insights.json")
+            if layout.out_insights.is_file()
+            else []
+        )
+
+        prefix = job.output_prefix
+
+        async def upload(rel: PurePosixPath) -> str:
+            key = f"{prefix}/{rel.as_posix()}"
+            await blobs.put_file(key, layout.out_data.joinpath(*rel.parts))
+            return key
+
+        keys = await transfer.bounded(outputs, upload, limit=TRANSFER_CONCURRENCY)
+
+        if insights:
+            context = Context(
+                name=job.module,
+                event_id=job.event.event_id,
+                correlation_id=job.event.correlation_id,
+                parent_event_id=job.event.context.parent_event_id,
+            ).as_document(DocumentType.INSIGHT)
+            await meta.upsert_insight(
+                Insight(
+                    id=insight_id(job.event.event_id, job.module), context=context, data=insights
+                )
+            )
+
+        children = [
+            await _child_event(job, ef, blobs=blobs, prefix=prefix, url_lifetime=url_lifetime)
+            for ef in event_files
+        ]
+        for _, event_meta in children:
+            await meta.upsert_event_meta(event_meta)
+        with tracer.start_as_current_span("publish"):
+            await _publish(bus, [child for child, _ in children])
+        log.info(
+            "committed %d file(s), %d insight(s), %d event(s)",
+            len(keys),
+            len(insights),
+            len(children),
+        )
+        return CommitResult(outputs=keys, events=[c for c, _ in children], insights=len(insights))
+
+
+async def _child_event(
+    job: HandlerJob, ef: EventFile, *, blobs: BlobStore, prefix: str, url_lifetime: timedelta
+) -> tuple[Event, EventMeta]:
+    event_id = child_event_id(job.event.event_id, job.module, ef.name)
+    context = Context(
+        name=job.module,
+        event_id=event_id,
+        correlation_id=job.event.correlation_id,
+        parent_event_id=job.event.event_id,
+        document_type=DocumentType.EVENT_META.value,
+    )
+    # The 2018 contract gives the child `<file> -> URL` pairs where the `files` key stood.
+    url_pairs = [
+        KeyValuePair(key=f, value=await blobs.url_for(f"{prefix}/{f}", expires_in=url_lifetime))
+        for f in ef.files
+    ]
+    data = [*ef.data[: ef.files_index], *url_pairs, *ef.data[ef.files_index :]]
+    event_meta = EventMeta(
+        id=event_id,
+        context=context,
+        type=ef.event_type,
+        files=ef.files,
+        data=data,
+        files_prefix=prefix,
+    )
+    return Event(context=context, type=ef.event_type), event_meta
+
+
+async def _publish(bus: EventBus, events: list[Event]) -> None:
+    by_topic: dict[str, list[OutgoingMessage]] = defaultdict(list)
+    for event in events:
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        by_topic[event.type].append(
+            OutgoingMessage(body=event.to_json(), message_id=event.event_id, properties=carrier)
+        )
+    for topic, messages in by_topic.items():
+        try:
+            await bus.publish(topic, messages)
+        except errors.NotFoundError:
+            # Nobody subscribes yet; create the topic so the event is accepted (and dropped by
+            # the bus only if no subscription ever exists, as Service Bus does).
+            await bus.ensure_topic(topic)
+            await bus.publish(topic, messages)

@@ -1,0 +1,25 @@
+"""What the handler needs to know about one job: the module, its incoming event, its directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ion.core.contract import JobLayout
+from ion.core.events import Event
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandlerJob:
+    """One module's run on one event."""
+
+    module: str
+    event: Event
+    """The incoming event that triggered the module."""
+    publishes: frozenset[str]
+    """Event types the module may raise."""
+    layout: JobLayout
+
+    @property
+    def output_prefix(self) -> str:
+        """Blob key prefix of this job's outputs: `<correlationId>/<eventId>/<module>`."""
+        return f"{self.event.correlation_id}/{self.event.event_id}/{self.module}"
