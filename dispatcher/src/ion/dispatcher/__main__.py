@@ -1,0 +1,175 @@
+"""`ion-dispatcher`: run one module's dispatcher, or a whole pipeline file locally.
+
+`ion-dispatcher serve --spec module.yaml` runs the dispatcher of one module until SIGTERM
+(graceful: stop receiving, let jobs finish within the grace period, exit 0).
+`ion-dispatcher pipeline run pipeline.yaml` starts every module of a pipeline on the embedded
+backends, raises the root event, waits for the flow to settle and prints it as a tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+import click
+import yaml
+from rich.console import Console
+
+from ion.core import errors, logs
+from ion.core.backends import open_blobs, open_bus, open_meta
+from ion.core.config import IonSettings, load_settings
+from ion.core.modules import ModuleSpec, PipelineSpec
+from ion.dispatcher.dispatching import Dispatcher, DispatcherOptions
+from ion.dispatcher.executors.local import LocalExecutor
+from ion.dispatcher.pipeline import localise, run_pipeline
+from ion.dispatcher.render import print_flow
+
+err_console = Console(stderr=True)
+
+
+def _fail(err: errors.IonError) -> None:
+    err_console.print(f"[bold red]error:[/] {err}")
+    sys.exit(1)
+
+
+def _settings(home: str | None, log_level: str, log_format: str) -> IonSettings:
+    settings = load_settings()
+    if home:
+        settings = settings.with_overrides(home=Path(home).expanduser())  # type: ignore[arg-type]  # home is a plain field
+    logs.configure(level=log_level, fmt=log_format)
+    return settings
+
+
+def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+
+
+@click.group()
+@click.option("--home", envvar="ION_HOME", help="Ion's home directory (default ~/.ion).")
+@click.option("--log-level", default="INFO", show_default=True)
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.pass_context
+def main(ctx: click.Context, home: str | None, log_level: str, log_format: str) -> None:
+    """Ion dispatcher: runs jobs of modules when their events arrive."""
+    ctx.obj = (home, log_level, log_format)
+
+
+@main.command()
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="YAML file with one module spec.",
+)
+@click.pass_obj
+def serve(obj: tuple[str | None, str, str], spec_path: Path) -> None:
+    """Run one module's dispatcher until SIGTERM or Ctrl-C."""
+    try:
+        settings = _settings(*obj)
+        spec = localise(ModuleSpec.parse(yaml.safe_load(spec_path.read_text())))
+    except (errors.IonError, OSError) as err:
+        _fail(err if isinstance(err, errors.IonError) else errors.ConfigError(str(err)))
+        return
+
+    async def go(stop: asyncio.Event) -> None:
+        bus, blobs, meta = (
+            open_bus(settings.bus_url),
+            open_blobs(settings.blobs_url),
+            open_meta(settings.meta_url),
+        )
+        try:
+            dispatcher = Dispatcher(
+                spec,
+                bus=bus,
+                blobs=blobs,
+                meta=meta,
+                executor=LocalExecutor(
+                    settings.jobs_dir, keep_job_dirs=settings.dispatcher.keep_job_dirs
+                ),
+                options=DispatcherOptions(
+                    lock_duration=_seconds(settings.bus.lock_duration_seconds),
+                    receive_wait=_seconds(settings.bus.receive_wait_seconds),
+                    shutdown_grace=_seconds(settings.dispatcher.shutdown_grace_seconds),
+                    working_dir=spec_path.resolve().parent,
+                ),
+            )
+            await dispatcher.run(stop)
+        finally:
+            for backend in (bus, blobs, meta):
+                await backend.aclose()
+
+    try:
+        _run_until_signal(go)
+    except errors.IonError as err:
+        _fail(err)
+
+
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
+
+
+@main.group()
+def pipeline() -> None:
+    """Run pipeline files locally."""
+
+
+@pipeline.command("run")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--data", "-d", multiple=True, help="Root event data as key=value (repeatable).")
+@click.option(
+    "--timeout", default=300.0, show_default=True, help="Seconds to wait for the flow to settle."
+)
+@click.option(
+    "-o", "--output", type=click.Choice(["tree", "json"]), default="tree", show_default=True
+)
+@click.pass_obj
+def pipeline_run(
+    obj: tuple[str | None, str, str], path: Path, data: tuple[str, ...], timeout: float, output: str
+) -> None:
+    """Start PATH's modules, raise its root event, wait until the flow settles, print the tree.
+
+    Exits 0 only if every module run in the flow succeeded.
+    """
+    try:
+        settings = _settings(*obj)
+        spec = PipelineSpec.load(path)
+        extra = dict(_pair(d) for d in data)
+        flow = asyncio.run(run_pipeline(spec, settings, data=extra, timeout=timeout))
+    except errors.IonError as err:
+        _fail(err)
+        return
+    if output == "json":
+        click.echo(json.dumps(flow.model_dump(mode="json"), indent=2))
+    else:
+        print_flow(flow)
+        err_console.print(f"outputs: {settings.blobs_url}/{flow.correlation_id}/")
+        err_console.print(f"logs:    {settings.blobs_url}/logs/{flow.correlation_id}/")
+    if not flow.succeeded:
+        err_console.print("[bold red]the flow did not succeed[/]; see the reasons and logs above")
+        sys.exit(1)
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise errors.ValidationError(f"--data {text!r} must look like key=value", field="data")
+    return key, value
+
+
+if __name__ == "__main__":
+    main()
