@@ -1,0 +1,52 @@
+# Ion: the two commands a newcomer needs are `make demo` and `make test`.
+.PHONY: demo test test-fast bench bench-quick lint proto lock emulators clean help
+
+VENV := .venv/bin
+DEMO_HOME := .ion-demo
+
+help:
+	@echo "make demo    run the example pipeline locally (no cloud, no cluster, no services)"
+	@echo "make test    run the whole test suite (installs what it needs)"
+	@echo "make bench   run the benchmarks (bench-quick for a short run)"
+	@echo "make lint    ruff, mypy --strict and the import contracts"
+	@echo "make proto   regenerate the gRPC stubs"
+	@echo "make lock    re-resolve requirements/lock.txt from requirements/dev.in"
+
+.venv/.ion-stamp: requirements/lock.txt */pyproject.toml tools/bootstrap.sh
+	@tools/bootstrap.sh
+
+demo: .venv/.ion-stamp
+	@rm -rf $(DEMO_HOME)
+	ION_HOME=$(DEMO_HOME) $(VENV)/ion-dispatcher pipeline run examples/media-classifiers/pipeline.yaml
+
+emulators:
+	@if command -v npm >/dev/null 2>&1 && [ -x tools/emulators/install.sh ]; then tools/emulators/install.sh; \
+	else echo "npm not found: Azure emulator tests will be skipped" >&2; fi
+
+test: .venv/.ion-stamp emulators
+	GRPC_VERBOSITY=ERROR $(VENV)/python -m pytest -q
+
+test-fast: .venv/.ion-stamp
+	GRPC_VERBOSITY=ERROR $(VENV)/python -m pytest -q -m "not slow"
+
+bench: .venv/.ion-stamp emulators
+	$(VENV)/python bench/run_all.py
+
+bench-quick: .venv/.ion-stamp
+	$(VENV)/python bench/run_all.py --quick
+
+lint: .venv/.ion-stamp
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+	$(VENV)/mypy core/src handler/src dispatcher/src management/src cli/src
+	$(VENV)/lint-imports
+
+proto: .venv/.ion-stamp
+	$(VENV)/python proto/generate.py
+
+lock:
+	python3 -m pip install --quiet uv && python3 -m uv pip compile --generate-hashes --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --no-header requirements/dev.in -o requirements/lock.txt
+
+clean:
+	rm -rf $(DEMO_HOME) .pytest_cache .mypy_cache .ruff_cache
