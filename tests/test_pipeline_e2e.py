@@ -1,0 +1,118 @@
+"""The example pipeline end to end: a real multi-module flow on real processes and backends.
+
+The same test body runs once per backend set; only the settings (URLs) differ. The embedded
+set needs nothing; the Azure set (Azurite, the Cosmos server, the Service Bus fake) is added by
+`azure_backends` when those can run here.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ion.core.config import IonSettings, load_settings
+from ion.core.modules import PipelineSpec
+from ion.dispatcher.flow import Flow, FlowEvent
+from ion.dispatcher.pipeline import run_pipeline
+from ion.dispatcher.platform import EmbeddedPlatform
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "media-classifiers" / "pipeline.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=["embedded"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> IonSettings:
+    env = {"ION_HOME": str(tmp_path / "home"), "ION_BUS__RECEIVE_WAIT_SECONDS": "0.2"}
+    return load_settings(environ=env)
+
+
+def _shape(event: FlowEvent) -> dict[str, object]:
+    return {
+        event.event_type: {run.module: [_shape(c) for c in run.children] for run in event.triggered}
+    }
+
+
+async def test_example_pipeline_runs_end_to_end(settings: IonSettings) -> None:
+    pipeline = PipelineSpec.load(EXAMPLE)
+    flow: Flow = await run_pipeline(pipeline, settings, timeout=120)
+    assert flow.succeeded, flow.model_dump_json(indent=2)
+    assert flow.root is not None
+    assert _shape(flow.root) == {
+        "media.submitted": {
+            "ingest": [
+                {
+                    "media.ingested": {
+                        "thumbnailer": [{"media.thumbnailed": {}}],
+                        "digit-classifier": [
+                            {
+                                "digits.classified": {
+                                    "stats-reporter": [
+                                        {
+                                            "report.ready": {
+                                                "html-report": [{"report.published": {}}]
+                                            }
+                                        }
+                                    ]
+                                }
+                            }
+                        ],
+                    }
+                }
+            ]
+        }
+    }
+    runs = {r.module: r for r in flow.runs()}
+    assert all(len(r.attempts) == 1 for r in runs.values())
+    assert float(runs["digit-classifier"].insights["heldout_accuracy"]) > 0.9
+    # every output the tree lists is really in the blob store, and each event has one document
+    async with EmbeddedPlatform(settings) as platform:
+        for run in runs.values():
+            assert run.outputs
+            for key in run.outputs:
+                assert (await platform.blobs.stat(key)).size > 0
+        docs = await platform.meta.list_documents(flow.correlation_id)
+    event_docs = [d for d in docs if d["context"]["documentType"] == "eventMeta"]
+    assert len(event_docs) == len({d["id"] for d in event_docs}) == 1 + len(runs)
+    # the fan-out: both level-2 modules received the same files from ingest
+    ingested = flow.root.triggered[0].children[0]
+    assert {r.module for r in ingested.triggered} == {"thumbnailer", "digit-classifier"}
+
+
+def _run_cli(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ION_HOME": str(tmp_path / "home"), "ION_BUS__RECEIVE_WAIT_SECONDS": "0.2"}
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ion-dispatcher"),
+            "pipeline",
+            "run",
+            str(EXAMPLE),
+            *extra,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_pipeline_command_prints_the_tree_and_exits_zero(tmp_path: Path) -> None:
+    result = _run_cli(tmp_path, "--data", "count=4")
+    assert result.returncode == 0, result.stderr
+    for module in ("ingest", "thumbnailer", "digit-classifier", "stats-reporter", "html-report"):
+        assert module in result.stdout
+    assert "SUCCEEDED" in result.stdout and "outputs:" in result.stderr
+
+
+def test_pipeline_command_exits_non_zero_when_a_module_fails(tmp_path: Path) -> None:
+    result = _run_cli(tmp_path, "--data", "count=-3")
+    assert result.returncode == 1
+    assert "DEAD_LETTERED" in result.stdout
+    assert "did not succeed" in result.stderr
+    assert "Traceback" not in result.stderr
