@@ -11,7 +11,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_import_contracts_are_kept() -> None:
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "lint-imports"), "--config", str(ROOT / ".importlinter")],
+        [
+            str(Path(sys.executable).parent / "lint-imports"),
+            "--config",
+            str(ROOT / ".importlinter"),
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,
