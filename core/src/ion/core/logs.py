@@ -17,6 +17,14 @@ from types import MappingProxyType
 from typing import Any
 
 KEYS = ("correlation_id", "event_id", "module", "job_id", "attempt")
+# LogRecord already has `module` (the Python module), so Ion's module name lives in `ion_module`.
+_ATTRS = {"module": "ion_module"}
+
+
+def _attr(key: str) -> str:
+    return _ATTRS.get(key, key)
+
+
 _context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
     "ion_log_context", default=MappingProxyType({})
 )
@@ -40,8 +48,8 @@ class ContextFilter(logging.Filter):
         """Attach the context; never drops a record."""
         bound = _context.get()
         for key in KEYS:
-            if not hasattr(record, key):
-                setattr(record, key, bound.get(key, ""))
+            if not hasattr(record, _attr(key)):
+                setattr(record, _attr(key), bound.get(key, ""))
         return True
 
 
@@ -57,7 +65,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key in KEYS:
-            value = getattr(record, key, "")
+            value = getattr(record, _attr(key), "")
             if value:
                 body[key] = value
         if record.exc_info:

@@ -26,6 +26,7 @@ from ion.core.config import IonSettings, load_settings
 from ion.core.modules import ModuleSpec, PipelineSpec
 from ion.dispatcher.dispatching import Dispatcher, DispatcherOptions
 from ion.dispatcher.executors.local import LocalExecutor
+from ion.dispatcher.flow import Flow
 from ion.dispatcher.pipeline import localise, run_pipeline
 from ion.dispatcher.render import print_flow
 
@@ -145,11 +146,23 @@ def pipeline_run(
 
     Exits 0 only if every module run in the flow succeeded.
     """
+    home, log_level, log_format = obj
     try:
-        settings = _settings(*obj)
+        # The tree is the report; only warnings and errors go to the log unless asked.
+        settings = _settings(home, log_level if log_level != "INFO" else "WARNING", log_format)
         spec = PipelineSpec.load(path)
         extra = dict(_pair(d) for d in data)
-        flow = asyncio.run(run_pipeline(spec, settings, data=extra, timeout=timeout))
+        with err_console.status(f"running {spec.name} ...") as status:
+
+            def progress(flow: Flow) -> None:
+                runs = flow.runs()
+                done = sum(1 for r in runs if r.status in ("SUCCEEDED", "DEAD_LETTERED"))
+                active = ", ".join(r.module for r in runs if r.status in ("RUNNING", "RETRYING"))
+                status.update(f"running {spec.name}: {done}/{len(runs)} module runs done  {active}")
+
+            flow = asyncio.run(
+                run_pipeline(spec, settings, data=extra, timeout=timeout, on_progress=progress)
+            )
     except errors.IonError as err:
         _fail(err)
         return

@@ -6,7 +6,7 @@ This is what `make demo` runs. The same machinery (EmbeddedPlatform) backs `ion 
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from ion.core.config import IonSettings
@@ -29,6 +29,7 @@ async def run_pipeline(
     *,
     data: Mapping[str, str] | None = None,
     timeout: float = 300.0,
+    on_progress: Callable[[Flow], None] | None = None,
 ) -> Flow:
     """Start the pipeline's modules, raise its root event, and return the settled flow.
 
@@ -44,4 +45,6 @@ async def run_pipeline(
         root = await platform.raise_event(
             pipeline.root_event, data={**pipeline.root_data, **(data or {})}
         )
-        return await platform.wait_settled(root.correlation_id, timeout=timeout)
+        return await platform.wait_settled(
+            root.correlation_id, timeout=timeout, on_progress=on_progress
+        )

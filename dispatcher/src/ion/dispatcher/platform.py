@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -221,7 +221,12 @@ class EmbeddedPlatform:
         return await load_flow(self.meta, correlation_id, self.subscribers())
 
     async def wait_settled(
-        self, correlation_id: str, *, timeout: float, poll: float = 0.05
+        self,
+        correlation_id: str,
+        *,
+        timeout: float,
+        poll: float = 0.05,
+        on_progress: Callable[[Flow], None] | None = None,
     ) -> Flow:
         """Wait until no run of the flow is pending, running or retrying; return the tree.
 
@@ -232,6 +237,8 @@ class EmbeddedPlatform:
         deadline = loop.time() + timeout
         while True:
             flow = await self.flow(correlation_id)
+            if on_progress is not None:
+                on_progress(flow)
             if flow.settled:
                 return flow
             if loop.time() >= deadline:

@@ -58,7 +58,8 @@ def flow_tree(flow: Flow, *, show_outputs: int = 3) -> Tree:
             if run.reason and run.status != SUCCEEDED:
                 run_node.add(Text(f"reason: {run.reason}", style="red"))
             for key in run.outputs[:show_outputs]:
-                run_node.add(Text(key, style="dim"))
+                # keys are <correlation>/<event>/<module>/<path>; the path is what the module wrote
+                run_node.add(Text(key.split("/", 3)[-1], style="dim"))
             if len(run.outputs) > show_outputs:
                 run_node.add(
                     Text(f"… {len(run.outputs) - show_outputs} more output(s)", style="dim")
