@@ -124,13 +124,17 @@ class Event(BaseModel):
             raise errors.PoisonMessageError(
                 "message has no 'context' object", reason="MissingContext", field="context"
             )
+        if body.get("type") in (None, ""):
+            raise errors.PoisonMessageError(
+                "message has no type", reason="MissingType", field="type"
+            )
         try:
             event = cls.model_validate(body)
         except ValidationError as err:
             first = err.errors()[0]
             field = ".".join(str(p) for p in first["loc"])
             raise errors.PoisonMessageError(
-                f"message is not a valid event: {field}: {first['msg']}",
+                f"message is not a valid event: {field}: {first['msg'].removeprefix('Value error, ')}",
                 reason="InvalidEvent",
                 field=field,
             ) from err
@@ -143,10 +147,6 @@ class Event(BaseModel):
                 "message context has no correlationId",
                 reason="MissingCorrelationId",
                 field="context.correlationId",
-            )
-        if not event.type:
-            raise errors.PoisonMessageError(
-                "message has no type", reason="MissingType", field="type"
             )
         return event
 
