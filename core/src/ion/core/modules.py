@@ -17,8 +17,8 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 from pydantic import ValidationError as PydanticValidationError
 
@@ -77,7 +77,7 @@ class ModuleSpec(BaseModel):
     """Event types the module may raise (an event file of another type fails the commit)."""
     command: list[str] = Field(default_factory=list)
     """argv of a local module; relative paths resolve against the pipeline file's directory."""
-    image: str = ""
+    image: str = Field(default="", validate_default=True)
     """Container image, for container runtimes and Kubernetes."""
     env: dict[str, str] = Field(default_factory=dict)
     """Module configuration, given to the module as environment variables."""
@@ -122,11 +122,13 @@ class ModuleSpec(BaseModel):
                 raise ValueError(f"{key!r} is not a valid environment variable name")
         return value
 
-    @model_validator(mode="after")
-    def _runnable(self) -> ModuleSpec:
-        if not self.command and not self.image:
+    @field_validator("image")
+    @classmethod
+    def _runnable(cls, value: str, info: ValidationInfo) -> str:
+        # Checked on `image` (validated after `command`) so the error names a field.
+        if not value and not info.data.get("command"):
             raise ValueError("a module needs a command (local) or an image (container)")
-        return self
+        return value
 
     @property
     def retry_backoff(self) -> timedelta:
@@ -179,15 +181,16 @@ class PipelineSpec(BaseModel):
     def _valid_root(cls, value: str) -> str:
         return check_event_type(value)
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> PipelineSpec:
-        names = [m.name for m in self.modules]
+    @field_validator("modules")
+    @classmethod
+    def _unique_names(cls, value: list[ModuleSpec]) -> list[ModuleSpec]:
+        names = [m.name for m in value]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"module names must be unique; repeated: {', '.join(dupes)}")
-        if not self.modules:
+        if not value:
             raise ValueError("a pipeline needs at least one module")
-        return self
+        return value
 
     @classmethod
     def load(cls, path: Path) -> PipelineSpec:
