@@ -132,8 +132,12 @@ class IonSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Flags (init) beat environment, which beats the config file."""
-        return (init_settings, env_settings)
+        """Only the values given: `load_settings` reads the environment it is handed.
+
+        Reading `os.environ` here as well would let the process environment leak into
+        settings loaded from an explicit `environ` (and into `with_overrides`).
+        """
+        return (init_settings,)
 
     @property
     def bus_url(self) -> str:
@@ -160,7 +164,11 @@ class IonSettings(BaseSettings):
         )
 
     def with_overrides(self, **groups: Mapping[str, Any]) -> IonSettings:
-        """Return settings with flag values applied on top (`bus={"url": ...}`)."""
+        """Return settings with flag values applied on top (`bus={"url": ...}`).
+
+        Raises:
+            errors.ConfigError: a value is invalid (the setting is named).
+        """
         data = self.model_dump()
         for group, values in groups.items():
             current = data.get(group)
@@ -168,7 +176,12 @@ class IonSettings(BaseSettings):
                 current.update({k: v for k, v in values.items() if v is not None})
             else:
                 data[group] = values
-        return IonSettings.model_validate(data)
+        try:
+            return IonSettings.model_validate(data)
+        except PydanticValidationError as err:
+            first = err.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise errors.ConfigError(f"setting {field} is invalid: {first['msg']}") from err
 
 
 def load_settings(
