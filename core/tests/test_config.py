@@ -1,0 +1,165 @@
+"""Settings precedence: defaults < config file < ION_* environment < flags (`with_overrides`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ion.core import errors
+from ion.core.config import IonSettings, load_settings
+
+
+def config_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_live_under_home(tmp_path: Path) -> None:
+    settings = load_settings(environ={"ION_HOME": str(tmp_path)})
+    assert settings.home == tmp_path
+    assert settings.bus_url == f"sqlite:///{tmp_path / 'bus.db'}"
+    assert settings.blobs_url == (tmp_path / "blobs").as_uri()
+    assert settings.meta_url == f"sqlite:///{tmp_path / 'meta.db'}"
+    assert settings.jobs_dir == tmp_path / "jobs"
+    assert settings.handler.base_dir == "/ion"
+    assert settings.bus.lock_duration_seconds == 30.0
+
+
+def test_config_file_beats_defaults(tmp_path: Path) -> None:
+    path = config_file(
+        tmp_path, "bus:\n  url: sqlite:///from-file.db\n  lock_duration_seconds: 5\n"
+    )
+    settings = load_settings(environ={"ION_HOME": str(tmp_path)}, config_file=path)
+    assert settings.bus_url == "sqlite:///from-file.db"
+    assert settings.bus.lock_duration_seconds == 5.0
+    assert settings.bus.receive_wait_seconds == 1.0  # untouched default
+
+
+def test_the_config_file_is_found_under_home_or_through_ion_config(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("meta:\n  url: sqlite:///home-file.db\n")
+    assert load_settings(environ={"ION_HOME": str(tmp_path)}).meta_url == ("sqlite:///home-file.db")
+    other = tmp_path / "elsewhere.yaml"
+    other.write_text("meta:\n  url: sqlite:///named-file.db\n")
+    settings = load_settings(environ={"ION_HOME": str(tmp_path), "ION_CONFIG": str(other)})
+    assert settings.meta_url == "sqlite:///named-file.db"
+
+
+def test_environment_beats_config_file(tmp_path: Path) -> None:
+    path = config_file(
+        tmp_path, "bus:\n  url: sqlite:///from-file.db\n  lock_duration_seconds: 5\n"
+    )
+    settings = load_settings(
+        environ={"ION_HOME": str(tmp_path), "ION_BUS__URL": "sqlite:///from-env.db"},
+        config_file=path,
+    )
+    assert settings.bus_url == "sqlite:///from-env.db"
+    assert settings.bus.lock_duration_seconds == 5.0  # the file still fills what env leaves
+
+
+def test_overrides_beat_environment(tmp_path: Path) -> None:
+    settings = load_settings(
+        environ={"ION_HOME": str(tmp_path), "ION_BUS__URL": "sqlite:///from-env.db"}
+    )
+    flagged = settings.with_overrides(bus={"url": "sqlite:///from-flag.db"})
+    assert flagged.bus_url == "sqlite:///from-flag.db"
+    assert settings.bus_url == "sqlite:///from-env.db"  # settings are frozen values
+
+
+def test_an_override_of_none_keeps_the_current_value(tmp_path: Path) -> None:
+    settings = load_settings(environ={"ION_HOME": str(tmp_path), "ION_BUS__URL": "sqlite:///e"})
+    assert settings.with_overrides(bus={"url": None}).bus_url == "sqlite:///e"
+
+
+def test_the_given_environ_is_the_only_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ION_BUS__URL", "sqlite:///leaked-from-process.db")
+    monkeypatch.setenv("ION_META__URL", "sqlite:///leaked-from-process.db")
+    settings = load_settings(environ={"ION_HOME": str(tmp_path)})
+    assert settings.bus_url == f"sqlite:///{tmp_path / 'bus.db'}"
+    assert settings.meta_url == f"sqlite:///{tmp_path / 'meta.db'}"
+    assert "leaked" not in settings.with_overrides(blobs={"url": "file:///b"}).bus_url
+
+
+def test_the_process_environment_is_read_when_none_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ION_HOME", str(tmp_path))
+    monkeypatch.setenv("ION_BUS__URL", "sqlite:///from-process.db")
+    assert load_settings().bus_url == "sqlite:///from-process.db"
+
+
+def test_handler_base_dir_maps_to_the_handler_setting(tmp_path: Path) -> None:
+    settings = load_settings(environ={"ION_HOME": str(tmp_path), "HANDLER_BASE_DIR": "/job/7"})
+    assert settings.handler.base_dir == "/job/7"
+
+
+def test_ion_handler_base_dir_beats_the_2018_variable(tmp_path: Path) -> None:
+    settings = load_settings(
+        environ={
+            "ION_HOME": str(tmp_path),
+            "HANDLER_BASE_DIR": "/from-2018",
+            "ION_HANDLER__BASE_DIR": "/from-ion",
+        }
+    )
+    assert settings.handler.base_dir == "/from-ion"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("ION_BUS__LOCK_DURATION_SECONDS", "half a minute"),
+        ("ION_MANAGEMENT__PORT", "ninety"),
+        ("ION_DISPATCHER__KEEP_JOB_DIRS", "perhaps"),
+    ],
+)
+def test_a_bad_environment_value_names_the_variable(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    with pytest.raises(errors.ConfigError) as caught:
+        load_settings(environ={"ION_HOME": str(tmp_path), variable: value})
+    assert variable in str(caught.value)
+
+
+def test_a_bad_config_file_value_names_the_setting(tmp_path: Path) -> None:
+    path = config_file(tmp_path, "management:\n  port: not-a-port\n")
+    with pytest.raises(errors.ConfigError, match="ION_MANAGEMENT__PORT"):
+        load_settings(environ={"ION_HOME": str(tmp_path)}, config_file=path)
+
+
+def test_a_bad_override_is_a_config_error_naming_the_setting(tmp_path: Path) -> None:
+    settings = load_settings(environ={"ION_HOME": str(tmp_path)})
+    with pytest.raises(errors.ConfigError, match=r"bus\.lock_duration_seconds"):
+        settings.with_overrides(bus={"lock_duration_seconds": "soon"})
+
+
+def test_a_config_file_that_is_not_yaml_is_a_config_error(tmp_path: Path) -> None:
+    path = config_file(tmp_path, "bus: [unclosed\n")
+    with pytest.raises(errors.ConfigError, match="not valid YAML"):
+        load_settings(environ={"ION_HOME": str(tmp_path)}, config_file=path)
+
+
+def test_a_config_file_that_is_not_a_mapping_is_a_config_error(tmp_path: Path) -> None:
+    path = config_file(tmp_path, "- bus\n- meta\n")
+    with pytest.raises(errors.ConfigError, match="mapping"):
+        load_settings(environ={"ION_HOME": str(tmp_path)}, config_file=path)
+
+
+def test_an_empty_config_file_is_allowed(tmp_path: Path) -> None:
+    path = config_file(tmp_path, "")
+    assert load_settings(environ={"ION_HOME": str(tmp_path)}, config_file=path).bus.url == ""
+
+
+def test_unrelated_variables_are_ignored(tmp_path: Path) -> None:
+    settings = load_settings(
+        environ={"ION_HOME": str(tmp_path), "ION_NOT_A_SETTING": "x", "PATH": "/bin"}
+    )
+    assert isinstance(settings, IonSettings)
+
+
+def test_settings_are_frozen(tmp_path: Path) -> None:
+    settings = load_settings(environ={"ION_HOME": str(tmp_path)})
+    with pytest.raises(ValueError, match="frozen"):
+        settings.home = Path("/elsewhere")  # type: ignore[misc]  # asserting it is refused
