@@ -1,0 +1,313 @@
+"""`ion-management`: serve Ion's management API, front API and embedded dispatchers.
+
+Commands: `serve` (mutual TLS with given certificates, or `--insecure`), `up` (create a local CA
+and certificates under Ion's home on first run, then serve with them) and `certs generate`.
+Settings: flags > `ION_*` environment > config file (`--config`, `ION_CONFIG`, or
+`<ION_HOME>/config.yaml`). SIGTERM and Ctrl-C stop the process cleanly (exit 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ion.core import errors
+from ion.core.config import IonSettings, load_settings
+from ion.management import app
+from ion.management.certs import DEFAULT_HOSTS, TlsFiles, ensure_local_pki
+
+log = logging.getLogger("ion.management")
+
+TOKEN_ENV = "ION_MANAGEMENT__FRONT_API_TOKEN"
+TOKEN_FILE = "front-api-token"
+_STANDARD_RECORD_KEYS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        body: dict[str, Any] = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        body.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD_RECORD_KEYS})
+        if record.exc_info:
+            body["exc"] = self.formatException(record.exc_info)
+        return json.dumps(body, default=str)
+
+
+def _configure_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+class _State:
+    def __init__(self, config: Path | None, home: Path | None, debug: bool) -> None:
+        self.config = config
+        self.home = home
+        self.debug = debug
+
+    def settings(self, **management: Any) -> IonSettings:
+        env: Mapping[str, str] = os.environ
+        if self.home is not None:
+            env = {**os.environ, "ION_HOME": str(self.home)}
+        settings = load_settings(environ=env, config_file=self.config)
+        return settings.with_overrides(management=management)
+
+
+def _fail(state: _State, err: BaseException) -> None:
+    if state.debug:
+        traceback.print_exception(err)
+    click.echo(f"ion-management: error: {err}", err=True)
+    sys.exit(1)
+
+
+def _serve(state: _State, settings: IonSettings, tls: TlsFiles | None, token: str | None) -> None:
+    _configure_logging(settings.telemetry.log_level, settings.telemetry.log_format)
+
+    def ready(endpoints: app.Endpoints) -> None:
+        mode = "mutual TLS" if endpoints.tls else "PLAINTEXT"
+        click.echo(
+            f"ion-management: management API on {endpoints.host}:{endpoints.grpc_port} ({mode}),"
+            f" front API {endpoints.front_api_url}, home {settings.home}",
+            err=True,
+        )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await app.run(settings, stop=stop, tls=tls, front_api_token=token, on_ready=ready)
+
+    try:
+        asyncio.run(main())
+    except errors.IonError as err:
+        _fail(state, err)
+
+
+def _token(home: Path, *, create: bool, token_file: Path | None = None) -> str | None:
+    if os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV]
+    path = token_file or home / TOKEN_FILE
+    if path.is_file():
+        return path.read_text().strip() or None
+    if not create:
+        return None
+    home.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(value + "\n")
+    return value
+
+
+def _common_serve_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option("--host", default=None, help="Listen address [127.0.0.1]."),
+            click.option("--port", type=int, default=None, help="gRPC port [9000]."),
+            click.option(
+                "--front-api-port", type=int, default=None, help="Front API HTTP port [9001]."
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="ION_CONFIG",
+    help="Settings file [<ION_HOME>/config.yaml].",
+)
+@click.option(
+    "--home",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Ion's home directory [$ION_HOME or ~/.ion].",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None, home: Path | None, debug: bool) -> None:
+    """Ion's management server: gRPC API over mutual TLS, front API and dispatchers."""
+    ctx.obj = _State(config, home.expanduser().resolve() if home else None, debug)
+
+
+@cli.command()
+@_common_serve_options
+@click.option("--certfile", type=click.Path(path_type=Path), help="Server certificate (PEM).")
+@click.option("--keyfile", type=click.Path(path_type=Path), help="Server private key (PEM).")
+@click.option(
+    "--cacertfile", type=click.Path(path_type=Path), help="CA that signs client certificates."
+)
+@click.option("--insecure", is_flag=True, default=None, help="Serve plaintext gRPC (warns).")
+@click.option(
+    "--front-api-token-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help=f"File holding the front API bearer token [${TOKEN_ENV}, else <ION_HOME>/{TOKEN_FILE}].",
+)
+@click.pass_obj
+def serve(
+    state: _State,
+    host: str | None,
+    port: int | None,
+    front_api_port: int | None,
+    certfile: Path | None,
+    keyfile: Path | None,
+    cacertfile: Path | None,
+    insecure: bool | None,
+    front_api_token_file: Path | None,
+) -> None:
+    """Serve with the given certificates (mutual TLS), or plaintext with --insecure."""
+    try:
+        settings = state.settings(
+            host=host,
+            port=port,
+            front_api_port=front_api_port,
+            certfile=str(certfile) if certfile else None,
+            keyfile=str(keyfile) if keyfile else None,
+            cacertfile=str(cacertfile) if cacertfile else None,
+            insecure=insecure,
+        )
+        cfg = settings.management
+        tls: TlsFiles | None = None
+        if not cfg.insecure:
+            missing = [
+                flag
+                for flag, value in (
+                    ("--certfile", cfg.certfile),
+                    ("--keyfile", cfg.keyfile),
+                    ("--cacertfile", cfg.cacertfile),
+                )
+                if not value
+            ]
+            if missing:
+                raise errors.ConfigError(
+                    f"mutual TLS needs {', '.join(missing)} (or ION_MANAGEMENT__CERTFILE,"
+                    " __KEYFILE, __CACERTFILE); `ion-management up` creates local ones, and"
+                    " --insecure serves plaintext"
+                )
+            tls = TlsFiles(
+                certfile=Path(cfg.certfile).expanduser(),
+                keyfile=Path(cfg.keyfile).expanduser(),
+                cacertfile=Path(cfg.cacertfile).expanduser(),
+            )
+        token = _token(settings.home, create=False, token_file=front_api_token_file)
+    except errors.IonError as err:
+        _fail(state, err)
+        return
+    _serve(state, settings, tls, token)
+
+
+@cli.command()
+@_common_serve_options
+@click.option(
+    "--cert-host",
+    "cert_hosts",
+    multiple=True,
+    help="Extra name or IP the server certificate is valid for (repeatable).",
+)
+@click.pass_obj
+def up(
+    state: _State,
+    host: str | None,
+    port: int | None,
+    front_api_port: int | None,
+    cert_hosts: tuple[str, ...],
+) -> None:
+    """Create the local CA and certificates if needed, then serve over mutual TLS."""
+    try:
+        settings = state.settings(host=host, port=port, front_api_port=front_api_port)
+        hosts = tuple(dict.fromkeys((*DEFAULT_HOSTS, settings.management.host, *cert_hosts)))
+        pki, written = ensure_local_pki(settings.home / "certs", hosts=hosts)
+        if written:
+            click.echo(f"ion-management: created certificates in {pki.directory}", err=True)
+        token = _token(settings.home, create=True)
+    except errors.IonError as err:
+        _fail(state, err)
+        return
+    _serve(state, settings, pki.server, token)
+
+
+@cli.group()
+def certs() -> None:
+    """Certificates for mutual TLS."""
+
+
+@certs.command("generate")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where to write them [<ION_HOME>/certs].",
+)
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    help="Name or IP the server certificate is valid for (repeatable) [localhost, 127.0.0.1, ::1].",
+)
+@click.option("--force", is_flag=True, help="Replace the CA and certificates even if valid.")
+@click.pass_obj
+def generate(state: _State, directory: Path | None, hosts: tuple[str, ...], force: bool) -> None:
+    """Create a CA, a server certificate and a client certificate (kept if still valid)."""
+    try:
+        settings = state.settings()
+        target = (directory or settings.home / "certs").expanduser().resolve()
+        pki, written = ensure_local_pki(target, hosts=hosts or DEFAULT_HOSTS, force=force)
+    except (errors.IonError, OSError) as err:
+        _fail(state, err)
+        return
+    for path in written:
+        click.echo(f"wrote {path}", err=True)
+    if not written:
+        click.echo(f"certificates in {pki.directory} are valid; nothing written", err=True)
+    click.echo(
+        json.dumps(
+            {
+                "ca": str(pki.ca_cert),
+                "server": {
+                    "certfile": str(pki.server.certfile),
+                    "keyfile": str(pki.server.keyfile),
+                },
+                "client": {
+                    "certfile": str(pki.client.certfile),
+                    "keyfile": str(pki.client.keyfile),
+                },
+            }
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `ion-management`."""
+    cli.main(args=argv, prog_name="ion-management")
+    return 0
+
+
+if __name__ == "__main__":
+    main()

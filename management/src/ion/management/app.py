@@ -1,0 +1,98 @@
+"""One management process: the platform, the gRPC server and the front API, until told to stop.
+
+`run` owns everything it starts: it opens the platform, restarts the dispatchers of modules
+that were live when the process last stopped, serves, and on `stop` reports NOT_SERVING, lets
+calls in flight finish within the grace period, stops the front API and closes the platform
+(which stops the dispatchers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import cast
+
+from ion.core.config import IonSettings
+from ion.management.certs import TlsFiles
+from ion.management.dataplane import Platform
+from ion.management.deployers import InProcessDeployer
+from ion.management.front_api import start_front_api
+from ion.management.registry import ModuleRegistry
+from ion.management.server import start_server
+
+log = logging.getLogger(__name__)
+
+PlatformFactory = Callable[[IonSettings], AbstractAsyncContextManager[Platform]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Endpoints:
+    """Where a running management process listens."""
+
+    host: str
+    grpc_port: int
+    front_api_port: int
+    tls: bool
+
+    @property
+    def front_api_url(self) -> str:
+        """Base URL of the front API."""
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.host}:{self.front_api_port}"
+
+
+def embedded_platform(settings: IonSettings) -> AbstractAsyncContextManager[Platform]:
+    """Return the embedded platform (dispatchers in this process) for `settings`."""
+    module = importlib.import_module("ion.dispatcher.platform")
+    return cast(AbstractAsyncContextManager[Platform], module.EmbeddedPlatform(settings))
+
+
+async def run(
+    settings: IonSettings,
+    *,
+    stop: asyncio.Event,
+    tls: TlsFiles | None,
+    front_api_token: str | None = None,
+    platform_factory: PlatformFactory = embedded_platform,
+    on_ready: Callable[[Endpoints], None] | None = None,
+    shutdown_grace: float = 5.0,
+) -> None:
+    """Serve the management API and the front API on `settings.management` until `stop` is set.
+
+    Raises:
+        errors.ConfigError: a certificate is wrong or a port cannot be bound.
+    """
+    cfg = settings.management
+    async with platform_factory(settings) as platform:
+        registry = ModuleRegistry(platform.meta, platform.bus, InProcessDeployer(platform))
+        restored = await registry.restore()
+        if restored:
+            log.info("restarted %d module(s): %s", len(restored), ", ".join(restored))
+        server = await start_server(platform, registry, host=cfg.host, port=cfg.port, tls=tls)
+        try:
+            runner, front_port = await start_front_api(
+                platform, host=cfg.host, port=cfg.front_api_port, tls=tls, token=front_api_token
+            )
+        except BaseException:
+            await server.stop(0)
+            raise
+        try:
+            if on_ready is not None:
+                on_ready(
+                    Endpoints(
+                        host=cfg.host,
+                        grpc_port=server.port,
+                        front_api_port=front_port,
+                        tls=tls is not None,
+                    )
+                )
+            await stop.wait()
+            log.info("stopping: finishing calls in flight (up to %.0fs)", shutdown_grace)
+        finally:
+            await server.stop(shutdown_grace)
+            await runner.cleanup()
+    log.info("stopped")

@@ -1,0 +1,254 @@
+"""Conversions between protobuf messages and Ion's models, at the gRPC edge only.
+
+A create request becomes a validated `ModuleSpec`; a validation error names the field as the
+client sent it (`modulename`, `eventsubscriptions` ...), not as Ion stores it. Flows arrive as
+plain data (`model_dump(mode="json")`) and become the `ion.v1.Flow` tree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from ion.core import Event, EventMeta, ModuleRecord, ModuleSpec, errors
+from ion.core.ports import PeekedMessage
+from ion.management.deployers import Runtime
+from ion.management.registry import state_of, subscription_of
+from ion.proto import module_pb2
+from ion.proto.v1 import types_pb2
+from ion.proto.v1.events_pb2 import BusMessage
+
+REQUEST_FIELD = {
+    "name": "modulename",
+    "subscribes_to": "eventsubscriptions",
+    "publishes": "eventpublications",
+    "image": "moduleimage",
+    "instance_count": "instancecount",
+    "retry_count": "retrycount",
+    "max_execution_seconds": "maxexecutiontimemins",
+    "env": "configmap",
+    "retry_backoff_seconds": "retry_backoff_seconds",
+    "resources": "resources",
+    "max_in_flight": "max_in_flight",
+    "command": "command",
+    "working_dir": "working_dir",
+}
+"""Spec field → the create-request field a client sets for it."""
+
+
+def timestamp(value: datetime | None) -> str:
+    """Return RFC 3339 UTC text for a time, or '' for none."""
+    if value is None:
+        return ""
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def spec_from_request(req: module_pb2.ModuleCreateRequest) -> ModuleSpec:
+    """Validate a create request into a module spec.
+
+    Raises:
+        errors.ValidationError: `.field` is the request field at fault.
+    """
+    raw: dict[str, Any] = {
+        "name": req.modulename.strip(),
+        "subscribes_to": req.eventsubscriptions.strip(),
+        "publishes": [p.strip() for p in req.eventpublications.split(",") if p.strip()],
+        "image": req.moduleimage.strip(),
+        "command": list(req.command),
+        "env": {**dict(req.configmap), **dict(req.env)},
+        "instance_count": req.instancecount or 1,
+        "retry_count": req.retrycount,
+    }
+    if req.HasField("retry_backoff_seconds"):
+        raw["retry_backoff_seconds"] = req.retry_backoff_seconds
+    if req.HasField("max_execution_seconds"):
+        raw["max_execution_seconds"] = req.max_execution_seconds
+    elif req.maxexecutiontimemins:
+        raw["max_execution_seconds"] = req.maxexecutiontimemins * 60.0
+    if req.HasField("resources"):
+        raw["resources"] = {
+            "cpu": req.resources.cpu,
+            "memory": req.resources.memory,
+            "gpu": req.resources.gpu,
+        }
+    if req.working_dir:
+        raw["working_dir"] = req.working_dir
+    if req.max_in_flight:
+        raw["max_in_flight"] = req.max_in_flight
+    if not raw["name"]:
+        raise errors.ValidationError(
+            "field 'modulename' is required (the module's name)", field="modulename"
+        )
+    if not raw["subscribes_to"]:
+        raise errors.ValidationError(
+            "field 'eventsubscriptions' is required (the event type the module subscribes to)",
+            field="eventsubscriptions",
+        )
+    try:
+        return ModuleSpec.parse(raw)
+    except errors.ValidationError as err:
+        top = err.field.split(".")[0]
+        field = REQUEST_FIELD.get(top, top or "moduleimage or command")
+        detail = str(err).split(": ", 2)[-1]
+        raise errors.ValidationError(
+            f"field {field!r}: {detail}", field=field, rule=err.rule
+        ) from err
+
+
+def module_info(record: ModuleRecord, runtime: Runtime) -> types_pb2.ModuleInfo:
+    """Return a module's record (and its status) as `ion.v1.ModuleInfo`."""
+    spec = record.spec
+    return types_pb2.ModuleInfo(
+        id=record.id,
+        name=spec.name,
+        subscribes_to=spec.subscribes_to,
+        publishes=spec.publishes,
+        command=spec.command,
+        image=spec.image,
+        env=spec.env,
+        instance_count=spec.instance_count,
+        retry_count=spec.retry_count,
+        retry_backoff_seconds=spec.retry_backoff_seconds,
+        max_execution_seconds=spec.max_execution_seconds,
+        resources=types_pb2.Resources(
+            cpu=spec.resources.cpu, memory=spec.resources.memory, gpu=spec.resources.gpu
+        ),
+        max_in_flight=spec.max_in_flight,
+        working_dir=spec.working_dir,
+        provider=record.provider,
+        created_at=timestamp(record.created_at),
+        deleted=record.deleted,
+        status=state_of(record, runtime),
+        subscription=subscription_of(record)[1],
+    )
+
+
+def event_info(event: Event) -> types_pb2.EventInfo:
+    """Return an event's context and type as `ion.v1.EventInfo`."""
+    ctx = event.context
+    return types_pb2.EventInfo(
+        event_id=ctx.event_id,
+        correlation_id=ctx.correlation_id,
+        parent_event_id=ctx.parent_event_id,
+        published_by=ctx.name,
+        event_type=event.type,
+        document_type=ctx.document_type,
+    )
+
+
+def meta_event_info(meta: EventMeta) -> types_pb2.EventInfo:
+    """Return an eventMeta document's context and type as `ion.v1.EventInfo`."""
+    ctx = meta.context
+    return types_pb2.EventInfo(
+        event_id=meta.id,
+        correlation_id=ctx.correlation_id,
+        parent_event_id=ctx.parent_event_id,
+        published_by=ctx.name,
+        event_type=meta.type,
+        document_type=ctx.document_type,
+    )
+
+
+def bus_message(message: PeekedMessage, *, topic: str = "", subscription: str = "") -> BusMessage:
+    """Return a peeked bus message as `ion.v1.BusMessage`."""
+    return BusMessage(
+        message_id=message.message_id,
+        body=message.body.decode("utf-8", errors="replace"),
+        delivery_count=message.delivery_count,
+        enqueued_at=timestamp(message.enqueued_at),
+        sequence_number=message.sequence_number,
+        dead_letter_reason=message.dead_letter_reason,
+        dead_letter_description=message.dead_letter_description,
+        topic=topic,
+        subscription=subscription,
+        properties=dict(message.properties),
+    )
+
+
+def flat_flow_json(documents: Iterable[Mapping[str, Any]]) -> str:
+    """Return the 2018 `flowJSON`: every document, indented by 4, in a JSON array."""
+    parts = [json.dumps(doc, indent=4, ensure_ascii=False) for doc in documents]
+    return "[" + ", \n".join(parts) + "]"
+
+
+def _pairs(value: Any) -> list[types_pb2.KeyValue]:
+    if isinstance(value, Mapping):
+        return [types_pb2.KeyValue(key=str(k), value=str(v)) for k, v in value.items()]
+    out: list[types_pb2.KeyValue] = []
+    for item in value or []:
+        if isinstance(item, Mapping):
+            out.append(
+                types_pb2.KeyValue(key=str(item.get("key", "")), value=str(item.get("value", "")))
+            )
+        elif isinstance(item, list | tuple) and len(item) == 2:
+            out.append(types_pb2.KeyValue(key=str(item[0]), value=str(item[1])))
+    return out
+
+
+def _strings(value: Any) -> list[str]:
+    out: list[str] = []
+    for item in value or []:
+        if isinstance(item, Mapping):
+            ref = item.get("logs_ref") or item.get("ref") or item.get("key") or item.get("url")
+            out.append(str(ref or json.dumps(item, sort_keys=True)))
+        else:
+            out.append(str(item))
+    return out
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _attempt(raw: Mapping[str, Any]) -> types_pb2.Attempt:
+    attempt = types_pb2.Attempt(
+        id=_text(raw.get("id")),
+        attempt=int(raw.get("attempt") or 0),
+        state=_text(raw.get("state")),
+        started_at=_text(raw.get("started_at")).replace("+00:00", "Z"),
+        finished_at=_text(raw.get("finished_at")).replace("+00:00", "Z"),
+        reason=_text(raw.get("reason")),
+        logs_ref=_text(raw.get("logs_ref")),
+        dispatcher=_text(raw.get("dispatcher")),
+    )
+    if raw.get("exit_code") is not None:
+        attempt.exit_code = int(raw["exit_code"])
+    return attempt
+
+
+def _run(raw: Mapping[str, Any]) -> types_pb2.FlowModuleRun:
+    return types_pb2.FlowModuleRun(
+        module=_text(raw.get("module")),
+        status=_text(raw.get("status")),
+        attempts=[_attempt(a) for a in raw.get("attempts") or []],
+        duration_seconds=float(raw.get("duration_seconds") or 0.0),
+        outputs=_strings(raw.get("outputs")),
+        insights=_pairs(raw.get("insights")),
+        logs=_strings(raw.get("logs")),
+        children=[flow_event(c) for c in raw.get("children") or []],
+    )
+
+
+def flow_event(raw: Mapping[str, Any]) -> types_pb2.FlowEvent:
+    """Return one event of a flow tree (plain data) as `ion.v1.FlowEvent`."""
+    return types_pb2.FlowEvent(
+        event_id=_text(raw.get("event_id")),
+        event_type=_text(raw.get("event_type")),
+        published_by=_text(raw.get("published_by")),
+        files=_strings(raw.get("files")),
+        data=_pairs(raw.get("data")),
+        triggered=[_run(r) for r in raw.get("triggered") or []],
+    )
+
+
+def flow_message(raw: Mapping[str, Any], *, settled: bool, succeeded: bool) -> types_pb2.Flow:
+    """Return a flow tree (plain data) as `ion.v1.Flow`."""
+    flow = types_pb2.Flow(
+        correlation_id=_text(raw.get("correlation_id")), settled=settled, succeeded=succeeded
+    )
+    root = raw.get("root")
+    if isinstance(root, Mapping):
+        flow.root.CopyFrom(flow_event(root))
+    return flow

@@ -1,0 +1,101 @@
+"""What the management server needs from the platform it manages, as typed protocols.
+
+The embedded platform (`ion.dispatcher.platform.EmbeddedPlatform`) satisfies `Platform`
+structurally; a cloud deployment will provide the same operations over its backends. Flows are
+read through `model_dump()` so this edge does not depend on the flow model's Python class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from ion.core import Event, ModuleRecord
+from ion.core.ports import BlobStore, EventBus, MetadataStore
+
+
+class ModuleRuntimeLike(Protocol):
+    """How many dispatchers of a module run, and how many jobs they hold."""
+
+    @property
+    def dispatchers_running(self) -> int:
+        """Dispatchers of the module that are running now."""
+        ...
+
+    @property
+    def jobs_in_flight(self) -> int:
+        """Jobs those dispatchers are running now."""
+        ...
+
+
+class FlowLike(Protocol):
+    """A flow tree (`ion.dispatcher.flow.Flow`)."""
+
+    @property
+    def settled(self) -> bool:
+        """Nothing in the flow is pending or running."""
+        ...
+
+    @property
+    def succeeded(self) -> bool:
+        """Settled, and every run succeeded."""
+        ...
+
+    def model_dump(self, *, mode: str = "python") -> dict[str, Any]:
+        """The tree as plain data."""
+        ...
+
+
+class Platform(Protocol):
+    """Backends plus the operations the management server drives."""
+
+    @property
+    def bus(self) -> EventBus:
+        """The event bus."""
+        ...
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The blob store."""
+        ...
+
+    @property
+    def meta(self) -> MetadataStore:
+        """The metadata store."""
+        ...
+
+    async def start_module(self, record: ModuleRecord) -> None:
+        """Ensure the module's topic and subscription and start its dispatchers."""
+        ...
+
+    async def stop_module(self, module_id: str, *, remove_subscription: bool = True) -> None:
+        """Stop the module's dispatchers (and remove its subscription)."""
+        ...
+
+    def module_status(self, module_id: str) -> ModuleRuntimeLike:
+        """Return what runs for the module now."""
+        ...
+
+    async def raise_event(
+        self,
+        event_type: str,
+        *,
+        data: Mapping[str, str] = ...,
+        files: Sequence[Path] = ...,
+        correlation_id: str | None = None,
+    ) -> Event:
+        """Raise a root event: upload files, write its eventMeta, publish it."""
+        ...
+
+    async def flow(self, correlation_id: str) -> FlowLike:
+        """Return the flow tree of a correlation id."""
+        ...
+
+    async def wait_settled(self, correlation_id: str, *, timeout: float) -> FlowLike:
+        """Return the flow once it has settled, or as it is when `timeout` passes."""
+        ...
+
+    async def replay_dead_letter(self, module_id: str, message_id: str) -> None:
+        """Move a dead-lettered message back onto the module's subscription."""
+        ...

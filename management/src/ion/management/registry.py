@@ -1,0 +1,237 @@
+"""The module registry: modules kept in the MetadataStore, their dispatchers run by a Deployer.
+
+Ids are the module's name plus a random five-character suffix, checked against the store
+before use and again by `create_module`'s uniqueness, so they never collide (the 2018 server
+derived its suffix from the clock and collided within about two minutes). A name is held by at
+most one live module, since the name decides the module's subscription. Deleting a module
+stops its dispatchers and removes its subscription but keeps its record (flagged deleted) and
+its attempts, so its history stays queryable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import string
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ion.core import AttemptState, JobAttempt, ModuleRecord, ModuleSpec, errors
+from ion.core.ports import EventBus, MetadataStore
+from ion.management.deployers import Deployer, Runtime
+
+log = logging.getLogger(__name__)
+
+_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
+_SUFFIX_LENGTH = 5
+
+
+class ModuleState:
+    """Values of a module's one-word status."""
+
+    RUNNING = "RUNNING"
+    """Every dispatcher asked for runs."""
+    DEGRADED = "DEGRADED"
+    """Some, not all, dispatchers run."""
+    STOPPED = "STOPPED"
+    """No dispatcher runs (starting, or the deployer failed)."""
+    DELETED = "DELETED"
+
+
+def subscription_of(record: ModuleRecord) -> tuple[str, str]:
+    """Return (topic, subscription) the module's dispatchers read: `<event>_<module>`, lowercase."""
+    topic = record.spec.subscribes_to
+    return topic, f"{topic.lower()}_{record.spec.name.lower()}"
+
+
+def state_of(record: ModuleRecord, runtime: Runtime) -> str:
+    """Return the one-word status of a module from its record and runtime."""
+    if record.deleted:
+        return ModuleState.DELETED
+    if runtime.dispatchers_running >= record.spec.instance_count:
+        return ModuleState.RUNNING
+    if runtime.dispatchers_running > 0:
+        return ModuleState.DEGRADED
+    return ModuleState.STOPPED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModuleStatus:
+    """Everything `ModuleService.Get` reports about one module."""
+
+    record: ModuleRecord
+    runtime: Runtime
+    attempts: Counter[AttemptState] = field(default_factory=Counter)
+    queued: int = 0
+    dead_letter_queue: int = 0
+
+    @property
+    def state(self) -> str:
+        """RUNNING, DEGRADED, STOPPED or DELETED."""
+        return state_of(self.record, self.runtime)
+
+    @property
+    def message(self) -> str:
+        """One line a person reads: dispatchers, jobs and outcomes."""
+        if self.record.deleted:
+            head = "deleted; history kept"
+        else:
+            head = (
+                f"{self.runtime.dispatchers_running}/{self.record.spec.instance_count}"
+                f" dispatchers running, {self.runtime.jobs_in_flight} jobs in flight"
+            )
+        return (
+            f"{head}; {self.attempts[AttemptState.SUCCEEDED]} succeeded,"
+            f" {self.attempts[AttemptState.FAILED]} failed,"
+            f" {self.attempts[AttemptState.DEAD_LETTERED]} dead-lettered"
+        )
+
+
+class ModuleRegistry:
+    """Create, find, list and delete modules; report their status."""
+
+    def __init__(self, meta: MetadataStore, bus: EventBus, deployer: Deployer) -> None:
+        self._meta = meta
+        self._bus = bus
+        self._deployer = deployer
+        self._lock = asyncio.Lock()
+
+    @property
+    def deployer(self) -> Deployer:
+        """The deployer running the modules' dispatchers."""
+        return self._deployer
+
+    async def create(self, spec: ModuleSpec, *, provider: str = "") -> ModuleRecord:
+        """Store a new module and start its dispatchers; return its record.
+
+        Raises:
+            errors.ValidationError: the provider is not one this server runs (field `provider`).
+            errors.ConflictError: a live module has that name already.
+        """
+        chosen = (provider or self._deployer.default_provider).lower()
+        if chosen not in self._deployer.providers:
+            served = ", ".join(sorted(self._deployer.providers))
+            raise errors.ValidationError(
+                f"provider {provider!r} is not served by this management server; use one of:"
+                f" {served} (or leave it empty)",
+                field="provider",
+                rule="provider",
+            )
+        async with self._lock:
+            for other in await self._meta.list_modules():
+                if other.spec.name == spec.name:
+                    raise errors.ConflictError(
+                        f"module {spec.name!r} exists already as {other.id!r};"
+                        f" delete it first (`ion module delete -n {other.id}`) or pick another name"
+                    )
+            record = await self._store_new(spec, chosen)
+        try:
+            await self._deployer.deploy(record)
+        except Exception:
+            log.exception("deploying module %s failed; marking it deleted", record.id)
+            await self._meta.replace_module(record.model_copy(update={"deleted": True}))
+            raise
+        log.info("created module %s", record.id, extra={"module": record.id})
+        return record
+
+    async def _store_new(self, spec: ModuleSpec, provider: str) -> ModuleRecord:
+        for _ in range(20):
+            suffix = "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(_SUFFIX_LENGTH))
+            module_id = f"{spec.name}-{suffix}"
+            try:
+                await self._meta.get_module(module_id)
+                continue
+            except errors.NotFoundError:
+                pass
+            record = ModuleRecord(
+                id=module_id, spec=spec, provider=provider, created_at=datetime.now(UTC)
+            )
+            try:
+                return await self._meta.create_module(record)
+            except errors.ConflictError:
+                continue
+        raise errors.TransientError(f"could not find a free id for module {spec.name!r}; retry")
+
+    async def resolve(self, ref: str) -> ModuleRecord:
+        """Return the module with id `ref`, else the one live module named `ref`.
+
+        Raises:
+            errors.NotFoundError: no such module.
+        """
+        if not ref:
+            raise errors.ValidationError("a module id is required", field="name", rule="required")
+        try:
+            return await self._meta.get_module(ref)
+        except errors.NotFoundError:
+            named = [m for m in await self._meta.list_modules() if m.spec.name == ref]
+            if len(named) == 1:
+                return named[0]
+            raise
+
+    async def list_modules(self, *, include_deleted: bool = False) -> list[ModuleRecord]:
+        """Return modules sorted by id (deleted ones only if asked)."""
+        return await self._meta.list_modules(include_deleted=include_deleted)
+
+    async def delete(self, ref: str) -> ModuleRecord:
+        """Stop a module's dispatchers, remove its subscription and mark it deleted.
+
+        Deleting a deleted module succeeds and changes nothing.
+
+        Raises:
+            errors.NotFoundError: no such module.
+        """
+        async with self._lock:
+            record = await self.resolve(ref)
+            if record.deleted:
+                return record
+            await self._deployer.undeploy(record)
+            deleted = await self._meta.replace_module(record.model_copy(update={"deleted": True}))
+        log.info("deleted module %s", record.id, extra={"module": record.id})
+        return deleted
+
+    async def runtime(self, record: ModuleRecord) -> Runtime:
+        """Return what runs for a module (nothing, once deleted)."""
+        if record.deleted:
+            return Runtime()
+        return await self._deployer.runtime(record)
+
+    async def status(self, record: ModuleRecord) -> ModuleStatus:
+        """Return a module's runtime, attempt counts and queue depths."""
+        runtime = await self.runtime(record)
+        attempts = Counter(a.state for a in await self._attempts(record))
+        queued = dead = 0
+        if not record.deleted:
+            topic, subscription = subscription_of(record)
+            try:
+                counts = await self._bus.counts(topic, subscription)
+                queued, dead = counts.active + counts.scheduled, counts.dead_lettered
+            except errors.NotFoundError:
+                pass
+        return ModuleStatus(
+            record=record, runtime=runtime, attempts=attempts, queued=queued, dead_letter_queue=dead
+        )
+
+    async def _attempts(self, record: ModuleRecord) -> list[JobAttempt]:
+        found = await self._meta.list_attempts(module=record.id)
+        if found:
+            return found
+        # Attempts keyed by module name: keep those of this module's lifetime only, since a
+        # deleted module's name may be reused.
+        return [
+            a
+            for a in await self._meta.list_attempts(module=record.spec.name)
+            if a.started_at is None or a.started_at >= record.created_at
+        ]
+
+    async def restore(self) -> list[str]:
+        """Start the dispatchers of every live module (at server start); return their ids."""
+        started: list[str] = []
+        for record in await self._meta.list_modules():
+            try:
+                await self._deployer.deploy(record)
+                started.append(record.id)
+            except Exception:
+                log.exception("could not start module %s", record.id, extra={"module": record.id})
+        return started

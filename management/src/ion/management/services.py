@@ -1,0 +1,322 @@
+"""The gRPC servicers: ModuleService, TraceService (2018 paths) and ion.v1 events and dead letters.
+
+Servicers are thin: they convert messages, call the registry or the platform, and map Ion's
+error types to status codes in one place (`_rpc`): ValidationError → INVALID_ARGUMENT (with the
+field in the `ion-field` trailer), NotFoundError → NOT_FOUND, ConflictError → ALREADY_EXISTS,
+ConfigError → FAILED_PRECONDITION, TransientError → UNAVAILABLE, anything else → INTERNAL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
+
+import grpc  # type: ignore[import-untyped]  # grpcio ships no type information
+
+from ion.core import AttemptState, Event, ModuleRecord, errors
+from ion.core.modules import check_event_type
+from ion.management import convert
+from ion.management.dataplane import Platform
+from ion.management.registry import ModuleRegistry, subscription_of
+from ion.proto import module_pb2, module_pb2_grpc, trace_pb2, trace_pb2_grpc
+from ion.proto.v1 import events_pb2, events_pb2_grpc, types_pb2
+
+log = logging.getLogger(__name__)
+
+S = TypeVar("S")
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+MAX_WAIT_SECONDS = 600.0
+"""Longest a GetFlow call waits for its flow to settle."""
+MAX_PEEK = 1000
+
+_CODES: list[tuple[type[errors.IonError], Any]] = [
+    (errors.ValidationError, grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (errors.ConflictError, grpc.StatusCode.ALREADY_EXISTS),
+    (errors.ConfigError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.TransientError, grpc.StatusCode.UNAVAILABLE),
+]
+
+
+def _rpc(
+    method: Callable[[S, Req, Any], Awaitable[Resp]],
+) -> Callable[[S, Req, Any], Awaitable[Resp]]:
+    """Map Ion errors raised by a servicer method to gRPC status codes."""
+
+    @functools.wraps(method)
+    async def wrapper(self: S, request: Req, context: Any) -> Resp:
+        try:
+            return await method(self, request, context)
+        except grpc.aio.AbortError:
+            raise
+        except errors.IonError as err:
+            code = next(
+                (c for kind, c in _CODES if isinstance(err, kind)), grpc.StatusCode.INTERNAL
+            )
+            if isinstance(err, errors.ValidationError) and err.field:
+                context.set_trailing_metadata((("ion-field", err.field),))
+            await context.abort(code, str(err))
+            raise  # unreachable: abort raises
+        except Exception as err:
+            log.exception("%s failed", method.__qualname__)
+            await context.abort(
+                grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}: {err}"
+            )
+            raise  # unreachable: abort raises
+
+    return wrapper
+
+
+class ModuleService(module_pb2_grpc.ModuleServiceServicer):
+    """The 2018 ModuleService over the registry."""
+
+    def __init__(self, registry: ModuleRegistry) -> None:
+        self._registry = registry
+
+    @_rpc
+    async def Create(
+        self, request: module_pb2.ModuleCreateRequest, context: Any
+    ) -> module_pb2.ModuleCreateResponse:
+        """Validate and store a module, then start its dispatchers."""
+        spec = convert.spec_from_request(request)
+        record = await self._registry.create(spec, provider=request.provider.strip())
+        return module_pb2.ModuleCreateResponse(name=record.id)
+
+    @_rpc
+    async def Delete(
+        self, request: module_pb2.ModuleDeleteRequest, context: Any
+    ) -> module_pb2.ModuleDeleteResponse:
+        """Stop a module's dispatchers and remove its subscription."""
+        record = await self._registry.delete(request.name.strip())
+        return module_pb2.ModuleDeleteResponse(name=record.id)
+
+    @_rpc
+    async def Get(
+        self, request: module_pb2.ModuleGetRequest, context: Any
+    ) -> module_pb2.ModuleGetResponse:
+        """Return a module's status and counts."""
+        record = await self._registry.resolve(request.name.strip())
+        status = await self._registry.status(record)
+        return module_pb2.ModuleGetResponse(
+            name=record.id,
+            status=status.state,
+            statusMessage=status.message,
+            dispatchers_running=status.runtime.dispatchers_running,
+            jobs_in_flight=status.runtime.jobs_in_flight,
+            succeeded=status.attempts[AttemptState.SUCCEEDED],
+            failed=status.attempts[AttemptState.FAILED],
+            dead_lettered=status.attempts[AttemptState.DEAD_LETTERED],
+            running=status.attempts[AttemptState.RUNNING],
+            module=convert.module_info(record, status.runtime),
+            queued=status.queued,
+            dead_letter_queue=status.dead_letter_queue,
+        )
+
+    @_rpc
+    async def List(
+        self, request: module_pb2.ModuleListRequest, context: Any
+    ) -> module_pb2.ModuleListResponse:
+        """Return module ids (2018) and their details."""
+        records = await self._registry.list_modules(include_deleted=request.include_deleted)
+        infos = [convert.module_info(r, await self._registry.runtime(r)) for r in records]
+        return module_pb2.ModuleListResponse(names=[r.id for r in records], modules=infos)
+
+
+class TraceService(trace_pb2_grpc.TraceServiceServicer):
+    """The 2018 TraceService: flat documents, plus the flow tree."""
+
+    def __init__(self, platform: Platform) -> None:
+        self._platform = platform
+
+    @_rpc
+    async def GetFlow(
+        self, request: trace_pb2.GetFlowRequest, context: Any
+    ) -> trace_pb2.GetFlowResponse:
+        """Return every document of a flow and its tree (after waiting to settle, if asked)."""
+        correlation_id = request.correlationID.strip()
+        if not correlation_id:
+            raise errors.ValidationError(
+                "field 'correlationID' is required", field="correlationID", rule="required"
+            )
+        if request.wait_seconds > 0:
+            flow = await self._platform.wait_settled(
+                correlation_id, timeout=min(request.wait_seconds, MAX_WAIT_SECONDS)
+            )
+        else:
+            flow = await self._platform.flow(correlation_id)
+        documents = await self._platform.meta.list_documents(correlation_id)
+        if not documents:
+            raise errors.NotFoundError(
+                f"no flow with correlation id {correlation_id!r}; the id is printed by"
+                " `ion event create` (correlationId)"
+            )
+        tree = convert.flow_message(
+            flow.model_dump(mode="json"), settled=flow.settled, succeeded=flow.succeeded
+        )
+        return trace_pb2.GetFlowResponse(flowJSON=convert.flat_flow_json(documents), flow=tree)
+
+
+def _safe_file_name(name: str) -> str:
+    path = PurePosixPath(name)
+    if not name or path.is_absolute() or len(path.parts) != 1 or name in (".", ".."):
+        raise errors.ValidationError(
+            f"file name {name!r} must be a plain file name (no directories)",
+            field="files",
+            rule="file_name",
+        )
+    return name
+
+
+class EventService(events_pb2_grpc.EventServiceServicer):
+    """Raise root events, read events and peek subscriptions."""
+
+    def __init__(self, platform: Platform, registry: ModuleRegistry) -> None:
+        self._platform = platform
+        self._registry = registry
+
+    @_rpc
+    async def Publish(
+        self, request: events_pb2.PublishEventRequest, context: Any
+    ) -> events_pb2.PublishEventResponse:
+        """Raise a root event with data and files."""
+        try:
+            event_type = check_event_type(request.event_type.strip())
+        except ValueError as err:
+            raise errors.ValidationError(
+                f"field 'event_type': {err}", field="event_type", rule="event_type"
+            ) from err
+        data = {kv.key: kv.value for kv in request.data}
+        names = [_safe_file_name(f.name) for f in request.files]
+        if len(set(names)) != len(names):
+            raise errors.ValidationError(
+                "two files have the same name", field="files", rule="unique"
+            )
+        with tempfile.TemporaryDirectory(prefix="ion-upload-") as tmp:
+            paths = []
+            for file in request.files:
+                path = Path(tmp) / file.name
+                path.write_bytes(file.content)
+                paths.append(path)
+            event = await self._platform.raise_event(
+                event_type,
+                data=data,
+                files=paths,
+                correlation_id=request.correlation_id.strip() or None,
+            )
+        log.info(
+            "raised %s",
+            event_type,
+            extra={"event_id": event.event_id, "correlation_id": event.correlation_id},
+        )
+        return events_pb2.PublishEventResponse(
+            event=convert.event_info(event), event_json=event.to_json().decode()
+        )
+
+    @_rpc
+    async def Get(
+        self, request: events_pb2.GetEventRequest, context: Any
+    ) -> events_pb2.GetEventResponse:
+        """Return an event's metadata document."""
+        if not request.event_id.strip():
+            raise errors.ValidationError(
+                "field 'event_id' is required", field="event_id", rule="required"
+            )
+        meta = await self._platform.meta.get_event_meta(
+            request.correlation_id.strip(), request.event_id.strip()
+        )
+        return events_pb2.GetEventResponse(
+            event=convert.meta_event_info(meta),
+            files=meta.files,
+            data=[types_pb2.KeyValue(key=p.key, value=p.value) for p in meta.data],
+            files_prefix=meta.files_prefix,
+            event_meta_json=json.dumps(meta.to_document(), indent=2, ensure_ascii=False),
+        )
+
+    @_rpc
+    async def Peek(self, request: events_pb2.PeekRequest, context: Any) -> events_pb2.PeekResponse:
+        """Return messages of a subscription (or its dead-letter queue) without locking them."""
+        if request.module.strip():
+            record = await self._registry.resolve(request.module.strip())
+            topic, subscription = subscription_of(record)
+        elif request.event_type.strip() and request.subscription.strip():
+            topic, subscription = request.event_type.strip(), request.subscription.strip()
+        else:
+            raise errors.ValidationError(
+                "name a module, or both event_type and subscription", field="module"
+            )
+        count = min(request.max_messages or 10, MAX_PEEK)
+        messages = await self._platform.bus.peek(
+            topic, subscription, max_messages=count, dead_letter=request.dead_letter
+        )
+        return events_pb2.PeekResponse(
+            messages=[
+                convert.bus_message(m, topic=topic, subscription=subscription) for m in messages
+            ]
+        )
+
+
+class DeadLetterService(events_pb2_grpc.DeadLetterServiceServicer):
+    """List dead-lettered messages with their reasons and replay them."""
+
+    def __init__(self, platform: Platform, registry: ModuleRegistry) -> None:
+        self._platform = platform
+        self._registry = registry
+
+    async def _modules(self, ref: str) -> list[ModuleRecord]:
+        if ref:
+            return [await self._registry.resolve(ref)]
+        return await self._registry.list_modules()
+
+    @_rpc
+    async def List(
+        self, request: events_pb2.ListDeadLettersRequest, context: Any
+    ) -> events_pb2.ListDeadLettersResponse:
+        """Return each module's dead-lettered messages, oldest first."""
+        count = min(request.max_messages or 100, MAX_PEEK)
+        found: list[events_pb2.DeadLetter] = []
+        for record in await self._modules(request.module.strip()):
+            if record.deleted:
+                continue
+            topic, subscription = subscription_of(record)
+            try:
+                messages = await self._platform.bus.peek(
+                    topic, subscription, max_messages=count, dead_letter=True
+                )
+            except errors.NotFoundError:
+                continue
+            for message in messages:
+                item = events_pb2.DeadLetter(
+                    module=record.id,
+                    message=convert.bus_message(message, topic=topic, subscription=subscription),
+                )
+                with contextlib.suppress(errors.PoisonMessageError):
+                    item.event.CopyFrom(convert.event_info(Event.from_json(message.body)))
+                found.append(item)
+        return events_pb2.ListDeadLettersResponse(dead_letters=found)
+
+    @_rpc
+    async def Replay(
+        self, request: events_pb2.ReplayDeadLetterRequest, context: Any
+    ) -> events_pb2.ReplayDeadLetterResponse:
+        """Put one dead-lettered message back on its module's subscription."""
+        if not request.message_id.strip():
+            raise errors.ValidationError(
+                "field 'message_id' is required", field="message_id", rule="required"
+            )
+        record = await self._registry.resolve(request.module.strip())
+        if record.deleted:
+            raise errors.ValidationError(
+                f"module {record.id!r} is deleted; its subscription is gone", field="module"
+            )
+        await self._platform.replay_dead_letter(record.id, request.message_id.strip())
+        return events_pb2.ReplayDeadLetterResponse(
+            module=record.id, message_id=request.message_id.strip()
+        )

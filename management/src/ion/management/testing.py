@@ -1,0 +1,266 @@
+"""Test helpers for the management server and its clients: a stub platform, certificates, a server.
+
+`StubPlatform` keeps real embedded backends (SQLite bus and metadata, filesystem blobs) but
+runs no dispatchers: published events stay on their subscriptions, so tests can peek them,
+dead-letter them and replay them deterministically. Its flow is the root event alone.
+`make_test_certificates` makes a PKI plus a rogue and an expired client certificate, and
+`serve_stub` runs a real gRPC server on 127.0.0.1:0 over a stub platform.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Self
+
+import grpc  # type: ignore[import-untyped]  # grpcio ships no type information
+
+from ion.core import DocumentType, Event, EventMeta, ModuleRecord, errors, new_root_event, pairs
+from ion.core.backends import open_blobs, open_bus, open_meta
+from ion.core.config import IonSettings
+from ion.core.ports import OutgoingMessage, SubscriptionOptions
+from ion.management.certs import (
+    LocalPki,
+    Pem,
+    TlsFiles,
+    ensure_local_pki,
+    issue,
+    new_ca,
+    write_pem,
+)
+from ion.management.deployers import InProcessDeployer
+from ion.management.registry import ModuleRegistry, subscription_of
+from ion.management.server import ManagementServer, start_server
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StubRuntime:
+    """Dispatchers 'running' for a started module (no jobs ever run)."""
+
+    dispatchers_running: int
+    jobs_in_flight: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StubFlow:
+    """A flow holding only its root event."""
+
+    tree: dict[str, Any]
+    settled: bool = True
+    succeeded: bool = True
+
+    def model_dump(self, *, mode: str = "python") -> dict[str, Any]:
+        """Return the tree."""
+        return self.tree
+
+
+class StubPlatform:
+    """Embedded backends without dispatchers; satisfies `ion.management.dataplane.Platform`."""
+
+    def __init__(self, settings: IonSettings) -> None:
+        self.settings = settings
+        self.bus = open_bus(settings.bus_url)
+        self.blobs = open_blobs(settings.blobs_url)
+        self.meta = open_meta(settings.meta_url)
+        self.started: dict[str, ModuleRecord] = {}
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.bus.aclose()
+        await self.blobs.aclose()
+        await self.meta.aclose()
+
+    async def start_module(self, record: ModuleRecord) -> None:
+        """Create the module's subscription and note it as running."""
+        topic, subscription = subscription_of(record)
+        await self.bus.ensure_subscription(
+            topic,
+            subscription,
+            SubscriptionOptions(max_delivery_count=record.spec.max_attempts),
+        )
+        for published in record.spec.publishes:
+            await self.bus.ensure_topic(published)
+        self.started[record.id] = record
+
+    async def stop_module(self, module_id: str, *, remove_subscription: bool = True) -> None:
+        """Forget the module; delete its subscription if asked."""
+        record = self.started.pop(module_id, None)
+        if record is not None and remove_subscription:
+            await self.bus.delete_subscription(*subscription_of(record))
+
+    def module_status(self, module_id: str) -> StubRuntime:
+        """All dispatchers of a started module run; none of any other."""
+        record = self.started.get(module_id)
+        return StubRuntime(dispatchers_running=record.spec.instance_count if record else 0)
+
+    async def raise_event(
+        self,
+        event_type: str,
+        *,
+        data: Mapping[str, str] | None = None,
+        files: Sequence[Path] = (),
+        correlation_id: str | None = None,
+    ) -> Event:
+        """Upload files, write the eventMeta and publish a root event."""
+        event = new_root_event(event_type, data=data or {}, correlation_id=correlation_id)
+        prefix = f"{event.correlation_id}/{event.event_id}/root/"
+        for path in files:
+            await self.blobs.put_file(prefix + path.name, path)
+        await self.meta.upsert_event_meta(
+            EventMeta(
+                id=event.event_id,
+                context=event.context.as_document(DocumentType.EVENT_META),
+                type=event_type,
+                files=[p.name for p in files],
+                data=pairs(data or {}),
+                files_prefix=prefix,
+            )
+        )
+        await self.bus.ensure_topic(event_type)
+        await self.bus.publish(
+            event_type, [OutgoingMessage(body=event.to_json(), message_id=event.event_id)]
+        )
+        return event
+
+    async def flow(self, correlation_id: str) -> StubFlow:
+        """Return the root event of the flow as its tree."""
+        for doc in await self.meta.list_documents(correlation_id):
+            ctx = doc.get("context", {})
+            if doc.get("context", {}).get("documentType") == "eventMeta" and ctx.get(
+                "parentEventId"
+            ) in ("frontapi", ""):
+                return StubFlow(
+                    tree={
+                        "correlation_id": correlation_id,
+                        "root": {
+                            "event_id": doc["id"],
+                            "event_type": doc.get("type", ""),
+                            "published_by": ctx.get("name", ""),
+                            "files": doc.get("files", []),
+                            "data": doc.get("data", []),
+                            "triggered": [],
+                        },
+                    }
+                )
+        raise errors.NotFoundError(f"no flow with correlation id {correlation_id!r}")
+
+    async def wait_settled(self, correlation_id: str, *, timeout: float) -> StubFlow:
+        """A stub flow is always settled."""
+        return await self.flow(correlation_id)
+
+    async def replay_dead_letter(self, module_id: str, message_id: str) -> None:
+        """Move one dead-lettered message back onto the module's subscription."""
+        record = self.started.get(module_id)
+        if record is None:
+            raise errors.NotFoundError(f"module {module_id!r} is not running")
+        topic, subscription = subscription_of(record)
+        held = []
+        try:
+            while True:
+                got = await self.bus.receive_dead_letters(
+                    topic, subscription, max_messages=10, max_wait=timedelta(0)
+                )
+                if not got:
+                    break
+                held.extend(got)
+                for message in got:
+                    if message.message_id == message_id:
+                        await self.bus.publish(
+                            topic,
+                            [
+                                OutgoingMessage(
+                                    body=message.body,
+                                    message_id=f"{message.message_id}-replay",
+                                    to_subscription=subscription,
+                                )
+                            ],
+                        )
+                        await self.bus.complete(message)
+                        held.remove(message)
+                        return
+        finally:
+            for message in held:
+                await self.bus.abandon(message)
+        raise errors.NotFoundError(
+            f"no dead-lettered message {message_id!r} for module {module_id!r}"
+        )
+
+
+def stub_settings(home: Path | None = None) -> IonSettings:
+    """Return settings with every backend under `home` (a new temporary directory if None)."""
+    root = home or Path(tempfile.mkdtemp(prefix="ion-test-"))
+    return IonSettings(home=root)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TestCertificates:
+    """A local PKI plus a client of another CA and an expired client of the same CA."""
+
+    pki: LocalPki
+    rogue_client: TlsFiles
+    expired_client: TlsFiles
+
+    def channel_credentials(self, client: TlsFiles | None = None) -> Any:
+        """Return gRPC channel credentials trusting the CA, presenting `client` (default: valid)."""
+        files = client or self.pki.client
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.pki.ca_cert.read_bytes(),
+            private_key=files.keyfile.read_bytes(),
+            certificate_chain=files.certfile.read_bytes(),
+        )
+
+
+def make_test_certificates(directory: Path) -> TestCertificates:
+    """Create the certificates tests need under `directory`."""
+    pki, _ = ensure_local_pki(directory / "local")
+    ca = Pem(cert=pki.ca_cert.read_bytes(), key=pki.ca_key.read_bytes())
+    rogue = TlsFiles(
+        certfile=directory / "rogue.pem",
+        keyfile=directory / "rogue-key.pem",
+        cacertfile=pki.ca_cert,
+    )
+    write_pem(issue(new_ca("Rogue CA"), "ion-cli", client=True), rogue.certfile, rogue.keyfile)
+    expired = TlsFiles(
+        certfile=directory / "expired.pem",
+        keyfile=directory / "expired-key.pem",
+        cacertfile=pki.ca_cert,
+    )
+    past = datetime.now(UTC) - timedelta(days=30)
+    write_pem(
+        issue(ca, "ion-cli", client=True, not_before=past, not_after=past + timedelta(days=1)),
+        expired.certfile,
+        expired.keyfile,
+    )
+    return TestCertificates(pki=pki, rogue_client=rogue, expired_client=expired)
+
+
+@dataclass(slots=True, kw_only=True)
+class StubServer:
+    """A running management server over a stub platform."""
+
+    server: ManagementServer
+    platform: StubPlatform
+    registry: ModuleRegistry
+
+    @property
+    def port(self) -> int:
+        """The gRPC port."""
+        return self.server.port
+
+
+@asynccontextmanager
+async def serve_stub(settings: IonSettings, *, tls: TlsFiles | None) -> AsyncIterator[StubServer]:
+    """Run a management server on 127.0.0.1:0 over a `StubPlatform`."""
+    async with StubPlatform(settings) as platform:
+        registry = ModuleRegistry(platform.meta, platform.bus, InProcessDeployer(platform))
+        server = await start_server(platform, registry, port=0, tls=tls)
+        try:
+            yield StubServer(server=server, platform=platform, registry=registry)
+        finally:
+            await server.stop(0)

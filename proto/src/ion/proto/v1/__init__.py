@@ -1,0 +1,1 @@
+"""Generated stubs of the versioned `ion.v1` protobuf package."""
