@@ -2,7 +2,7 @@
 .PHONY: demo test test-fast bench bench-quick lint proto lock emulators clean help
 
 VENV := .venv/bin
-DEMO_HOME := .ion-demo
+DEMO_HOME := $(CURDIR)/.ion-demo
 
 help:
 	@echo "make demo    run the example pipeline locally (no cloud, no cluster, no services)"

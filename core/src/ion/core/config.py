@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -115,6 +115,12 @@ class IonSettings(BaseSettings):
     )
 
     home: Path = Field(default_factory=default_home)
+    """Where embedded state lives (made absolute, so URLs under it are valid)."""
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
     bus: BusSettings = BusSettings()
     blobs: BlobSettings = BlobSettings()
     meta: MetaSettings = MetaSettings()

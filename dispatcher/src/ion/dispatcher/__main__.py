@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -166,6 +167,13 @@ def pipeline_run(
     except errors.IonError as err:
         _fail(err)
         return
+    except Exception as err:  # an Ion bug: one line for the user, the traceback in the log
+        logging.getLogger("ion.dispatcher").debug("unexpected error", exc_info=True)
+        err_console.print(
+            f"[bold red]unexpected error:[/] {type(err).__name__}: {err}\n"
+            "this is a bug in Ion; run again with --log-level DEBUG for the traceback and report it"
+        )
+        sys.exit(1)
     if output == "json":
         click.echo(json.dumps(flow.model_dump(mode="json"), indent=2))
     else:
