@@ -8,6 +8,7 @@ set needs nothing; the Azure set (Azurite, the Cosmos server, the Service Bus fa
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,33 @@ def test_pipeline_command_exits_non_zero_when_a_module_fails(tmp_path: Path) -> 
     assert "DEAD_LETTERED" in result.stdout
     assert "did not succeed" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_one_trace_spans_the_whole_flow_across_the_bus(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "ION_HOME": str(tmp_path / "home"),
+        "ION_BUS__RECEIVE_WAIT_SECONDS": "0.2",
+        "ION_TELEMETRY__TRACES": "console",
+    }
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ion-dispatcher"),
+            "pipeline",
+            "run",
+            str(EXAMPLE),
+            "-d",
+            "count=3",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    names = re.findall(r'^    "name": "(\w+)"', result.stderr, flags=re.MULTILINE)
+    assert sorted(set(names)) == ["commit", "job", "prepare", "publish"]
+    assert names.count("job") == 5
+    trace_ids = set(re.findall(r'"trace_id": "(0x[0-9a-f]+)"', result.stderr))
+    assert len(trace_ids) == 1, "the trace context did not travel with the events"

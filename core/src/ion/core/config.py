@@ -105,6 +105,8 @@ class TelemetrySettings(BaseModel):
     log_format: str = "text"
     """`text` or `json`."""
     log_level: str = "INFO"
+    traces: str = "none"
+    """Where spans go: `none` or `console` (JSON on stderr)."""
 
 
 class IonSettings(BaseSettings):

@@ -21,7 +21,7 @@ import click
 import yaml
 from rich.console import Console
 
-from ion.core import errors, logs
+from ion.core import errors, logs, telemetry
 from ion.core.backends import open_blobs, open_bus, open_meta
 from ion.core.config import IonSettings, load_settings
 from ion.core.modules import ModuleSpec, PipelineSpec
@@ -44,6 +44,7 @@ def _settings(home: str | None, log_level: str, log_format: str) -> IonSettings:
     if home:
         settings = settings.with_overrides(home=Path(home).expanduser())  # type: ignore[arg-type]  # home is a plain field
     logs.configure(level=log_level, fmt=log_format)
+    telemetry.configure_tracing(settings.telemetry.traces, service_name="ion-dispatcher")
     return settings
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 
 from ion.core import errors, logs
 from ion.core.clock import Clock, SystemClock
@@ -241,7 +241,9 @@ class Dispatcher:
                 attempt=attempt,
             ),
             tracer.start_as_current_span(
-                "job", attributes={"ion.module": self.spec.name, "ion.job": job}
+                "job",
+                context=propagate.extract(dict(message.properties)),
+                attributes={"ion.module": self.spec.name, "ion.job": job, "ion.attempt": attempt},
             ),
         ):
             renewer = asyncio.create_task(self._renew(message))
