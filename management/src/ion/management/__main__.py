@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import secrets
 import signal
@@ -22,43 +21,13 @@ from typing import Any
 
 import click
 
-from ion.core import errors
+from ion.core import errors, logs
 from ion.core.config import IonSettings, load_settings
 from ion.management import app
 from ion.management.certs import DEFAULT_HOSTS, TlsFiles, ensure_local_pki
 
-log = logging.getLogger("ion.management")
-
 TOKEN_ENV = "ION_MANAGEMENT__FRONT_API_TOKEN"
 TOKEN_FILE = "front-api-token"
-_STANDARD_RECORD_KEYS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        body: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        body.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD_RECORD_KEYS})
-        if record.exc_info:
-            body["exc"] = self.formatException(record.exc_info)
-        return json.dumps(body, default=str)
-
-
-def _configure_logging(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-        )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
 
 
 class _State:
@@ -83,7 +52,7 @@ def _fail(state: _State, err: BaseException) -> None:
 
 
 def _serve(state: _State, settings: IonSettings, tls: TlsFiles | None, token: str | None) -> None:
-    _configure_logging(settings.telemetry.log_level, settings.telemetry.log_format)
+    logs.configure(level=settings.telemetry.log_level, fmt=settings.telemetry.log_format)
 
     def ready(endpoints: app.Endpoints) -> None:
         mode = "mutual TLS" if endpoints.tls else "PLAINTEXT"

@@ -9,14 +9,13 @@ calls in flight finish within the grace period, stops the front API and closes t
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import cast
 
 from ion.core.config import IonSettings
+from ion.dispatcher.platform import EmbeddedPlatform
 from ion.management.certs import TlsFiles
 from ion.management.dataplane import Platform
 from ion.management.deployers import InProcessDeployer
@@ -47,8 +46,7 @@ class Endpoints:
 
 def embedded_platform(settings: IonSettings) -> AbstractAsyncContextManager[Platform]:
     """Return the embedded platform (dispatchers in this process) for `settings`."""
-    module = importlib.import_module("ion.dispatcher.platform")
-    return cast(AbstractAsyncContextManager[Platform], module.EmbeddedPlatform(settings))
+    return EmbeddedPlatform(settings)
 
 
 async def run(

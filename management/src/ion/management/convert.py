@@ -228,6 +228,7 @@ def _run(raw: Mapping[str, Any]) -> types_pb2.FlowModuleRun:
         insights=_pairs(raw.get("insights")),
         logs=_strings(raw.get("logs")),
         children=[flow_event(c) for c in raw.get("children") or []],
+        reason=_text(raw.get("reason")),
     )
 
 
@@ -248,7 +249,10 @@ def flow_message(raw: Mapping[str, Any], *, settled: bool, succeeded: bool) -> t
     flow = types_pb2.Flow(
         correlation_id=_text(raw.get("correlation_id")), settled=settled, succeeded=succeeded
     )
-    root = raw.get("root")
-    if isinstance(root, Mapping):
-        flow.root.CopyFrom(flow_event(root))
+    roots = [r for r in raw.get("roots") or [] if isinstance(r, Mapping)]
+    if not roots and isinstance(raw.get("root"), Mapping):
+        roots = [raw["root"]]
+    flow.roots.extend(flow_event(r) for r in roots)
+    if roots:
+        flow.root.CopyFrom(flow.roots[0])
     return flow

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 from ion.core import AttemptState, JobAttempt, ModuleRecord, ModuleSpec, errors
 from ion.core.ports import EventBus, MetadataStore
+from ion.dispatcher import naming
 from ion.management.deployers import Deployer, Runtime
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class ModuleState:
 def subscription_of(record: ModuleRecord) -> tuple[str, str]:
     """Return (topic, subscription) the module's dispatchers read: `<event>_<module>`, lowercase."""
     topic = record.spec.subscribes_to
-    return topic, f"{topic.lower()}_{record.spec.name.lower()}"
+    return topic, naming.subscription_name(topic, record.spec.name)
 
 
 def state_of(record: ModuleRecord, runtime: Runtime) -> str:
@@ -133,7 +134,7 @@ class ModuleRegistry:
             log.exception("deploying module %s failed; marking it deleted", record.id)
             await self._meta.replace_module(record.model_copy(update={"deleted": True}))
             raise
-        log.info("created module %s", record.id, extra={"module": record.id})
+        log.info("created module %s", record.id, extra={"ion_module": record.id})
         return record
 
     async def _store_new(self, spec: ModuleSpec, provider: str) -> ModuleRecord:
@@ -155,7 +156,8 @@ class ModuleRegistry:
         raise errors.TransientError(f"could not find a free id for module {spec.name!r}; retry")
 
     async def resolve(self, ref: str) -> ModuleRecord:
-        """Return the module with id `ref`, else the one live module named `ref`.
+        """Return the module with id `ref`, else the live module named `ref`, else the most
+        recently created deleted one of that name (history stays reachable by name).
 
         Raises:
             errors.NotFoundError: no such module.
@@ -165,9 +167,14 @@ class ModuleRegistry:
         try:
             return await self._meta.get_module(ref)
         except errors.NotFoundError:
-            named = [m for m in await self._meta.list_modules() if m.spec.name == ref]
-            if len(named) == 1:
-                return named[0]
+            named = [
+                m for m in await self._meta.list_modules(include_deleted=True) if m.spec.name == ref
+            ]
+            live = [m for m in named if not m.deleted]
+            if live:
+                return live[0]
+            if named:
+                return max(named, key=lambda m: m.created_at)
             raise
 
     async def list_modules(self, *, include_deleted: bool = False) -> list[ModuleRecord]:
@@ -188,7 +195,7 @@ class ModuleRegistry:
                 return record
             await self._deployer.undeploy(record)
             deleted = await self._meta.replace_module(record.model_copy(update={"deleted": True}))
-        log.info("deleted module %s", record.id, extra={"module": record.id})
+        log.info("deleted module %s", record.id, extra={"ion_module": record.id})
         return deleted
 
     async def runtime(self, record: ModuleRecord) -> Runtime:
@@ -214,11 +221,8 @@ class ModuleRegistry:
         )
 
     async def _attempts(self, record: ModuleRecord) -> list[JobAttempt]:
-        found = await self._meta.list_attempts(module=record.id)
-        if found:
-            return found
-        # Attempts keyed by module name: keep those of this module's lifetime only, since a
-        # deleted module's name may be reused.
+        # Attempts are keyed by module name; keep those of this module's lifetime only, since
+        # a deleted module's name may be reused.
         return [
             a
             for a in await self._meta.list_attempts(module=record.spec.name)
@@ -233,5 +237,7 @@ class ModuleRegistry:
                 await self._deployer.deploy(record)
                 started.append(record.id)
             except Exception:
-                log.exception("could not start module %s", record.id, extra={"module": record.id})
+                log.exception(
+                    "could not start module %s", record.id, extra={"ion_module": record.id}
+                )
         return started

@@ -22,7 +22,7 @@ import grpc  # type: ignore[import-untyped]  # grpcio ships no type information
 from ion.core import AttemptState, Event, ModuleRecord, errors
 from ion.core.modules import check_event_type
 from ion.management import convert
-from ion.management.dataplane import Platform
+from ion.management.dataplane import FlowLike, Platform
 from ion.management.registry import ModuleRegistry, subscription_of
 from ion.proto import module_pb2, module_pb2_grpc, trace_pb2, trace_pb2_grpc
 from ion.proto.v1 import events_pb2, events_pb2_grpc, types_pb2
@@ -146,11 +146,14 @@ class TraceService(trace_pb2_grpc.TraceServiceServicer):
             raise errors.ValidationError(
                 "field 'correlationID' is required", field="correlationID", rule="required"
             )
+        flow: FlowLike | None = None
         if request.wait_seconds > 0:
-            flow = await self._platform.wait_settled(
-                correlation_id, timeout=min(request.wait_seconds, MAX_WAIT_SECONDS)
-            )
-        else:
+            # Not settled in time is an answer too: the tree as it is now, settled=false.
+            with contextlib.suppress(errors.TransientError):
+                flow = await self._platform.wait_settled(
+                    correlation_id, timeout=min(request.wait_seconds, MAX_WAIT_SECONDS)
+                )
+        if flow is None:
             flow = await self._platform.flow(correlation_id)
         documents = await self._platform.meta.list_documents(correlation_id)
         if not documents:

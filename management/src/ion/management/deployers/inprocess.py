@@ -7,7 +7,8 @@ runtime) images, so it serves the providers `local` and `docker`.
 
 from __future__ import annotations
 
-from ion.core import ModuleRecord
+from ion.core import ModuleRecord, errors
+from ion.dispatcher import naming
 from ion.management.dataplane import Platform
 from ion.management.deployers.base import Runtime
 
@@ -34,7 +35,15 @@ class InProcessDeployer:
 
     async def undeploy(self, record: ModuleRecord) -> None:
         """Stop the dispatchers and delete the module's subscription."""
-        await self._platform.stop_module(record.id, remove_subscription=True)
+        try:
+            await self._platform.stop_module(record.id, remove_subscription=True)
+        except errors.NotFoundError:
+            # Not running here (it failed to start, or the process restarted without it):
+            # the subscription may still exist.
+            topic = record.spec.subscribes_to
+            await self._platform.bus.delete_subscription(
+                topic, naming.subscription_name(topic, record.spec.name)
+            )
 
     async def runtime(self, record: ModuleRecord) -> Runtime:
         """Return the platform's view of the module."""

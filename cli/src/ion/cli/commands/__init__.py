@@ -1,0 +1,1 @@
+"""The `ion` command groups, one module per noun."""

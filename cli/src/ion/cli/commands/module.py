@@ -1,0 +1,188 @@
+"""`ion module create|delete|get|list`: modules on the management server (2018 flags kept)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ion.cli.commands._common import call, key_values, parse_dotenv
+from ion.cli.main import connection_options
+from ion.cli.output import as_data, output_option, render, render_one
+from ion.proto import module_pb2
+from ion.proto.v1 import types_pb2
+
+LIST_COLUMNS = ("id", "name", "subscribes_to", "publishes", "instance_count", "status")
+GET_FIELDS = (
+    "name",
+    "status",
+    "statusMessage",
+    "dispatchers_running",
+    "jobs_in_flight",
+    "running",
+    "succeeded",
+    "failed",
+    "dead_lettered",
+    "queued",
+    "dead_letter_queue",
+    "subscribes_to",
+    "publishes",
+    "subscription",
+    "command",
+    "image",
+    "provider",
+    "created_at",
+)
+
+
+@click.group()
+def module() -> None:
+    """Create, inspect and delete modules."""
+
+
+@module.command()
+@connection_options
+@click.option("-n", "--name", required=True, help="Module name (its id gets a suffix).")
+@click.option(
+    "-i", "--event-subscriptions", required=True, help="Event type the module subscribes to."
+)
+@click.option(
+    "-o",
+    "--event-publications",
+    default="",
+    help="Event types the module may raise, comma-separated.",
+)
+@click.option("-m", "--module-image", default="", help="Container image of the module.")
+@click.option(
+    "--command",
+    default="",
+    help="Command of a local module, e.g. 'python resize.py' (instead of an image).",
+)
+@click.option(
+    "--working-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory a local command runs in [the current directory].",
+)
+@click.option(
+    "--handler-image",
+    default="dotjson/ion-handler",
+    show_default=True,
+    help="Handler image (container deployers only).",
+)
+@click.option(
+    "--config-map-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Dotenv file of KEY=value settings given to the module as environment.",
+)
+@click.option("--env", "env_items", multiple=True, help="KEY=value for the module (repeatable).")
+@click.option(
+    "-p",
+    "--provider",
+    default="",
+    help="Where jobs run: local, docker, kubernetes, azurebatch [the server's default].",
+)
+@click.option("--instance-count", type=int, default=1, show_default=True, help="Dispatchers.")
+@click.option(
+    "--retry-count", type=int, default=1, show_default=True, help="Retries before dead-lettering."
+)
+@click.option(
+    "--retry-backoff",
+    type=float,
+    default=None,
+    help="Seconds before the first retry (doubles each retry) [1].",
+)
+@click.option(
+    "--max-exec-mins", type=int, default=5, show_default=True, help="Minutes one attempt may run."
+)
+@click.option("--max-in-flight", type=int, default=0, help="Jobs per dispatcher at once [4].")
+def create(
+    name: str,
+    event_subscriptions: str,
+    event_publications: str,
+    module_image: str,
+    command: str,
+    working_dir: Path | None,
+    handler_image: str,
+    config_map_file: Path | None,
+    env_items: tuple[str, ...],
+    provider: str,
+    instance_count: int,
+    retry_count: int,
+    retry_backoff: float | None,
+    max_exec_mins: int,
+    max_in_flight: int,
+) -> None:
+    """Create a module and start its dispatchers; prints `created module <id>`."""
+    if not module_image and not command:
+        raise click.UsageError("give the module an image (-m) or a local --command")
+    argv = shlex.split(command) if command else []
+    request = module_pb2.ModuleCreateRequest(
+        modulename=name,
+        eventsubscriptions=event_subscriptions,
+        eventpublications=event_publications,
+        moduleimage=module_image,
+        handlerimage=handler_image,
+        instancecount=instance_count,
+        retrycount=retry_count,
+        provider=provider,
+        maxexecutiontimemins=max_exec_mins,
+        configmap=parse_dotenv(config_map_file) if config_map_file else {},
+        command=argv,
+        env=dict(key_values(env_items, flag="--env")),
+        working_dir=str((working_dir or Path(os.getcwd())).resolve()) if argv else "",
+        max_in_flight=max_in_flight,
+    )
+    if retry_backoff is not None:
+        request.retry_backoff_seconds = retry_backoff
+    reply = call(lambda client: client.create_module(request))
+    click.echo(f"created module {reply.name}")
+
+
+@module.command()
+@connection_options
+@click.option("-n", "--name", required=True, help="Module id (as printed by create) or name.")
+def delete(name: str) -> None:
+    """Stop a module's dispatchers and remove its subscription (its history stays)."""
+    reply = call(lambda client: client.delete_module(name))
+    click.echo(f"deleted module {reply.name}")
+
+
+def _table_data(data: dict[str, Any]) -> dict[str, Any]:
+    flat = dict(data)
+    info = flat.pop("module", None) or {}
+    for key in ("subscribes_to", "publishes", "subscription", "image", "provider", "created_at"):
+        flat[key] = info.get(key, "")
+    flat["command"] = shlex.join(info.get("command") or [])
+    return flat
+
+
+@module.command()
+@connection_options
+@click.option("-n", "--name", required=True, help="Module id (as printed by create) or name.")
+@output_option
+def get(name: str, fmt: str) -> None:
+    """Show a module's status: dispatchers, jobs in flight, outcomes and queues."""
+    reply = call(lambda client: client.get_module(name))
+    data = as_data(reply)
+    if fmt == "table":
+        render_one(_table_data(data), fmt, fields=GET_FIELDS)
+    else:
+        render_one(data, fmt)
+
+
+def _list_row(info: types_pb2.ModuleInfo) -> dict[str, Any]:
+    return as_data(info)
+
+
+@module.command("list")
+@connection_options
+@click.option("--all", "include_deleted", is_flag=True, help="Include deleted modules.")
+@output_option
+def list_(include_deleted: bool, fmt: str) -> None:
+    """List modules."""
+    reply = call(lambda client: client.list_modules(include_deleted=include_deleted))
+    render([_list_row(m) for m in reply.modules], fmt, columns=LIST_COLUMNS)

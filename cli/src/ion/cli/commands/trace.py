@@ -1,0 +1,58 @@
+"""`ion trace flow -c <correlation id>`: a flow as a tree, or the 2018 flat documents."""
+
+from __future__ import annotations
+
+import click
+
+from ion.cli.commands._common import call
+from ion.cli.main import connection_options
+from ion.cli.output import as_data, console, render_one
+
+
+@click.group()
+def trace() -> None:
+    """Follow flows."""
+
+
+@trace.command()
+@connection_options
+@click.option(
+    "-c",
+    "--correlationid",
+    "--correlation-id",
+    "correlation_id",
+    required=True,
+    help="The flow's correlation id (printed by `ion event create`).",
+)
+@click.option(
+    "--wait",
+    type=float,
+    default=0,
+    help="Wait up to this many seconds for the flow to settle.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "fmt",
+    type=click.Choice(["tree", "json", "yaml", "flat"]),
+    default="tree",
+    show_default=True,
+    help="tree: drawn; json/yaml: the structured flow; flat: the 2018 document list.",
+)
+@click.option("--logs", "show_logs", is_flag=True, help="Show where each run's logs are.")
+def flow(correlation_id: str, wait: float, fmt: str, show_logs: bool) -> None:
+    """Show a flow: every event, the modules it triggered, their attempts and outputs."""
+    reply = call(lambda client: client.get_flow(correlation_id, wait=wait))
+    if fmt == "flat":
+        click.echo(reply.flowJSON)
+        return
+    if fmt in ("json", "yaml"):
+        data = as_data(reply.flow)
+        data.pop("root", None)
+        render_one(data, fmt)
+        return
+    from ion.cli.flowtree import flow_tree
+
+    console().print(flow_tree(reply.flow, show_logs=show_logs))
+    if wait and not reply.flow.settled:
+        click.echo(f"ion: note: the flow has not settled after {wait:g}s", err=True)
