@@ -74,12 +74,12 @@ async def run_module(
         return ModuleExit(exit_code=code, timed_out=False)
     except TimeoutError:
         kill_group(proc.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(KILL_GRACE.total_seconds()):
                 await proc.wait()
-        except TimeoutError:
-            kill_group(proc.pid)
-            await proc.wait()
+        # The module may be gone while a child that ignores SIGTERM lives on in its group.
+        kill_group(proc.pid)
+        await proc.wait()
         return ModuleExit(
             exit_code=proc.returncode if proc.returncode is not None else -9, timed_out=True
         )
