@@ -88,6 +88,7 @@ async def _with_backends(settings: IonSettings, action: Callable[..., Any]) -> A
 
 
 def _run(coro_factory: Callable[[], Any]) -> None:
+    """Run the command's coroutine; an Ion error (settings included) is one line, exit 1."""
     try:
         asyncio.run(coro_factory())
     except errors.IonError as err:
@@ -110,10 +111,10 @@ def main(loglevel: str) -> None:
 @_job_options
 def prepare_command(**kw: Any) -> None:
     """Lay out the job directory and download the parent's files and data."""
-    settings = load_settings()
-    job = _job(settings, kw)
 
     async def go() -> None:
+        settings = load_settings()
+        job = _job(settings, kw)
         await _with_backends(
             settings, lambda bus, blobs, meta: prepare(job, blobs=blobs, meta=meta)
         )
@@ -125,11 +126,11 @@ def prepare_command(**kw: Any) -> None:
 @_job_options
 def commit_command(**kw: Any) -> None:
     """Upload outputs, store insights, and publish the module's events."""
-    settings = load_settings()
-    job = _job(settings, kw)
-    lifetime = timedelta(hours=settings.blobs.sas_lifetime_hours)
 
     async def go() -> None:
+        settings = load_settings()
+        job = _job(settings, kw)
+        lifetime = timedelta(hours=settings.blobs.sas_lifetime_hours)
         await _with_backends(
             settings,
             lambda bus, blobs, meta: commit(
@@ -148,12 +149,22 @@ def commit_command(**kw: Any) -> None:
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run_command(command: tuple[str, ...], max_exec_seconds: float, **kw: Any) -> None:
     """Prepare, run COMMAND as the module, and commit only if it exits 0."""
-    settings = load_settings()
-    job = _job(settings, kw)
-    lifetime = timedelta(hours=settings.blobs.sas_lifetime_hours)
     exit_code = 0
 
-    async def go(bus: Any, blobs: Any, meta: Any) -> None:
+    async def go() -> None:
+        settings = load_settings()
+        job = _job(settings, kw)
+        lifetime = timedelta(hours=settings.blobs.sas_lifetime_hours)
+        await _with_backends(
+            settings,
+            lambda bus, blobs, meta: run_job(
+                job, bus=bus, blobs=blobs, meta=meta, lifetime=lifetime
+            ),
+        )
+
+    async def run_job(
+        job: HandlerJob, *, bus: Any, blobs: Any, meta: Any, lifetime: timedelta
+    ) -> None:
         nonlocal exit_code
         await prepare(job, blobs=blobs, meta=meta)
         result = await run_module(
@@ -171,7 +182,7 @@ def run_command(command: tuple[str, ...], max_exec_seconds: float, **kw: Any) ->
             return
         await commit(job, blobs=blobs, meta=meta, bus=bus, url_lifetime=lifetime)
 
-    _run(lambda: _with_backends(settings, go))
+    _run(go)
     sys.exit(exit_code)
 
 
