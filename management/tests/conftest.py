@@ -16,11 +16,11 @@ import pytest
 
 from ion.core.config import IonSettings
 from ion.management.certs import TlsFiles
-from ion.management.testing import StubServer, TestCertificates, make_test_certificates, serve_stub
+from ion.management.testing import CertificateSet, StubServer, make_test_certificates, serve_stub
 
 
 @pytest.fixture(scope="session")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> TestCertificates:
+def certs(tmp_path_factory: pytest.TempPathFactory) -> CertificateSet:
     return make_test_certificates(tmp_path_factory.mktemp("pki"))
 
 
@@ -29,7 +29,7 @@ class Running:
     """A running server, its stub platform and the run's certificates."""
 
     stub: StubServer
-    certs: TestCertificates
+    certs: CertificateSet
 
     @property
     def port(self) -> int:
@@ -49,7 +49,7 @@ def settings(tmp_path: Path) -> IonSettings:
 
 
 @pytest.fixture
-async def running(settings: IonSettings, certs: TestCertificates) -> AsyncIterator[Running]:
+async def running(settings: IonSettings, certs: CertificateSet) -> AsyncIterator[Running]:
     async with serve_stub(settings, tls=certs.pki.server) as stub:
         yield Running(stub=stub, certs=certs)
 

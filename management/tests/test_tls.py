@@ -18,8 +18,8 @@ from ion.management.certs import Pem, TlsFiles, issue, new_ca, write_pem
 from ion.management.deployers import InProcessDeployer
 from ion.management.registry import ModuleRegistry
 from ion.management.server import load_tls, start_server
+from ion.management.testing import CertificateSet as Certs
 from ion.management.testing import StubPlatform, serve_stub
-from ion.management.testing import TestCertificates as Certs
 from ion.proto import module_pb2, module_pb2_grpc
 
 

@@ -199,7 +199,7 @@ def stub_settings(home: Path | None = None) -> IonSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TestCertificates:
+class CertificateSet:
     """A local PKI plus a client of another CA and an expired client of the same CA."""
 
     pki: LocalPki
@@ -216,7 +216,7 @@ class TestCertificates:
         )
 
 
-def make_test_certificates(directory: Path) -> TestCertificates:
+def make_test_certificates(directory: Path) -> CertificateSet:
     """Create the certificates tests need under `directory`."""
     pki, _ = ensure_local_pki(directory / "local")
     ca = Pem(cert=pki.ca_cert.read_bytes(), key=pki.ca_key.read_bytes())
@@ -237,7 +237,7 @@ def make_test_certificates(directory: Path) -> TestCertificates:
         expired.certfile,
         expired.keyfile,
     )
-    return TestCertificates(pki=pki, rogue_client=rogue, expired_client=expired)
+    return CertificateSet(pki=pki, rogue_client=rogue, expired_client=expired)
 
 
 @dataclass(slots=True, kw_only=True)

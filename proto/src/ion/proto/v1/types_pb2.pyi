@@ -112,7 +112,7 @@ class Attempt(_message.Message):
     def __init__(self, id: _Optional[str] = ..., attempt: _Optional[int] = ..., state: _Optional[str] = ..., started_at: _Optional[str] = ..., finished_at: _Optional[str] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., logs_ref: _Optional[str] = ..., dispatcher: _Optional[str] = ...) -> None: ...
 
 class FlowModuleRun(_message.Message):
-    __slots__ = ("module", "status", "attempts", "duration_seconds", "outputs", "insights", "logs", "children")
+    __slots__ = ("module", "status", "attempts", "duration_seconds", "outputs", "insights", "logs", "children", "reason")
     MODULE_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +121,7 @@ class FlowModuleRun(_message.Message):
     INSIGHTS_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
     CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     module: str
     status: str
     attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
@@ -129,7 +130,8 @@ class FlowModuleRun(_message.Message):
     insights: _containers.RepeatedCompositeFieldContainer[KeyValue]
     logs: _containers.RepeatedScalarFieldContainer[str]
     children: _containers.RepeatedCompositeFieldContainer[FlowEvent]
-    def __init__(self, module: _Optional[str] = ..., status: _Optional[str] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., duration_seconds: _Optional[float] = ..., outputs: _Optional[_Iterable[str]] = ..., insights: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ..., logs: _Optional[_Iterable[str]] = ..., children: _Optional[_Iterable[_Union[FlowEvent, _Mapping]]] = ...) -> None: ...
+    reason: str
+    def __init__(self, module: _Optional[str] = ..., status: _Optional[str] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., duration_seconds: _Optional[float] = ..., outputs: _Optional[_Iterable[str]] = ..., insights: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ..., logs: _Optional[_Iterable[str]] = ..., children: _Optional[_Iterable[_Union[FlowEvent, _Mapping]]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class FlowEvent(_message.Message):
     __slots__ = ("event_id", "event_type", "published_by", "files", "data", "triggered")
@@ -148,13 +150,15 @@ class FlowEvent(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., published_by: _Optional[str] = ..., files: _Optional[_Iterable[str]] = ..., data: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ..., triggered: _Optional[_Iterable[_Union[FlowModuleRun, _Mapping]]] = ...) -> None: ...
 
 class Flow(_message.Message):
-    __slots__ = ("correlation_id", "root", "settled", "succeeded")
+    __slots__ = ("correlation_id", "root", "settled", "succeeded", "roots")
     CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
     ROOT_FIELD_NUMBER: _ClassVar[int]
     SETTLED_FIELD_NUMBER: _ClassVar[int]
     SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    ROOTS_FIELD_NUMBER: _ClassVar[int]
     correlation_id: str
     root: FlowEvent
     settled: bool
     succeeded: bool
-    def __init__(self, correlation_id: _Optional[str] = ..., root: _Optional[_Union[FlowEvent, _Mapping]] = ..., settled: _Optional[bool] = ..., succeeded: _Optional[bool] = ...) -> None: ...
+    roots: _containers.RepeatedCompositeFieldContainer[FlowEvent]
+    def __init__(self, correlation_id: _Optional[str] = ..., root: _Optional[_Union[FlowEvent, _Mapping]] = ..., settled: _Optional[bool] = ..., succeeded: _Optional[bool] = ..., roots: _Optional[_Iterable[_Union[FlowEvent, _Mapping]]] = ...) -> None: ...
