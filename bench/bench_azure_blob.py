@@ -1,0 +1,239 @@
+"""Benchmark AzureBlobStore against the bare azure-storage-blob SDK, on a local Azurite.
+
+Run: ``.venv/bin/python bench/bench_azure_blob.py [--small]``. It starts Azurite (in memory) from
+tools/emulators, writes the data under bench/.work/ (streamed: one big file, many 4 KiB files),
+and measures upload and download of each through AzureBlobStore and through the SDK alone
+(``upload_blob``/``download_blob().readinto`` with the same max_concurrency and 4 MiB blocks) in
+the same run, each side on a fresh container. One line per measure:
+``name value unit baseline=<v> ratio=<r>`` where ratio = ours / baseline (higher is better).
+AzureBlobStore does more per byte (whole-blob and per-block MD5, atomic temp-file downloads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parents[1]
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+from azure.storage.blob.aio import BlobServiceClient  # noqa: E402
+
+from ion.core.backends.azure.blobs import AzureBlobStore  # noqa: E402
+from tests.fakes import azure_emulators  # noqa: E402
+
+MiB = 1024 * 1024
+CHUNK = 4 * MiB
+
+
+def make_big_file(path: Path, size: int) -> None:
+    """Write `size` random bytes, 1 MiB at a time (never the whole file in memory)."""
+    if path.exists() and path.stat().st_size == size:
+        return
+    with path.open("wb") as out:
+        written = 0
+        while written < size:
+            piece = os.urandom(min(MiB, size - written))
+            out.write(piece)
+            written += len(piece)
+
+
+def make_small_files(directory: Path, count: int, size: int) -> list[Path]:
+    """Write `count` files of `size` random bytes; return their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / f"f{i:05d}.bin" for i in range(count)]
+    for path in paths:
+        if not (path.exists() and path.stat().st_size == size):
+            path.write_bytes(os.urandom(size))
+    return paths
+
+
+async def timed(action: Callable[[], Awaitable[None]]) -> float:
+    start = time.perf_counter()
+    await action()
+    return time.perf_counter() - start
+
+
+async def bounded(count: int, limit: int, one: Callable[[int], Awaitable[None]]) -> None:
+    """Run `one(i)` for i in range(count), at most `limit` at a time."""
+    slots = asyncio.Semaphore(limit)
+
+    async def run(i: int) -> None:
+        async with slots:
+            await one(i)
+
+    async with asyncio.TaskGroup() as group:
+        for i in range(count):
+            group.create_task(run(i))
+
+
+class Sdk:
+    """The baseline: the SDK's own parallel transfers, nothing else."""
+
+    def __init__(self, connection_string: str, container: str, concurrency: int) -> None:
+        self.service = BlobServiceClient.from_connection_string(
+            connection_string, max_single_put_size=CHUNK, max_block_size=CHUNK
+        )
+        self.container = self.service.get_container_client(container)
+        self.concurrency = concurrency
+
+    async def setup(self) -> None:
+        await self.container.create_container()
+
+    async def put_file(self, key: str, source: Path) -> None:
+        with source.open("rb") as data:
+            await self.container.get_blob_client(key).upload_blob(
+                data,
+                length=source.stat().st_size,
+                overwrite=True,
+                max_concurrency=self.concurrency,
+            )
+
+    async def get_file(self, key: str, destination: Path) -> None:
+        downloader = await self.container.get_blob_client(key).download_blob(
+            max_concurrency=self.concurrency
+        )
+        with destination.open("wb") as out:
+            await downloader.readinto(out)
+
+    async def aclose(self) -> None:
+        await self.container.delete_container()
+        await self.service.close()
+
+
+class Ours:
+    def __init__(self, connection_string: str, container: str, concurrency: int) -> None:
+        self.store = AzureBlobStore.from_connection_string(
+            connection_string, container, max_concurrency=concurrency, chunk_size=CHUNK
+        )
+        self.connection_string = connection_string
+        self.container = container
+
+    async def setup(self) -> None:
+        pass  # the store creates its container on first write
+
+    async def put_file(self, key: str, source: Path) -> None:
+        await self.store.put_file(key, source)
+
+    async def get_file(self, key: str, destination: Path) -> None:
+        await self.store.get_file(key, destination)
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
+        async with BlobServiceClient.from_connection_string(self.connection_string) as service:
+            await service.delete_container(self.container)
+
+
+async def measure(
+    side: Sdk | Ours,
+    big: Path,
+    small: list[Path],
+    out: Path,
+    files_concurrency: int,
+) -> dict[str, float]:
+    await side.setup()
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    results: dict[str, float] = {}
+    size_mib = big.stat().st_size / MiB
+    small_mib = sum(p.stat().st_size for p in small) / MiB
+
+    seconds = await timed(lambda: side.put_file("big/file.bin", big))
+    results["big_upload"] = size_mib / seconds
+    seconds = await timed(lambda: side.get_file("big/file.bin", out / "big.bin"))
+    results["big_download"] = size_mib / seconds
+    if (out / "big.bin").stat().st_size != big.stat().st_size:
+        raise SystemExit("big download has the wrong size")
+    (out / "big.bin").unlink()
+
+    async def put_one(i: int) -> None:
+        await side.put_file(f"small/{i:05d}", small[i])
+
+    async def get_one(i: int) -> None:
+        await side.get_file(f"small/{i:05d}", out / f"{i:05d}")
+
+    seconds = await timed(lambda: bounded(len(small), files_concurrency, put_one))
+    results["small_upload"] = len(small) / seconds
+    results["small_upload_mib"] = small_mib / seconds
+    seconds = await timed(lambda: bounded(len(small), files_concurrency, get_one))
+    results["small_download"] = len(small) / seconds
+    results["small_download_mib"] = small_mib / seconds
+    await side.aclose()
+    return results
+
+
+UNITS = {
+    "big_upload": "MiB/s",
+    "big_download": "MiB/s",
+    "small_upload": "files/s",
+    "small_upload_mib": "MiB/s",
+    "small_download": "files/s",
+    "small_download_mib": "MiB/s",
+}
+
+
+async def run(args: argparse.Namespace, connection_string: str, work: Path) -> None:
+    big_size = 64 * MiB if args.small else 1024 * MiB
+    count = 1_000 if args.small else 10_000
+    big = work / f"big-{big_size // MiB}MiB.bin"
+    print(f"# preparing data in {work}", file=sys.stderr)
+    make_big_file(big, big_size)
+    small = make_small_files(work / "small", count, 4 * 1024)
+    print(
+        f"# {big_size // MiB} MiB file, {count} x 4 KiB files, max_concurrency={args.concurrency},"
+        f" {args.files_concurrency} files at once, best of {args.repeat}",
+        file=sys.stderr,
+    )
+    best: dict[str, dict[str, float]] = {"ours": {}, "sdk": {}}
+    for round_ in range(args.repeat):
+        # Alternate who goes first, so neither side always gets the warmer server.
+        order = ("sdk", "ours") if round_ % 2 == 0 else ("ours", "sdk")
+        for name in order:
+            container = f"bench-{name}-{uuid.uuid4().hex[:8]}"
+            side: Sdk | Ours = (
+                Sdk(connection_string, container, args.concurrency)
+                if name == "sdk"
+                else Ours(connection_string, container, args.concurrency)
+            )
+            results = await measure(side, big, small, work / "out", args.files_concurrency)
+            for key, value in results.items():
+                best[name][key] = max(best[name].get(key, 0.0), value)
+    for key, unit in UNITS.items():
+        ours, base = best["ours"][key], best["sdk"][key]
+        print(f"{key} {ours:.1f} {unit} baseline={base:.1f} ratio={ours / base:.2f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--small", action="store_true", help="64 MiB and 1,000 files (quick)")
+    parser.add_argument("--concurrency", type=int, default=8, help="blocks in flight per file")
+    parser.add_argument("--files-concurrency", type=int, default=64, help="small files at once")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds; the best of each is kept")
+    parser.add_argument(
+        "--workdir", type=Path, default=_ROOT / "bench" / ".work", help="where the data goes"
+    )
+    args = parser.parse_args()
+    reason = azure_emulators.missing_emulators()
+    if reason:
+        print(f"bench_azure_blob: {reason}", file=sys.stderr)
+        return 2
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="azurite-", dir=args.workdir) as logs,
+        azure_emulators.running_azurite(Path(logs)) as azurite,
+    ):
+        asyncio.run(run(args, azurite.connection_string, args.workdir))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
