@@ -14,6 +14,7 @@ import asyncio
 import logging
 import secrets
 import string
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 _SUFFIX_LENGTH = 5
+CACHE_SECONDS = 2.0
+"""How stale the module list may be for changes made by another process on the same store."""
 
 
 class ModuleState:
@@ -98,6 +101,8 @@ class ModuleRegistry:
         self._bus = bus
         self._deployer = deployer
         self._lock = asyncio.Lock()
+        self._records: list[ModuleRecord] | None = None
+        self._loaded_at = 0.0
 
     @property
     def deployer(self) -> Deployer:
@@ -128,11 +133,13 @@ class ModuleRegistry:
                         f" delete it first (`ion module delete -n {other.id}`) or pick another name"
                     )
             record = await self._store_new(spec, chosen)
+            self._invalidate()
         try:
             await self._deployer.deploy(record)
         except Exception:
             log.exception("deploying module %s failed; marking it deleted", record.id)
             await self._meta.replace_module(record.model_copy(update={"deleted": True}))
+            self._invalidate()
             raise
         log.info("created module %s", record.id, extra={"ion_module": record.id})
         return record
@@ -167,9 +174,7 @@ class ModuleRegistry:
         try:
             return await self._meta.get_module(ref)
         except errors.NotFoundError:
-            named = [
-                m for m in await self._meta.list_modules(include_deleted=True) if m.spec.name == ref
-            ]
+            named = [m for m in await self._all() if m.spec.name == ref]
             live = [m for m in named if not m.deleted]
             if live:
                 return live[0]
@@ -177,9 +182,21 @@ class ModuleRegistry:
                 return max(named, key=lambda m: m.created_at)
             raise
 
+    async def _all(self) -> list[ModuleRecord]:
+        # List is the hot read (CLIs and dashboards poll it); this process writes every change
+        # it makes through here, and changes made elsewhere show within CACHE_SECONDS.
+        now = time.monotonic()
+        if self._records is None or now - self._loaded_at > CACHE_SECONDS:
+            self._records = await self._meta.list_modules(include_deleted=True)
+            self._loaded_at = now
+        return self._records
+
+    def _invalidate(self) -> None:
+        self._records = None
+
     async def list_modules(self, *, include_deleted: bool = False) -> list[ModuleRecord]:
         """Return modules sorted by id (deleted ones only if asked)."""
-        return await self._meta.list_modules(include_deleted=include_deleted)
+        return [m for m in await self._all() if include_deleted or not m.deleted]
 
     async def delete(self, ref: str) -> ModuleRecord:
         """Stop a module's dispatchers, remove its subscription and mark it deleted.
@@ -195,6 +212,7 @@ class ModuleRegistry:
                 return record
             await self._deployer.undeploy(record)
             deleted = await self._meta.replace_module(record.model_copy(update={"deleted": True}))
+            self._invalidate()
         log.info("deleted module %s", record.id, extra={"ion_module": record.id})
         return deleted
 

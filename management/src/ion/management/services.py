@@ -23,7 +23,8 @@ from ion.core import AttemptState, Event, ModuleRecord, errors
 from ion.core.modules import check_event_type
 from ion.management import convert
 from ion.management.dataplane import FlowLike, Platform
-from ion.management.registry import ModuleRegistry, subscription_of
+from ion.management.deployers import Runtime
+from ion.management.registry import ModuleRegistry, state_of, subscription_of
 from ion.proto import module_pb2, module_pb2_grpc, trace_pb2, trace_pb2_grpc
 from ion.proto.v1 import events_pb2, events_pb2_grpc, types_pb2
 
@@ -80,6 +81,17 @@ class ModuleService(module_pb2_grpc.ModuleServiceServicer):
 
     def __init__(self, registry: ModuleRegistry) -> None:
         self._registry = registry
+        self._infos: dict[tuple[str, str, str], types_pb2.ModuleInfo] = {}
+
+    def _info(self, record: ModuleRecord, runtime: Runtime) -> types_pb2.ModuleInfo:
+        # Converting a record is most of List's cost; a record's etag changes on every write.
+        key = (record.id, record.etag, state_of(record, runtime))
+        info = self._infos.get(key)
+        if info is None:
+            if len(self._infos) > 10_000:
+                self._infos.clear()
+            info = self._infos[key] = convert.module_info(record, runtime)
+        return info
 
     @_rpc
     async def Create(
@@ -126,7 +138,7 @@ class ModuleService(module_pb2_grpc.ModuleServiceServicer):
     ) -> module_pb2.ModuleListResponse:
         """Return module ids (2018) and their details."""
         records = await self._registry.list_modules(include_deleted=request.include_deleted)
-        infos = [convert.module_info(r, await self._registry.runtime(r)) for r in records]
+        infos = [self._info(r, await self._registry.runtime(r)) for r in records]
         return module_pb2.ModuleListResponse(names=[r.id for r in records], modules=infos)
 
 
