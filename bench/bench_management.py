@@ -1,25 +1,23 @@
-"""Benchmark: ModuleService.List over mutual TLS, from a client in another process.
+"""Management API: ModuleService.List over mutual TLS, calls/s and p99, from another process.
 
-Starts `ion-management up` (real embedded platform, certificates made on first run) in a
-temporary home, creates a few modules, then drives List with concurrent callers on one mTLS
-channel for a fixed time and reports calls/s and latency percentiles. The same-run baseline is
-the gRPC health Check on the same channel (same TLS, no store access), so the ratio shows what
-List itself costs. Prints `name value unit` lines. Targets: >= 1000 calls/s, p99 < 10 ms.
+Ion: `ion-management up` (the real embedded platform; certificates made on first run) runs in
+a subprocess with 10 live modules; this process drives List with 4 concurrent callers on one
+mTLS channel.
 
-Usage: python bench/bench_management.py [--seconds 5] [--concurrency 4] [--modules 10]
+Baseline: the gRPC health Check on the same channel and server (same TLS, same transport, no
+registry or store work), measured in alternating one-second rounds with List so that anything
+else loading the machine hits both alike. The ratio is what List costs beyond a bare RPC.
+Targets: >= 1000 calls/s and p99 < 10 ms.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import re
 import signal
 import socket
 import statistics
-import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,6 +26,7 @@ from typing import Any
 os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import grpc  # type: ignore[import-untyped]  # grpcio ships no type information
+from _common import VENV_BIN, clean_env, note, parse_args, report, scratch
 from grpc_health.v1 import (  # type: ignore[import-untyped]  # no type information
     health_pb2,
     health_pb2_grpc,
@@ -35,8 +34,8 @@ from grpc_health.v1 import (  # type: ignore[import-untyped]  # no type informat
 
 from ion.proto import module_pb2, module_pb2_grpc
 
-TARGET_CALLS_PER_SECOND = 1000.0
-TARGET_P99_MS = 10.0
+MODULES = 10
+CONCURRENCY = 4
 READY = re.compile(r"management API on [\d.]+:(\d+)")
 
 
@@ -47,11 +46,8 @@ def _free_port() -> int:
 
 
 async def _start_server(home: Path) -> tuple[Any, int]:
-    exe = Path(sys.executable).parent / "ion-management"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ION_")}
-    env.update({"GRPC_VERBOSITY": "ERROR", "ION_TELEMETRY__LOG_LEVEL": "WARNING"})
     proc = await asyncio.create_subprocess_exec(
-        str(exe),
+        str(VENV_BIN / "ion-management"),
         "--home",
         str(home),
         "up",
@@ -59,7 +55,7 @@ async def _start_server(home: Path) -> tuple[Any, int]:
         str(_free_port()),
         "--front-api-port",
         str(_free_port()),
-        env=env,
+        env=clean_env(GRPC_VERBOSITY="ERROR", ION_TELEMETRY__LOG_LEVEL="WARNING"),
         stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stderr is not None
@@ -72,9 +68,7 @@ async def _start_server(home: Path) -> tuple[Any, int]:
                 return proc, int(match[1])
 
 
-async def _drive(
-    call: Callable[[], Awaitable[Any]], *, seconds: float, concurrency: int
-) -> tuple[int, list[float], float]:
+async def _drive(call: Callable[[], Awaitable[Any]], *, seconds: float) -> tuple[int, list[float]]:
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
 
@@ -84,28 +78,18 @@ async def _drive(
             await call()
             latencies.append(time.perf_counter() - start)
 
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return len(latencies), latencies, time.perf_counter() - began
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return len(latencies), latencies
 
 
-def _percentile(values: list[float], q: float) -> float:
+def _p99(values: list[float]) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
 
 
-def _report(name: str, count: int, latencies: list[float], elapsed: float) -> float:
-    rate = count / elapsed
-    print(f"{name}_calls_per_second {rate:.0f} calls/s")
-    print(f"{name}_p50 {statistics.median(latencies) * 1000:.2f} ms")
-    print(f"{name}_p99 {_percentile(latencies, 0.99) * 1000:.2f} ms")
-    return rate
-
-
-async def main(seconds: float, concurrency: int, modules: int) -> int:
-    """Run the benchmark; return 0."""
-    with tempfile.TemporaryDirectory(prefix="ion-bench-") as tmp:
-        home = Path(tmp)
+async def main(*, rounds: int, keep: bool) -> None:
+    """Run the benchmark and print its result lines."""
+    with scratch("management", keep=keep) as home:
         proc, port = await _start_server(home)
         try:
             certs = home / "certs"
@@ -117,7 +101,7 @@ async def main(seconds: float, concurrency: int, modules: int) -> int:
             async with grpc.aio.secure_channel(f"localhost:{port}", creds) as channel:
                 stub = module_pb2_grpc.ModuleServiceStub(channel)
                 health = health_pb2_grpc.HealthStub(channel)
-                for i in range(modules):
+                for i in range(MODULES):
                     await stub.Create(
                         module_pb2.ModuleCreateRequest(
                             modulename=f"bench-{i}",
@@ -127,50 +111,55 @@ async def main(seconds: float, concurrency: int, modules: int) -> int:
                         ),
                         timeout=10,
                     )
-                listed = await stub.List(module_pb2.ModuleListRequest(), timeout=10)
-                assert len(listed.names) == modules
 
                 async def list_call() -> Any:
-                    return await stub.List(module_pb2.ModuleListRequest(), timeout=10)
+                    reply = await stub.List(module_pb2.ModuleListRequest(), timeout=10)
+                    assert len(reply.names) == MODULES
+                    return reply
 
                 async def health_call() -> Any:
                     return await health.Check(health_pb2.HealthCheckRequest(), timeout=10)
 
                 for call in (list_call, health_call):  # warm-up
-                    await _drive(call, seconds=0.5, concurrency=concurrency)
-                # Alternate one-second rounds of List and the baseline, so load from anything
-                # else on the machine hits both alike.
-                totals: dict[str, list[Any]] = {
-                    "list": [0, [], 0.0],
-                    "health_baseline": [0, [], 0.0],
-                }
-                for _ in range(max(1, round(seconds))):
-                    for name, call in (("list", list_call), ("health_baseline", health_call)):
-                        count, latencies, elapsed = await _drive(
-                            call, seconds=1.0, concurrency=concurrency
-                        )
-                        totals[name][0] += count
-                        totals[name][1].extend(latencies)
-                        totals[name][2] += elapsed
-                print(f"modules_listed {modules} modules")
-                print(f"concurrency {concurrency} callers")
-                print(f"loadavg_1m {os.getloadavg()[0]:.2f} load")
-                list_rate = _report("list", *totals["list"])
-                health_rate = _report("health_baseline", *totals["health_baseline"])
-                print(f"list_vs_health_throughput_ratio {list_rate / health_rate:.2f} ratio")
-                list_p99 = _percentile(totals["list"][1], 0.99) * 1000
-                met = list_rate >= TARGET_CALLS_PER_SECOND and list_p99 < TARGET_P99_MS
-                print(f"targets_met {int(met)} bool")
+                    await _drive(call, seconds=0.5)
+                counts = {"list": 0, "health": 0}
+                latencies: dict[str, list[float]] = {"list": [], "health": []}
+                for _ in range(rounds):
+                    for name, call in (("list", list_call), ("health", health_call)):
+                        count, lat = await _drive(call, seconds=1.0)
+                        counts[name] += count
+                        latencies[name].extend(lat)
         finally:
             proc.send_signal(signal.SIGTERM)
             await proc.wait()
-    return 0
+    note(
+        f"{MODULES} modules, {CONCURRENCY} concurrent callers, {rounds} rounds of 1 s each;"
+        f" baseline: grpc.health.v1 Check on the same mTLS channel; load average"
+        f" {os.getloadavg()[0]:.2f}"
+    )
+    list_rate, health_rate = counts["list"] / rounds, counts["health"] / rounds
+    report(
+        "management_list_throughput",
+        list_rate,
+        "calls/s",
+        baseline=health_rate,
+        target=">=1000",
+    )
+    report(
+        "management_list_p99",
+        _p99(latencies["list"]) * 1000,
+        "ms",
+        baseline=_p99(latencies["health"]) * 1000,
+        target="<10",
+    )
+    report(
+        "management_list_p50",
+        statistics.median(latencies["list"]) * 1000,
+        "ms",
+        baseline=statistics.median(latencies["health"]) * 1000,
+    )
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--modules", type=int, default=10)
-    args = parser.parse_args()
-    raise SystemExit(asyncio.run(main(args.seconds, args.concurrency, args.modules)))
+    args = parse_args(__doc__.splitlines()[0])
+    asyncio.run(main(rounds=2 if args.quick else 5, keep=args.keep))
