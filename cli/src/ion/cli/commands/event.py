@@ -159,7 +159,9 @@ def get(event_id: str, correlation_id: str, sub_name: str, event_type: str, fmt:
 @click.option("--module", default="", help="Peek this module's subscription (id or name).")
 @click.option("--sub-name", default="", help="Subscription name (with --event-type).")
 @click.option("--event-type", default="", help="Topic of --sub-name.")
-@click.option("--max", "max_messages", type=int, default=10, show_default=True)
+@click.option(
+    "--max", "max_messages", type=int, default=10, show_default=True, help="Messages to show."
+)
 @click.option("--dead-letter", is_flag=True, help="Peek the dead-letter queue instead.")
 @output_option
 def peek(
@@ -187,7 +189,7 @@ def dlq() -> None:
 @dlq.command("list")
 @connection_options
 @click.option("--module", default="", help="Only this module (id or name) [all].")
-@click.option("--max", "max_messages", type=int, default=100, show_default=True)
+@click.option("--max", "max_messages", type=int, default=100, show_default=True, help="Per module.")
 @output_option
 def dlq_list(module: str, max_messages: int, fmt: str) -> None:
     """List dead-lettered messages and why they were given up on."""
