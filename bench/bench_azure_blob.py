@@ -28,7 +28,7 @@ if str(_ROOT) not in sys.path:
 
 from azure.storage.blob.aio import BlobServiceClient  # noqa: E402
 
-from ion.core.backends.azure.blobs import AzureBlobStore  # noqa: E402
+from ion.core.backends.azure.blobs import AzureBlobOptions, AzureBlobStore  # noqa: E402
 from tests.fakes import azure_emulators  # noqa: E402
 
 MiB = 1024 * 1024
@@ -111,10 +111,13 @@ class Sdk:
 
 
 class Ours:
-    def __init__(self, connection_string: str, container: str, concurrency: int) -> None:
-        self.store = AzureBlobStore.from_connection_string(
-            connection_string, container, max_concurrency=concurrency, chunk_size=CHUNK
-        )
+    def __init__(
+        self, connection_string: str, container: str, concurrency: int, chunk: int
+    ) -> None:
+        options: AzureBlobOptions = {"max_concurrency": concurrency}
+        if chunk:
+            options["chunk_size"] = chunk
+        self.store = AzureBlobStore.from_connection_string(connection_string, container, **options)
         self.connection_string = connection_string
         self.container = container
 
@@ -190,6 +193,7 @@ async def run(args: argparse.Namespace, connection_string: str, work: Path) -> N
     small = make_small_files(work / "small", count, 4 * 1024)
     print(
         f"# {big_size // MiB} MiB file, {count} x 4 KiB files, max_concurrency={args.concurrency},"
+        f" ours: {f'{args.chunk_mib} MiB' if args.chunk_mib else 'default'} blocks/ranges, SDK: 4 MiB blocks, 32+4 MiB gets,"
         f" {args.files_concurrency} files at once, best of {args.repeat}",
         file=sys.stderr,
     )
@@ -202,7 +206,7 @@ async def run(args: argparse.Namespace, connection_string: str, work: Path) -> N
             side: Sdk | Ours = (
                 Sdk(connection_string, container, args.concurrency)
                 if name == "sdk"
-                else Ours(connection_string, container, args.concurrency)
+                else Ours(connection_string, container, args.concurrency, args.chunk_mib * MiB)
             )
             results = await measure(side, big, small, work / "out", args.files_concurrency)
             for key, value in results.items():
@@ -216,6 +220,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="64 MiB and 1,000 files (quick)")
     parser.add_argument("--concurrency", type=int, default=8, help="blocks in flight per file")
+    parser.add_argument(
+        "--chunk-mib", type=int, default=0, help="AzureBlobStore block/range MiB (0: its default)"
+    )
     parser.add_argument("--files-concurrency", type=int, default=64, help="small files at once")
     parser.add_argument("--repeat", type=int, default=2, help="rounds; the best of each is kept")
     parser.add_argument(
