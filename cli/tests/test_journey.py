@@ -159,6 +159,8 @@ def test_event_with_a_file_then_get_and_peek(ion: Any, tmp_path: Path) -> None:
     assert got["files"] == ["note.txt"] and got["data"]["a"] == "b"  # type: ignore[index]
     peeked = ion("event", "peek", "--module", "ingest", "-o", "json")
     assert peeked.exit_code == 0 and json.loads(peeked.stdout) == []
+    dead = ion("event", "peek", "--module", "ingest", "--dead-letter")
+    assert dead.exit_code == 0 and "MESSAGE ID" in dead.stdout
 
 
 def test_up_stops_cleanly_on_sigterm(tmp_path: Path, helpers: Any) -> None:

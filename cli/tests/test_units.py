@@ -74,3 +74,11 @@ def test_version_prints_versions() -> None:
     result = CliRunner().invoke(cli, ["version", "-o", "json"])
     data: dict[str, Any] = json.loads(result.stdout)
     assert data["version"] and data["grpc"] and data["python"]
+
+
+def test_certs_generate_runs_ion_management(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["certs", "generate", "--dir", str(tmp_path / "c"), "--host", "ion.example"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "c" / "client.pem").is_file() and (tmp_path / "c" / "ca.pem").is_file()
