@@ -7,7 +7,8 @@
 | MetadataStore | ``sqlite:///path/meta.db``    | ``cosmos://<account>/<database>``      |
 
 Cloud SDKs are imported only when their scheme is opened (they are the ``ion-core[azure]``
-extra). Credentials never travel in URLs; cloud backends read them from the environment.
+extra). Credentials never travel in URLs; cloud backends read them from the environment
+(Service Bus: ``ION_AZURE_SERVICEBUS_CONNECTION_STRING``, else ``DefaultAzureCredential``).
 """
 
 from __future__ import annotations
