@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -19,9 +20,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import BlobClient, BlobServiceClient
+from yarl import URL
 
 from ion.core import errors
 from ion.core.backends import open_blobs
@@ -296,6 +299,69 @@ class TestAzureBlobStoreOnAzurite(BlobStoreContract, AzureBlobSpecifics):
             src.write_bytes(b"via url")
             await store.put_file("x", src)
             assert (await store.stat("x")).size == 7
+        finally:
+            await store.aclose()
+
+    async def test_transient_failures_are_retried(
+        self, azurite: Any, container: str, tmp_path: Path
+    ) -> None:
+        """A proxy answers the first request with 503; the store's retry policy gets through."""
+        failures = {"left": 1, "served": 0}
+        upstream = f"http://{azurite.host}:{azurite.port}"
+        hop = {"host", "content-length", "transfer-encoding", "connection"}
+        async with aiohttp.ClientSession(auto_decompress=False) as session:
+
+            async def proxy(request: web.Request) -> web.Response:
+                if failures["left"]:
+                    failures["left"] -= 1
+                    failures["served"] += 1
+                    return web.Response(status=503, text="ServerBusy")
+                async with session.request(
+                    request.method,
+                    URL(upstream + request.raw_path, encoded=True),  # as signed: no re-quoting
+                    headers={k: v for k, v in request.headers.items() if k.lower() not in hop},
+                    data=await request.read(),
+                    skip_auto_headers=["Content-Type"],  # a header added here breaks the signature
+                ) as answer:
+                    return web.Response(
+                        status=answer.status,
+                        body=await answer.read(),
+                        headers={k: v for k, v in answer.headers.items() if k.lower() not in hop},
+                    )
+
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", proxy)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            port = runner.addresses[0][1]
+            connection_string = azurite.connection_string.replace(
+                azurite.blob_endpoint, f"http://127.0.0.1:{port}/devstoreaccount1"
+            )
+            store = AzureBlobStore.from_connection_string(connection_string, container)
+            try:
+                src = tmp_path / "f"
+                src.write_bytes(b"through a flaky proxy")
+                await store.put_file("flaky/f", src)
+                await store.get_file("flaky/f", tmp_path / "out")
+            finally:
+                await store.aclose()
+                await runner.cleanup()
+        assert failures["served"] == 1
+        assert (tmp_path / "out").read_bytes() == b"through a flaky proxy"
+
+    async def test_an_unreachable_service_is_a_transient_error(self, tmp_path: Path) -> None:
+        with socket.socket() as probe:  # a port nothing listens on
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        connection_string = (
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+            f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+        )
+        store = AzureBlobStore.from_connection_string(connection_string, "unreachable", retries=0)
+        try:
+            with pytest.raises(errors.TransientError):
+                await store.stat("k")
         finally:
             await store.aclose()
 

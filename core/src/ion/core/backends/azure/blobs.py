@@ -81,8 +81,12 @@ def _service_kwargs(options: AzureBlobOptions) -> dict[str, Any]:
         "max_block_size": chunk,
         "connection_timeout": options.get("connect_timeout", timedelta(seconds=20)).total_seconds(),
         "read_timeout": options.get("read_timeout", timedelta(seconds=120)).total_seconds(),
+        # Waits of about 1, 3, 5, 9, 17 s (+-1 s jitter): a minute at most over 5 retries.
         "retry_policy": ExponentialRetry(
-            initial_backoff=1, increment_base=2, retry_total=options.get("retries", 5)
+            initial_backoff=1,
+            increment_base=2,
+            random_jitter_range=1,
+            retry_total=options.get("retries", 5),
         ),
     }
 
