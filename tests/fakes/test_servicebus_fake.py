@@ -22,7 +22,11 @@ from azure.servicebus import (
     ServiceBusSubQueue,
 )
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
-from azure.servicebus.exceptions import MessageLockLostError, ServiceBusAuthenticationError
+from azure.servicebus.exceptions import (
+    MessageLockLostError,
+    ServiceBusAuthenticationError,
+    ServiceBusError,
+)
 from azure.servicebus.management import SqlRuleFilter
 
 from tests.fakes.servicebus import FakeServiceBus, UnsupportedFilter, parse_sql_filter
@@ -155,6 +159,21 @@ async def test_unknown_entities_are_refused_and_never_created(
             await r.receive_messages(max_wait_time=0.5)
     assert fake_servicebus.topic_names() == ["jobs"]
     assert fake_servicebus.subscription_names("jobs") == []
+
+
+async def test_deleting_a_topic_detaches_its_open_links(
+    fake_servicebus: FakeServiceBus, client: ServiceBusClient, topic: str
+) -> None:
+    """Open senders and receivers fail fast (no SDK hang) once their entity is deleted."""
+    async with asyncio.timeout(T), client.get_topic_sender(topic) as sender:
+        await sender.send_messages(ServiceBusMessage(b"before"))
+        async with client.get_subscription_receiver(topic, "dispatcher") as receiver:
+            assert len(await receiver.receive_messages(max_wait_time=2)) == 1
+            fake_servicebus.delete_topic(topic)
+            with pytest.raises(ServiceBusError):
+                await sender.send_messages(ServiceBusMessage(b"after"))
+            with pytest.raises(ServiceBusError):
+                await receiver.receive_messages(max_wait_time=1)
 
 
 async def test_addresses_are_case_insensitive(client: ServiceBusClient, topic: str) -> None:

@@ -298,3 +298,19 @@ async def test_every_sdk_call_is_bounded_and_raises_transient(silent_port: int) 
             with pytest.raises(errors.TransientError, match="timed out"):
                 await call
             assert time.monotonic() - started < 5
+
+
+async def test_a_subscription_deleted_elsewhere_is_not_found(fake: FakeServiceBus) -> None:
+    async with _on_fake(fake) as bus:
+        await bus.ensure_subscription("jobs", "jobs_a", SubscriptionOptions())
+        await bus.publish("jobs", [OutgoingMessage(body=b"x", message_id="first")])
+        [got] = await bus.receive("jobs", "jobs_a", max_wait=WAIT)
+        await bus.complete(got)
+        fake.delete_subscription("jobs", "jobs_a")
+        started = time.monotonic()
+        with pytest.raises(errors.NotFoundError):
+            await bus.receive("jobs", "jobs_a", max_wait=timedelta(milliseconds=500))
+        fake.delete_topic("jobs")
+        with pytest.raises(errors.NotFoundError):
+            await bus.publish("jobs", [OutgoingMessage(body=b"x", message_id="m")])
+        assert time.monotonic() - started < 15

@@ -108,6 +108,8 @@ class AmqpBroker(MessagingHandler):
         self.namespace = namespace
         self.clock = clock
         self.consumers: list[Consumer] = []
+        self.producers: list[tuple[Receiver, Topic]] = []
+        """Links sending to a topic, detached with amqp:not-found when the topic is deleted."""
         self.connections: set[Connection] = set()
         self._rotation = 0
         self.errors: list[BaseException] = []
@@ -156,10 +158,12 @@ class AmqpBroker(MessagingHandler):
 
     def _forget_connection(self, connection: Connection) -> None:
         self.consumers = [c for c in self.consumers if c.link.connection != connection]
+        self.producers = [p for p in self.producers if p[0].connection != connection]
 
     def _forget_link(self, link: Link) -> None:
         # Locks stay held until they expire or are settled through $management, like the service.
         self.consumers = [c for c in self.consumers if c.link != link]
+        self.producers = [p for p in self.producers if p[0] != link]
 
     # -- attach -------------------------------------------------------------------------
 
@@ -191,6 +195,8 @@ class AmqpBroker(MessagingHandler):
         link.open()
         if link.is_receiver:
             link.flow(INCOMING_CREDIT)
+            if role.kind == "topic" and role.topic is not None:
+                self.producers.append((cast(Receiver, link), role.topic))
         elif role.kind == "reply":
             replies: dict[str, Sender] = getattr(link.connection, "fake_replies", None) or {}
             replies[role.address] = cast(Sender, link)
@@ -383,6 +389,14 @@ class AmqpBroker(MessagingHandler):
         """Periodic work on the reactor thread: schedules, lock expiry, TTL, delivery."""
         with self.namespace.lock:
             self.namespace.tick(self.clock())
+            for link, topic in list(self.producers):
+                if topic.deleted:
+                    self.producers.remove((link, topic))
+                    if link.state & Endpoint.LOCAL_ACTIVE:
+                        link.condition = _condition_for(
+                            EntityNotFound(f"topic {topic.name} was deleted")
+                        )
+                        link.close()
         self.dispatch()
 
     def close_all(self) -> None:
@@ -438,6 +452,8 @@ class AmqpBroker(MessagingHandler):
     ) -> tuple[dict[str, Any] | None, int]:
         queue = role.queue
         topic = role.topic
+        if (topic is not None and topic.deleted) or (queue is not None and queue.deleted):
+            raise EntityNotFound(f"{role.address} was deleted")
         if operation == "com.microsoft:schedule-message":
             if topic is None or queue is not None:
                 raise NotAllowed("schedule messages through the topic")
@@ -519,13 +535,16 @@ def _as_uuid(value: Any) -> uuid.UUID:
 
 
 def _condition_for(err: FakeServiceBusError) -> Condition:
+    # The service always sends the info map (a tracking id); azure-servicebus 7.15 indexes
+    # into it and hangs a send whose rejection has none.
+    info: Any = {symbol("com.microsoft:tracking-id"): str(uuid.uuid4())}
     if isinstance(err, LockLost):
-        return Condition(LOCK_LOST, str(err))
+        return Condition(LOCK_LOST, str(err), info)
     if isinstance(err, MessageNotFound):
-        return Condition(MESSAGE_NOT_FOUND, str(err))
+        return Condition(MESSAGE_NOT_FOUND, str(err), info)
     if isinstance(err, EntityNotFound):
-        return Condition("amqp:not-found", str(err))
-    return Condition("amqp:not-allowed", str(err))
+        return Condition("amqp:not-found", str(err), info)
+    return Condition("amqp:not-allowed", str(err), info)
 
 
 def _dead_letter_details(condition: Condition | None) -> tuple[str | None, str | None]:

@@ -110,7 +110,8 @@ class ServiceBusEventBus:
         self._inflight: dict[str, _Inflight] = {}
         self._topic_windows: dict[str, timedelta] = {}
         """Topics known to exist, with the duplicate-detection window they have at least."""
-        self._open_lock = asyncio.Lock()
+        self._open_locks: dict[object, asyncio.Lock] = {}
+        """One lock per sender or receiver being opened, so a slow open blocks only its own."""
         self._closed = False
 
     # -- construction -------------------------------------------------------------------
@@ -262,7 +263,14 @@ class ServiceBusEventBus:
                 pass  # created concurrently
         else:
             known = current.duplicate_detection_history_time_window
-            if isinstance(known, timedelta) and known >= window:
+            if not current.requires_duplicate_detection:
+                # The service cannot turn duplicate detection on for an existing topic.
+                log.warning(
+                    "Service Bus topic %s was created without duplicate detection; repeated"
+                    " message ids will be delivered again (recreate the topic to fix this)",
+                    name,
+                )
+            elif isinstance(known, timedelta) and known >= window:
                 window = known
             else:
                 await self._call(
@@ -339,9 +347,7 @@ class ServiceBusEventBus:
         """Delete the subscription and its messages; succeeds if it is already gone."""
         t, s = topic_entity(topic), subscription_entity(subscription)
         for dead in (False, True):
-            cached = self._receivers.pop((t, s, dead), None)
-            if cached is not None:
-                await _close_quietly(cached.receiver)
+            await self._forget_receiver((t, s, dead))
         with contextlib.suppress(errors.NotFoundError):
             await self._call(
                 f"delete subscription {t}/{s}", lambda: self._admin.delete_subscription(t, s)
@@ -372,14 +378,21 @@ class ServiceBusEventBus:
         sender = self._senders.get(t)
         if sender is not None:
             return sender
-        async with self._open_lock:
+        async with self._open_locks.setdefault(t, asyncio.Lock()):
             if t not in self._senders:
                 if not await self._exists(t, None):
                     raise self._missing(t, None)
                 candidate = self._client.get_topic_sender(t)
-                await self._call(f"open sender on {t}", candidate.__aenter__)
+                await self._open(f"open sender on {t}", candidate)
                 self._senders[t] = candidate
             return self._senders[t]
+
+    async def _open(self, action: str, handler: ServiceBusSender | ServiceBusReceiver) -> None:
+        try:
+            await self._call(action, handler.__aenter__)
+        except BaseException:
+            await _close_quietly(handler)
+            raise
 
     async def publish(self, topic: str, messages: Sequence[OutgoingMessage]) -> None:
         """Publish messages to a topic in one batch (all or none).
@@ -410,7 +423,8 @@ class ServiceBusEventBus:
 
         try:
             await self._call(f"publish {len(outgoing)} message(s) to {t}", send)
-        except (errors.ConfigError, errors.TransientError):
+        except errors.ConfigError:
+            # The service answers a link to a deleted entity with a failed authentication.
             if not await self._exists(t, None):
                 await self._drop_sender(t)
                 raise self._missing(t, None) from None
@@ -454,7 +468,7 @@ class ServiceBusEventBus:
         cached = self._receivers.get(key)
         if cached is not None:
             return cached
-        async with self._open_lock:
+        async with self._open_locks.setdefault(key, asyncio.Lock()):
             if key not in self._receivers:
                 # Opening a link to a missing entity fails only after the SDK's retries (and as
                 # an authentication error), so ask the management API first.
@@ -467,9 +481,14 @@ class ServiceBusEventBus:
                     receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
                     prefetch_count=self._options.prefetch,
                 )
-                await self._call(f"open receiver on {t}/{s}", receiver.__aenter__)
+                await self._open(f"open receiver on {t}/{s}", receiver)
                 self._receivers[key] = _Receiver(receiver, asyncio.Lock())
             return self._receivers[key]
+
+    async def _forget_receiver(self, key: tuple[str, str, bool]) -> None:
+        cached = self._receivers.pop(key, None)
+        if cached is not None:
+            await _close_quietly(cached.receiver)
 
     async def receive(
         self, topic: str, subscription: str, *, max_messages: int = 1, max_wait: timedelta
@@ -490,6 +509,10 @@ class ServiceBusEventBus:
     async def _receive(
         self, topic: str, subscription: str, limit: int, max_wait: timedelta, *, dead: bool
     ) -> list[ReceivedMessage]:
+        if limit < 1:
+            raise errors.ValidationError(
+                f"max_messages={limit} must be 1 or more", field="max_messages", rule="min"
+            )
         deadline = time.monotonic() + max(max_wait.total_seconds(), 0.0)
         t, s = topic_entity(topic), subscription_entity(subscription)
         cached = await self._receiver(t, s, dead)
@@ -510,10 +533,13 @@ class ServiceBusEventBus:
                     )
                 if time.monotonic() >= deadline:
                     break
-        except (errors.ConfigError, errors.TransientError):
+        except errors.NotFoundError:
+            await self._forget_receiver((t, s, dead))
+            raise
+        except errors.ConfigError:
+            # The service answers a link to a deleted entity with a failed authentication.
             if not await self._exists(t, s):
-                self._receivers.pop((t, s, dead), None)
-                await _close_quietly(cached.receiver)
+                await self._forget_receiver((t, s, dead))
                 raise self._missing(t, s) from None
             raise
         self._forget_expired()
