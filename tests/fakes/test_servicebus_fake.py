@@ -589,6 +589,34 @@ async def test_admin_refuses_what_the_fake_does_not_model(
             await admin.create_subscription("t", "s", requires_session=True)
 
 
+# -- the sync API ----------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)  # sync SDK calls cannot be bounded by asyncio.timeout
+def test_the_sync_client_works_too(fake_servicebus: FakeServiceBus) -> None:
+    from azure.servicebus import ServiceBusClient as SyncClient
+
+    fake_servicebus.create_topic("jobs")
+    fake_servicebus.create_subscription("jobs", "d")
+    with SyncClient.from_connection_string(
+        fake_servicebus.connection_string, retry_total=0
+    ) as sync_client:
+        with sync_client.get_topic_sender("jobs") as sender:
+            sender.send_messages([ServiceBusMessage(b"a"), ServiceBusMessage(b"b")], timeout=10)
+        with sync_client.get_subscription_receiver("jobs", "d", max_wait_time=2) as receiver:
+            messages = []
+            for _ in range(3):
+                messages += receiver.receive_messages(
+                    max_message_count=2 - len(messages), max_wait_time=2
+                )
+                if len(messages) == 2:
+                    break
+            assert sorted(body(m) for m in messages) == [b"a", b"b"]
+            for message in messages:
+                receiver.complete_message(message)
+    assert fake_servicebus.counts("jobs", "d").active == 0
+
+
 # -- lifecycle ----------------------------------------------------------------------------
 
 

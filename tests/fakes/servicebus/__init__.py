@@ -30,7 +30,17 @@ Covered:
     (``[ion-to]`` also accepted); a message matching several rules is delivered once;
   * entity management: the SDK admin client (HTTPS, see ``FakeServiceBus.admin_client``) or the
     Python API (``create_topic``, ``create_subscription``, ``set_sql_rule`` ...). The AMQP side
-    never auto-creates entities: unknown addresses are refused with ``amqp:not-found``.
+    never auto-creates entities. As on the service, ``$cbs`` put-token for an unknown entity
+    answers 404 (the SDK raises ``ServiceBusAuthenticationError``), attaches to unknown
+    addresses are detached with ``amqp:not-found``, and deleting an entity detaches its links.
+
+Admin client: azure-servicebus 7.15 always speaks HTTPS to the Endpoint's host:port, ignoring
+``UseDevelopmentEmulator`` for the scheme, so the fake serves ATOM on its own HTTPS port with a
+self-signed certificate: use ``admin_connection_string`` with ``admin_client_kwargs``
+(``connection_verify=<CA file>``), or just ``admin_client()``.
+
+``sb.errors`` lists exceptions raised inside the fake (its own bugs); the fixture asserts it stays
+empty.
 
 Not covered: queues, sessions, deferral (defer / receive-deferred), transactions, auto-forwarding,
 rule actions and any other SQL filter or correlation filter (refused with an error), partitioned
