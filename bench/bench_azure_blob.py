@@ -226,7 +226,10 @@ def main() -> int:
     parser.add_argument("--files-concurrency", type=int, default=64, help="small files at once")
     parser.add_argument("--repeat", type=int, default=2, help="rounds; the best of each is kept")
     parser.add_argument(
-        "--workdir", type=Path, default=_ROOT / "bench" / ".work", help="where the data goes"
+        "--workdir",
+        type=Path,
+        default=_ROOT / "bench" / ".work" / "azure_blob",
+        help="where the data goes",
     )
     args = parser.parse_args()
     reason = azure_emulators.missing_emulators()
