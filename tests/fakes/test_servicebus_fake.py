@@ -584,9 +584,11 @@ async def test_admin_refuses_what_the_fake_does_not_model(
     async with fake_servicebus.admin_client() as admin, asyncio.timeout(T):
         with pytest.raises(HttpResponseError):
             await admin.create_queue("q")
-        await admin.create_topic("t")
+        created = await admin.create_topic("t")
         with pytest.raises(HttpResponseError):
             await admin.create_subscription("t", "s", requires_session=True)
+        with pytest.raises(HttpResponseError):  # immutable on the service too
+            await admin.update_topic(created, requires_duplicate_detection=True)
 
 
 # -- the sync API ----------------------------------------------------------------------------

@@ -483,6 +483,11 @@ class _Handler(BaseHTTPRequestHandler):
         settings = topic_settings(self._description(body, "TopicDescription"))
         if self._is_update():
             topic = ns.topic(name)
+            wanted = settings.get("requires_duplicate_detection")
+            if wanted is not None and wanted != topic.requires_duplicate_detection:
+                raise NotAllowed(
+                    "RequiresDuplicateDetection cannot be changed on an existing topic"
+                )
             _apply(topic, settings)
             topic.updated_at = now
             status = 200
