@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
+import ssl
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -192,6 +194,17 @@ class TestCosmosMetadataStoreOnTestServer(MetadataStoreContract, CosmosSpecifics
         store = CosmosMetadataStore(cosmos_endpoint, database, cosmos_key, verify_tls=False)
         yield store
         await store.aclose()
+
+    def test_the_test_server_speaks_tls_with_a_certificate_our_ca_signed(
+        self, cosmos_server: Any
+    ) -> None:
+        # azure-cosmos never verifies 127.0.0.1, so check the handshake with the stdlib.
+        context = ssl.create_default_context(cafile=str(cosmos_server.ca_cert))
+        with (
+            socket.create_connection((cosmos_server.host, cosmos_server.port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=cosmos_server.host) as tls,
+        ):
+            assert tls.version() in ("TLSv1.2", "TLSv1.3")
 
     async def test_open_meta_reads_the_endpoint_and_key_from_the_environment(
         self,
