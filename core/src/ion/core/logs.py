@@ -79,9 +79,9 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """Render the record as one text line."""
         tags = " ".join(
-            f"{k}={getattr(record, k)}"
+            f"{k}={getattr(record, _attr(k))}"
             for k in ("module", "event_id", "attempt")
-            if getattr(record, k, "")
+            if getattr(record, _attr(k), "")
         )
         stamp = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
         line = f"{stamp} {record.levelname:<7} {record.name}: {record.getMessage()}"

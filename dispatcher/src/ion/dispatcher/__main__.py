@@ -28,7 +28,8 @@ from ion.core.modules import ModuleSpec, PipelineSpec
 from ion.dispatcher.dispatching import Dispatcher, DispatcherOptions
 from ion.dispatcher.executors.local import LocalExecutor
 from ion.dispatcher.flow import Flow
-from ion.dispatcher.pipeline import localise, run_pipeline
+from ion.dispatcher.pipeline import run_pipeline
+from ion.dispatcher.platform import localise
 from ion.dispatcher.render import print_flow
 
 err_console = Console(stderr=True)

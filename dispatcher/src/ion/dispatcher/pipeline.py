@@ -5,22 +5,14 @@ This is what `make demo` runs. The same machinery (EmbeddedPlatform) backs `ion 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from ion.core.config import IonSettings
-from ion.core.modules import ModuleSpec, PipelineSpec
+from ion.core.modules import PipelineSpec
 from ion.core.records import ModuleRecord
 from ion.dispatcher.flow import Flow
 from ion.dispatcher.platform import EmbeddedPlatform
-
-
-def localise(spec: ModuleSpec) -> ModuleSpec:
-    """Return the spec with `python` meaning this interpreter (so modules share its packages)."""
-    if spec.command and spec.command[0] in ("python", "python3"):
-        return spec.model_copy(update={"command": [sys.executable, *spec.command[1:]]})
-    return spec
 
 
 async def run_pipeline(
@@ -39,9 +31,7 @@ async def run_pipeline(
     async with EmbeddedPlatform(settings, working_dir=pipeline.base_dir) as platform:
         now = datetime.now(UTC)
         for spec in pipeline.modules:
-            await platform.start_module(
-                ModuleRecord(id=spec.name, spec=localise(spec), created_at=now)
-            )
+            await platform.start_module(ModuleRecord(id=spec.name, spec=spec, created_at=now))
         root = await platform.raise_event(
             pipeline.root_event, data={**pipeline.root_data, **(data or {})}
         )

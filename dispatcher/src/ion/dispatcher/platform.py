@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from ion.core.backends import open_blobs, open_bus, open_meta
 from ion.core.clock import Clock, SystemClock
 from ion.core.config import IonSettings
 from ion.core.events import ROOT_PUBLISHER, Event, EventMeta, KeyValuePair, new_root_event
+from ion.core.modules import ModuleSpec
 from ion.core.ports.blobs import BlobStore
 from ion.core.ports.bus import EventBus, OutgoingMessage, PeekedMessage
 from ion.core.ports.meta import MetadataStore
@@ -52,6 +54,13 @@ class _Running:
     dispatchers: list[Dispatcher]
     stop: asyncio.Event
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def localise(spec: ModuleSpec) -> ModuleSpec:
+    """Return the spec with `python` meaning Ion's own interpreter (so modules share its packages)."""
+    if spec.command and spec.command[0] in ("python", "python3"):
+        return spec.model_copy(update={"command": [sys.executable, *spec.command[1:]]})
+    return spec
 
 
 class EmbeddedPlatform:
@@ -116,9 +125,10 @@ class EmbeddedPlatform:
         if record.id in self._modules:
             return
         stop = asyncio.Event()
+        spec = localise(record.spec)
         dispatchers = [
             Dispatcher(
-                record.spec,
+                spec,
                 bus=self.bus,
                 blobs=self.blobs,
                 meta=self.meta,
