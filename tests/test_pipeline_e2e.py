@@ -1,8 +1,9 @@
 """The example pipeline end to end: a real multi-module flow on real processes and backends.
 
-The same test body runs once per backend set; only the settings (URLs) differ. The embedded
-set needs nothing; the Azure set (Azurite, the Cosmos server, the Service Bus fake) is added by
-`azure_backends` when those can run here.
+The same test body runs once per backend set; only the settings (URLs and the credential
+variables the Azure backends read from the environment) differ. The embedded set needs nothing;
+the Azure set runs Blob on Azurite, metadata on the Cosmos SQL-API server and the bus on the
+wire-level Service Bus fake.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -27,10 +29,40 @@ EXAMPLE = ROOT / "examples" / "media-classifiers" / "pipeline.yaml"
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(params=["embedded"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> IonSettings:
+@pytest.fixture(params=["embedded", "azure"])
+def settings(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> IonSettings:
     env = {"ION_HOME": str(tmp_path / "home"), "ION_BUS__RECEIVE_WAIT_SECONDS": "0.2"}
+    if request.param == "azure":
+        azurite = request.getfixturevalue("azurite")
+        cosmos = request.getfixturevalue("cosmos_server")
+        servicebus = request.getfixturevalue("servicebus_fake")
+        credentials = {
+            "ION_AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string,
+            "ION_AZURE_COSMOS_ENDPOINT": cosmos.endpoint,
+            "ION_AZURE_COSMOS_KEY": cosmos.key,
+            "ION_AZURE_COSMOS_VERIFY_TLS": "0",
+            "ION_AZURE_SERVICEBUS_CONNECTION_STRING": servicebus.connection_string,
+            "ION_AZURE_SERVICEBUS_ADMIN_CONNECTION_STRING": servicebus.admin_connection_string,
+            "ION_AZURE_SERVICEBUS_ADMIN_VERIFY_TLS": "0",
+        }
+        for key, value in credentials.items():
+            monkeypatch.setenv(key, value)
+        tag = uuid.uuid4().hex[:8]
+        env |= {
+            "ION_BLOBS__URL": f"azblob://devstoreaccount1/ion-{tag}",
+            "ION_META__URL": f"cosmos://localhost/ion-{tag}",
+            "ION_BUS__URL": f"servicebus://{_endpoint(servicebus.connection_string)}",
+            "ION_BUS__LOCK_DURATION_SECONDS": "10",
+        }
     return load_settings(environ=env)
+
+
+def _endpoint(connection_string: str) -> str:
+    """host:port of a connection string's `Endpoint=sb://host:port/`."""
+    fields = dict(p.split("=", 1) for p in connection_string.split(";") if "=" in p)
+    return fields["Endpoint"].removeprefix("sb://").rstrip("/")
 
 
 def _shape(event: FlowEvent) -> dict[str, object]:
