@@ -123,6 +123,7 @@ class IonSettings(BaseSettings):
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().absolute()
+
     bus: BusSettings = BusSettings()
     blobs: BlobSettings = BlobSettings()
     meta: MetaSettings = MetaSettings()
