@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import filecmp
+import os
+import shutil
+import stat
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -25,3 +30,74 @@ class TestLocalBlobStore(BlobStoreContract):
 def test_keys_that_leave_the_root_are_refused(tmp_path: Path, key: str) -> None:
     with pytest.raises(errors.ValidationError):
         LocalBlobStore(tmp_path).path_of(key)
+
+
+@pytest.mark.parametrize("key", ["a/b c/ü%.txt", "a//b/#?&.png", "x", "deep/er/than/that.bin"])
+async def test_url_for_is_the_files_uri(tmp_path: Path, key: str) -> None:
+    store = LocalBlobStore(tmp_path / "with space" / "ü")
+    assert await store.url_for(key, expires_in=timedelta(hours=1)) == store.path_of(key).as_uri()
+
+
+async def test_blobs_and_downloads_are_readable_files(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    src = tmp_path / "src"
+    src.write_bytes(b"data")
+    await store.put_file("k/f", src)
+    await store.get_file("k/f", tmp_path / "out" / "f")
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (store.path_of("k/f"), tmp_path / "out" / "f"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+
+
+async def test_a_stale_temporary_file_does_not_block_a_write(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    src = tmp_path / "src"
+    src.write_bytes(b"new")
+    target = store.path_of("k/f")
+    target.parent.mkdir(parents=True)
+    # What a crashed writer with our pid would have left behind, under the next few names.
+    for n in range(200):
+        (target.parent / f".f.{os.getpid()}-{n}.part").write_bytes(b"junk")
+    await store.put_file("k/f", src)
+    assert target.read_bytes() == b"new"
+
+
+async def test_a_directory_removed_behind_the_stores_back_is_made_again(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    src = tmp_path / "src"
+    src.write_bytes(b"x")
+    await store.put_file("dir/a", src)
+    await store.get_file("dir/a", tmp_path / "dest" / "a")
+    shutil.rmtree(store.path_of("dir/a").parent)
+    shutil.rmtree(tmp_path / "dest")
+    await store.put_file("dir/a", src)
+    await store.get_file("dir/a", tmp_path / "dest" / "a")
+    assert (tmp_path / "dest" / "a").read_bytes() == b"x"
+
+
+async def test_a_directory_is_not_a_blob(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    store.path_of("dir/sub").mkdir(parents=True)
+    with pytest.raises(errors.NotFoundError):
+        await store.get_file("dir/sub", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+async def test_a_missing_source_file_is_an_os_error_and_stores_nothing(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    with pytest.raises(FileNotFoundError):
+        await store.put_file("k/f", tmp_path / "nope")
+    assert await store.list("") == []
+
+
+async def test_a_large_file_round_trips_exactly(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    src = tmp_path / "big"
+    with src.open("wb") as out:
+        for _ in range(70):  # 70 MiB: more than one in-kernel copy call
+            out.write(os.urandom(1024 * 1024))
+    info = await store.put_file("big", src)
+    assert info.size == src.stat().st_size
+    await store.get_file("big", tmp_path / "back")
+    assert filecmp.cmp(src, tmp_path / "back", shallow=False)

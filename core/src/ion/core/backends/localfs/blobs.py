@@ -9,18 +9,59 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
+import itertools
 import os
-import shutil
+import secrets
+import stat
 import tempfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 from ion.core import errors
 from ion.core.ports.blobs import BlobInfo
 
 _CHUNK = 1024 * 1024
+_BIG = 64 * _CHUNK
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+_tmp_counter = itertools.count()
+_TMP_TOKEN = secrets.token_hex(4)
+"""Per process, so a `.part` left by a crashed process that had our pid never collides."""
+
+
+def _key_parts(key: str) -> list[str]:
+    """The key's path segments; raise ValidationError if it is empty or would leave the root."""
+    parts = [p for p in key.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts) or "\\" in key or "\0" in key:
+        raise errors.ValidationError(
+            f"blob key {key!r} is not a plain '/'-separated relative key",
+            field="key",
+            rule="key",
+        )
+    return parts
+
+
+def _copy_fd(src: int, dst: int) -> None:
+    """Copy `src` from its offset to its end into `dst` in the kernel where it can (as `cp` does).
+
+    `copy_file_range` (in-kernel, no user-space buffer), else `sendfile`, else a read/write
+    loop of 1 MiB chunks; a copy that stops short is finished by the next method.
+    """
+    with contextlib.suppress(OSError):
+        while os.copy_file_range(src, dst, _BIG):
+            pass
+    os.lseek(src, os.lseek(dst, 0, os.SEEK_CUR), os.SEEK_SET)
+    with contextlib.suppress(OSError):
+        while os.sendfile(dst, src, None, _BIG):
+            pass
+    os.lseek(src, os.lseek(dst, 0, os.SEEK_CUR), os.SEEK_SET)
+    while chunk := os.read(src, _CHUNK):
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(dst, view) :]
 
 
 class LocalBlobStore:
@@ -28,6 +69,9 @@ class LocalBlobStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root.expanduser().resolve()
+        self._root_uri = self.root.as_uri()
+        self._dirs: set[str] = set()
+        """Directories known to exist (saves a mkdir per file)."""
 
     def __repr__(self) -> str:
         return f"LocalBlobStore({str(self.root)!r})"
@@ -44,14 +88,7 @@ class LocalBlobStore:
         Raises:
             errors.ValidationError: the key is empty or would leave the root.
         """
-        parts = [p for p in key.split("/") if p]
-        if not parts or any(p in (".", "..") for p in parts) or "\\" in key or "\0" in key:
-            raise errors.ValidationError(
-                f"blob key {key!r} is not a plain '/'-separated relative key",
-                field="key",
-                rule="key",
-            )
-        return self.root.joinpath(*parts)
+        return self.root.joinpath(*_key_parts(key))
 
     def _info(self, key: str, path: Path) -> BlobInfo:
         st = path.stat()
@@ -59,18 +96,58 @@ class LocalBlobStore:
             key=key, size=st.st_size, modified_at=datetime.fromtimestamp(st.st_mtime, UTC)
         )
 
-    def _put_file(self, key: str, source: Path) -> BlobInfo:
-        target = self.path_of(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    def _ensure_dir(self, directory: str) -> None:
+        if directory not in self._dirs:
+            os.makedirs(directory, exist_ok=True)
+            self._dirs.add(directory)
+
+    def _open_temporary(self, directory: str, name: str) -> tuple[str, int]:
+        """Create a new hidden `.part` file beside the target; return its path and fd."""
+        for _ in range(100):
+            tmp = f"{directory}/.{name}.{os.getpid()}-{_TMP_TOKEN}-{next(_tmp_counter)}.part"
+            try:
+                return tmp, os.open(tmp, _CREATE_FLAGS, 0o666)
+            except FileExistsError:
+                continue  # taken by another writer: try the next name
+            except FileNotFoundError:
+                self._dirs.discard(directory)  # removed behind our back: make it again
+                self._ensure_dir(directory)
+        raise FileExistsError(f"could not create a temporary file in {directory}")
+
+    def _copy_atomically(self, source: Path, target: Path) -> tuple[os.stat_result, os.stat_result]:
+        """Copy `source` to `target` through a temporary file renamed into place.
+
+        Returns the stat of the source and of the copy. Raises FileNotFoundError or IsADirectoryError (naming the
+        source) if the source is not a file; nothing is created then.
+        """
+        src_fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            with os.fdopen(fd, "wb") as out, source.open("rb") as src:
-                shutil.copyfileobj(src, out, _CHUNK)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return self._info(key, target)
+            src_stat = os.fstat(src_fd)
+            if stat.S_ISDIR(src_stat.st_mode):
+                raise IsADirectoryError(errno.EISDIR, "is a directory", str(source))
+            directory, name = os.path.split(target)
+            self._ensure_dir(directory)
+            tmp, dst_fd = self._open_temporary(directory, name)
+            try:
+                try:
+                    _copy_fd(src_fd, dst_fd)
+                    dst_stat = os.fstat(dst_fd)
+                finally:
+                    os.close(dst_fd)
+                os.replace(tmp, target)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+            return src_stat, dst_stat
+        finally:
+            os.close(src_fd)
+
+    def _put_file(self, key: str, source: Path) -> BlobInfo:
+        _, st = self._copy_atomically(source, self.path_of(key))
+        return BlobInfo(
+            key=key, size=st.st_size, modified_at=datetime.fromtimestamp(st.st_mtime, UTC)
+        )
 
     async def put_file(self, key: str, source: Path) -> BlobInfo:
         """Copy a local file into the store under `key`, atomically."""
@@ -78,20 +155,15 @@ class LocalBlobStore:
 
     def _get_file(self, key: str, destination: Path) -> BlobInfo:
         source = self.path_of(key)
-        if not source.is_file():
-            raise errors.NotFoundError(f"blob {key!r} does not exist in {self.root}")
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            dir=destination.parent, prefix=f".{destination.name}.", suffix=".part"
-        )
         try:
-            with os.fdopen(fd, "wb") as out, source.open("rb") as src:
-                shutil.copyfileobj(src, out, _CHUNK)
-            os.replace(tmp, destination)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return self._info(key, source)
+            st, _ = self._copy_atomically(source, destination)
+        except (FileNotFoundError, IsADirectoryError) as err:
+            if err.filename != str(source):
+                raise  # the destination side failed, not the blob
+            raise errors.NotFoundError(f"blob {key!r} does not exist in {self.root}") from err
+        return BlobInfo(
+            key=key, size=st.st_size, modified_at=datetime.fromtimestamp(st.st_mtime, UTC)
+        )
 
     async def get_file(self, key: str, destination: Path) -> BlobInfo:
         """Copy the blob to a local file, atomically; raise NotFoundError if missing."""
@@ -168,7 +240,8 @@ class LocalBlobStore:
 
     async def url_for(self, key: str, *, expires_in: timedelta) -> str:
         """Return a file:// URL of the blob (local files do not expire)."""
-        return self.path_of(key).as_uri()
+        # What path_of(key).as_uri() gives, without building a Path per file.
+        return f"{self._root_uri}/{quote('/'.join(_key_parts(key)))}"
 
     async def aclose(self) -> None:
         """Nothing to release."""
