@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import filecmp
+import functools
 import os
 import shutil
 import stat
+import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -13,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ion.core import errors
-from ion.core.backends.localfs.blobs import LocalBlobStore
+from ion.core.backends.localfs.blobs import LocalBlobStore, _Offload
 from ion.core.ports.blobs import BlobStore
 from ion.core.testing.blobs_contract import BlobStoreContract
 
@@ -101,3 +104,48 @@ async def test_a_large_file_round_trips_exactly(tmp_path: Path) -> None:
     assert info.size == src.stat().st_size
     await store.get_file("big", tmp_path / "back")
     assert filecmp.cmp(src, tmp_path / "back", shallow=False)
+
+
+async def test_offloaded_calls_return_their_own_results_and_errors() -> None:
+    offload = _Offload(runners=2, max_share=4)
+
+    def work(i: int) -> int:
+        if i % 7 == 3:
+            raise ValueError(f"bad {i}")
+        return i * i
+
+    outcomes = await asyncio.gather(
+        *(offload.call(functools.partial(work, i)) for i in range(50)), return_exceptions=True
+    )
+    for i, outcome in enumerate(outcomes):
+        if i % 7 == 3:
+            assert isinstance(outcome, ValueError) and str(outcome) == f"bad {i}"
+        else:
+            assert outcome == i * i
+
+
+async def test_offloaded_calls_run_off_the_event_loop_thread() -> None:
+    offload = _Offload()
+    loop_thread = threading.get_ident()
+    threads = await asyncio.gather(*(offload.call(threading.get_ident) for _ in range(20)))
+    assert loop_thread not in threads
+
+
+async def test_an_offloaded_call_whose_caller_left_does_not_run() -> None:
+    offload = _Offload(runners=1, max_share=1)
+    gate = threading.Event()
+    ran: list[str] = []
+
+    def blocker() -> None:
+        gate.wait(timeout=10)
+        ran.append("blocker")
+
+    first = asyncio.create_task(offload.call(blocker))
+    second = asyncio.create_task(offload.call(lambda: ran.append("abandoned")))
+    third = asyncio.create_task(offload.call(lambda: ran.append("third")))
+    await asyncio.sleep(0)  # all three queued; the blocker holds the only runner
+    second.cancel()
+    gate.set()
+    await first
+    await third
+    assert ran == ["blocker", "third"]
