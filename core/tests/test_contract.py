@@ -299,3 +299,25 @@ def test_a_malformed_event_file_names_itself(layout: JobLayout) -> None:
     path.write_text("[{")
     with pytest.raises(errors.ValidationError, match=r"out/events/broken\.json"):
         parse_event_file(path, layout=layout, valid_types=TYPES, module="resize")
+
+
+def test_plain_files_are_taken_as_found(layout: JobLayout, tmp_path: Path) -> None:
+    data_file(layout, "a.txt")
+    data_file(layout, "sub/b.txt")
+    (tmp_path / "secret").write_text("s")
+    os.symlink(tmp_path / "secret", layout.out_data / "link")
+    path = event_file(layout, [("eventType", "image.small"), ("files", "a.txt,sub/b.txt")])
+    ef = parse_event_file(
+        path,
+        layout=layout,
+        valid_types=TYPES,
+        module="m",
+        plain_files=frozenset({"a.txt", "sub/b.txt"}),
+    )
+    assert ef.files == ["a.txt", "sub/b.txt"]
+    # Anything not known to be plain is still checked.
+    bad = event_file(layout, [("eventType", "image.small"), ("files", "a.txt,link")], "bad.json")
+    with pytest.raises(errors.PathEscapeError):
+        parse_event_file(
+            bad, layout=layout, valid_types=TYPES, module="m", plain_files=frozenset({"a.txt"})
+        )

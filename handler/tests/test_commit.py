@@ -14,7 +14,7 @@ from ion.core.backends.sqlite.bus import SqliteEventBus
 from ion.core.events import Event, child_event_id, insight_id
 from ion.core.ports.bus import EventBus, OutgoingMessage, SubscriptionOptions
 from ion.core.testing.embedded import EmbeddedBackends
-from ion.handler.commit import CommitResult, commit
+from ion.handler.commit import CommitResult, _output_files, commit
 from ion.handler.job import HandlerJob
 from ion.handler.prepare import build_layout
 
@@ -307,3 +307,16 @@ async def test_nothing_to_commit_is_fine(backends: EmbeddedBackends, ready: Hand
     result = await do_commit(ready, backends)
     assert result.outputs == [] and result.events == []
     await assert_nothing_written(backends, ready)
+
+
+def test_output_files_are_sorted_and_only_real_ones_are_plain(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    for rel in ("b", "a-b", "a/b", "a/c/d", "z/.hidden"):
+        write(out / rel)
+    os.symlink("b", out / "alias")
+    os.symlink("a", out / "dir-alias")
+    os.symlink("missing", out / "dangling")
+    found, plain = _output_files(out)
+    assert found == ["a/b", "a/c/d", "a-b", "alias", "b", "z/.hidden"]
+    assert plain == {"a/b", "a/c/d", "a-b", "b", "z/.hidden"}
+    assert _output_files(tmp_path / "absent") == ([], frozenset())

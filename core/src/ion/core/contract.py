@@ -125,14 +125,19 @@ def confined_relative(path: str, *, what: str) -> PurePosixPath:
     return clean
 
 
-def resolve_inside(root: Path, relative: PurePosixPath, *, what: str) -> Path:
+def resolve_inside(
+    root: Path, relative: PurePosixPath, *, what: str, real_root: Path | None = None
+) -> Path:
     """Return root/relative, refusing it if symlinks make it resolve outside `root`.
+
+    `real_root` is `root.resolve()`, for callers checking many paths under one root.
 
     Raises:
         errors.PathEscapeError: the resolved path is outside `root`.
     """
     target = root.joinpath(*relative.parts)
-    real_root = root.resolve()
+    if real_root is None:
+        real_root = root.resolve()
     if not target.resolve().is_relative_to(real_root):
         raise errors.PathEscapeError(
             f"{what} {relative.as_posix()!r} resolves outside {root} (through a symlink); "
@@ -144,9 +149,17 @@ def resolve_inside(root: Path, relative: PurePosixPath, *, what: str) -> Path:
 
 
 def parse_event_file(
-    path: Path, *, layout: JobLayout, valid_types: frozenset[str], module: str
+    path: Path,
+    *,
+    layout: JobLayout,
+    valid_types: frozenset[str],
+    module: str,
+    plain_files: frozenset[str] = frozenset(),
 ) -> EventFile:
     """Parse and validate one event file against the module's declared event types.
+
+    `plain_files` are '/'-paths under out/data already known to be regular files reached
+    through real directories (found by walking it); they are taken without further checks.
 
     Raises:
         errors.ValidationError: missing or undeclared eventType, a listed file that does not
@@ -159,6 +172,8 @@ def parse_event_file(
     files: list[str] = []
     data: list[KeyValuePair] = []
     files_index = -1
+    out_data = layout.out_data
+    real_out_data: Path | None = None
     for pair in pairs:
         if pair.key == EVENT_TYPE_KEY:
             event_type = pair.value
@@ -168,8 +183,15 @@ def parse_event_file(
                 entry = entry.strip()
                 if not entry:
                     continue  # an empty `files` value names no file
+                if entry in plain_files:
+                    files.append(entry)
+                    continue
                 rel = confined_relative(entry, what=f"{source}: file")
-                target = resolve_inside(layout.out_data, rel, what=f"{source}: file")
+                if real_out_data is None:
+                    real_out_data = out_data.resolve()
+                target = resolve_inside(
+                    out_data, rel, what=f"{source}: file", real_root=real_out_data
+                )
                 if not target.is_file():
                     raise errors.ValidationError(
                         f"module {module!r}: {source} lists file {entry!r}, which is not in out/data",

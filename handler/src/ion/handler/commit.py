@@ -54,18 +54,34 @@ class CommitResult:
     """Number of insight pairs stored."""
 
 
-def _output_files(out_data: Path) -> list[PurePosixPath]:
-    """Every file under out/data, as relative paths, refusing symlinks that leave it."""
-    found: list[PurePosixPath] = []
-    for dirpath, dirnames, filenames in os.walk(out_data, followlinks=False):
-        for name in [*filenames, *dirnames]:
-            path = Path(dirpath, name)
-            rel = PurePosixPath(path.relative_to(out_data).as_posix())
-            if path.is_symlink():
-                resolve_inside(out_data, rel, what="output file")
-            if name in filenames and path.is_file():
-                found.append(rel)
-    return sorted(found)
+def _output_files(out_data: Path) -> tuple[list[str], frozenset[str]]:
+    """Every file under out/data as a relative '/'-path (sorted), refusing symlinks that leave it.
+
+    Also returns the plain files among them: regular files reached through real directories
+    only, which therefore cannot resolve outside out/data (event files naming them need no
+    further checks).
+    """
+    if not out_data.is_dir():
+        return [], frozenset()
+    found: list[str] = []
+    plain: set[str] = set()
+    pending = [""]
+    while pending:
+        rel_dir = pending.pop()
+        with os.scandir(f"{out_data}/{rel_dir}" if rel_dir else out_data) as entries:
+            for entry in entries:
+                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+                if entry.is_symlink():
+                    target = resolve_inside(out_data, PurePosixPath(rel), what="output file")
+                    if target.is_file():
+                        found.append(rel)
+                elif entry.is_dir(follow_symlinks=False):
+                    pending.append(rel)
+                elif entry.is_file(follow_symlinks=False):
+                    found.append(rel)
+                    plain.add(rel)
+    found.sort(key=lambda rel: rel.split("/"))
+    return found, frozenset(plain)
 
 
 async def commit(
@@ -86,10 +102,17 @@ async def commit(
     layout = job.layout
     with tracer.start_as_current_span("commit", attributes={"ion.module": job.module}):
         # Validate everything first: a failed commit must leave no trace downstream.
-        outputs = await asyncio.to_thread(_output_files, layout.out_data)
+        out_data = layout.out_data
+        outputs, plain_files = await asyncio.to_thread(_output_files, out_data)
         event_paths = sorted(p for p in layout.out_events.glob("*.json") if p.is_file())
         event_files = [
-            parse_event_file(p, layout=layout, valid_types=job.publishes, module=job.module)
+            parse_event_file(
+                p,
+                layout=layout,
+                valid_types=job.publishes,
+                module=job.module,
+                plain_files=plain_files,
+            )
             for p in event_paths
         ]
         insights = (
@@ -100,9 +123,9 @@ async def commit(
 
         prefix = job.output_prefix
 
-        async def upload(rel: PurePosixPath) -> str:
-            key = f"{prefix}/{rel.as_posix()}"
-            await blobs.put_file(key, layout.out_data.joinpath(*rel.parts))
+        async def upload(rel: str) -> str:
+            key = f"{prefix}/{rel}"
+            await blobs.put_file(key, Path(f"{out_data}/{rel}"))
             return key
 
         keys = await transfer.bounded(outputs, upload, limit=TRANSFER_CONCURRENCY)

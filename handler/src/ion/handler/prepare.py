@@ -12,7 +12,7 @@ import json
 import logging
 import shutil
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path
 
 from opentelemetry import trace
 
@@ -83,15 +83,16 @@ async def prepare(job: HandlerJob, *, blobs: BlobStore, meta: MetadataStore) -> 
 
 
 async def _download_all(blobs: BlobStore, prefix: str, files: list[str], layout: JobLayout) -> None:
-    rels = [confined_relative(name, what="input file") for name in files]
+    rels = [confined_relative(name, what="input file").as_posix() for name in files]
+    in_data = layout.in_data
 
-    async def one(rel: PurePosixPath) -> None:
-        key = f"{prefix}/{rel.as_posix()}"
+    async def one(rel: str) -> None:
+        key = f"{prefix}/{rel}"
         try:
-            await blobs.get_file(key, layout.in_data.joinpath(*rel.parts))
+            await blobs.get_file(key, Path(f"{in_data}/{rel}"))
         except errors.NotFoundError as err:
             raise errors.NotFoundError(
-                f"input file {rel.as_posix()!r} is listed by the parent event but missing from "
+                f"input file {rel!r} is listed by the parent event but missing from "
                 f"the blob store at {key}"
             ) from err
 
