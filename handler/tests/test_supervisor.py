@@ -23,8 +23,10 @@ def gone(pid: int) -> bool:
 
 
 async def read_pid(path: Path) -> int:
-    text: str = await eventually(lambda: path.exists() and path.read_text().strip(), timeout=10)
-    return int(text)
+    def written() -> str:
+        return path.read_text().strip() if path.exists() else ""
+
+    return int(await eventually(written, timeout=10))
 
 
 def test_module_environment_is_minimal_plus_config_and_base_dir(tmp_path: Path) -> None:
