@@ -1,25 +1,19 @@
-"""Session fixtures that run the Azure emulators: Azurite (blob) and cosmosdb-server (Cosmos).
+"""Pytest fixtures that run the Azure emulators and the Service Bus fake, shared by test trees.
 
-Each starts once per session on a free loopback port and is stopped by PID at the end. Without
-the emulators (tools/emulators/install.sh not run) the tests skip, unless ION_REQUIRE_EMULATORS=1
-(set by CI), where a missing emulator is an error.
+A conftest imports the ones it needs (`from tests.fakes.fixtures import azurite`). Without the
+emulators installed (tools/emulators/install.sh) their tests skip, unless
+ION_REQUIRE_EMULATORS=1 (CI), where a missing emulator is an error.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-# tests/fakes lives at the repository root, which is not on sys.path under `pytest` alone.
-_REPO_ROOT = Path(__file__).resolve().parents[3]
-if str(_REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(_REPO_ROOT))
-
-from tests.fakes import azure_emulators  # noqa: E402
+from tests.fakes import azure_emulators
+from tests.fakes.servicebus import FakeServiceBus
 
 
 def require_emulators() -> None:
@@ -48,3 +42,11 @@ def cosmos_server(
     require_emulators()
     with azure_emulators.running_cosmos(tmp_path_factory.mktemp("cosmos")) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def servicebus_fake() -> Iterator[FakeServiceBus]:
+    """The wire-level Service Bus fake (AMQP + management REST) for the whole session."""
+    with FakeServiceBus() as bus:
+        yield bus
+        assert not bus.errors, f"the fake Service Bus raised: {bus.errors!r}"
