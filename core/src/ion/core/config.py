@@ -15,7 +15,6 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ion.core import errors
 
@@ -109,12 +108,16 @@ class TelemetrySettings(BaseModel):
     """Where spans go: `none` or `console` (JSON on stderr)."""
 
 
-class IonSettings(BaseSettings):
-    """Every setting of Ion, grouped by service."""
+class IonSettings(BaseModel):
+    """Every setting of Ion, grouped by service.
 
-    model_config = SettingsConfigDict(
-        env_prefix="ION_", env_nested_delimiter="__", frozen=True, extra="ignore"
-    )
+    A plain model, not a pydantic-settings `BaseSettings`: `load_settings` reads the config
+    file and the environment it is handed itself (reading `os.environ` here as well would let
+    the process environment leak into settings loaded from an explicit `environ`), and
+    importing pydantic-settings cost every Ion command ~0.1 s of start-up.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", validate_default=True)
 
     home: Path = Field(default_factory=default_home)
     """Where embedded state lives (made absolute, so URLs under it are valid)."""
@@ -131,22 +134,6 @@ class IonSettings(BaseSettings):
     handler: HandlerSettings = HandlerSettings()
     management: ManagementSettings = ManagementSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Only the values given: `load_settings` reads the environment it is handed.
-
-        Reading `os.environ` here as well would let the process environment leak into
-        settings loaded from an explicit `environ` (and into `with_overrides`).
-        """
-        return (init_settings,)
 
     @property
     def bus_url(self) -> str:
