@@ -7,28 +7,17 @@ Ion's settings (`ION_BUS__URL`, `ION_BLOBS__URL`, `ION_META__URL`), never from f
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from collections.abc import Callable
-from datetime import timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from ion.core import errors
-from ion.core.backends import open_blobs, open_bus, open_meta
-from ion.core.config import IonSettings, load_settings
-from ion.core.contract import JobLayout
-from ion.core.events import Context, Event
-from ion.handler.commit import commit
-from ion.handler.job import HandlerJob
-from ion.handler.prepare import prepare
-from ion.handler.supervisor import module_environment, run_module
-
-log = logging.getLogger("ion.handler")
 F = TypeVar("F", bound=Callable[..., Any])
+
+# The work lives in ion.handler.actions, imported only by the command that runs: `--help` and
+# usage errors then start without pydantic, the backends or OpenTelemetry.
 
 
 def _job_options(fn: F) -> F:
@@ -58,44 +47,6 @@ def _job_options(fn: F) -> F:
     return fn
 
 
-def _job(settings: IonSettings, kw: dict[str, Any]) -> HandlerJob:
-    base = kw["basedir"] if kw["basedir"] not in ("", "./", ".\\") else settings.handler.base_dir
-    event = Event(
-        context=Context(
-            event_id=kw["event_id"],
-            correlation_id=kw["correlation_id"],
-            parent_event_id=kw["parent_event_id"],
-        ),
-        type=kw["event_type"],
-    )
-    publishes = frozenset(t.strip() for t in kw["valideventtypes"].split(",") if t.strip())
-    return HandlerJob(
-        module=kw["module"], event=event, publishes=publishes, layout=JobLayout(Path(base))
-    )
-
-
-async def _with_backends(settings: IonSettings, action: Callable[..., Any]) -> Any:
-    bus, blobs, meta = (
-        open_bus(settings.bus_url),
-        open_blobs(settings.blobs_url),
-        open_meta(settings.meta_url),
-    )
-    try:
-        return await action(bus=bus, blobs=blobs, meta=meta)
-    finally:
-        for backend in (bus, blobs, meta):
-            await backend.aclose()
-
-
-def _run(coro_factory: Callable[[], Any]) -> None:
-    """Run the command's coroutine; an Ion error (settings included) is one line, exit 1."""
-    try:
-        asyncio.run(coro_factory())
-    except errors.IonError as err:
-        click.echo(f"ion-handler: {err}", err=True)
-        sys.exit(1)
-
-
 @click.group()
 @click.option("--loglevel", "-l", default="info", help="debug, info, warning or error.")
 def main(loglevel: str) -> None:
@@ -111,34 +62,18 @@ def main(loglevel: str) -> None:
 @_job_options
 def prepare_command(**kw: Any) -> None:
     """Lay out the job directory and download the parent's files and data."""
+    from ion.handler import actions
 
-    async def go() -> None:
-        settings = load_settings()
-        job = _job(settings, kw)
-        await _with_backends(
-            settings, lambda bus, blobs, meta: prepare(job, blobs=blobs, meta=meta)
-        )
-
-    _run(go)
+    sys.exit(actions.prepare_job(kw))
 
 
 @main.command("commit")
 @_job_options
 def commit_command(**kw: Any) -> None:
     """Upload outputs, store insights, and publish the module's events."""
+    from ion.handler import actions
 
-    async def go() -> None:
-        settings = load_settings()
-        job = _job(settings, kw)
-        lifetime = timedelta(hours=settings.blobs.sas_lifetime_hours)
-        await _with_backends(
-            settings,
-            lambda bus, blobs, meta: commit(
-                job, blobs=blobs, meta=meta, bus=bus, url_lifetime=lifetime
-            ),
-        )
-
-    _run(go)
+    sys.exit(actions.commit_job(kw))
 
 
 @main.command("run", context_settings={"ignore_unknown_options": True})
@@ -149,41 +84,9 @@ def commit_command(**kw: Any) -> None:
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run_command(command: tuple[str, ...], max_exec_seconds: float, **kw: Any) -> None:
     """Prepare, run COMMAND as the module, and commit only if it exits 0."""
-    exit_code = 0
+    from ion.handler import actions
 
-    async def go() -> None:
-        settings = load_settings()
-        job = _job(settings, kw)
-        lifetime = timedelta(hours=settings.blobs.sas_lifetime_hours)
-        await _with_backends(
-            settings,
-            lambda bus, blobs, meta: run_job(
-                job, bus=bus, blobs=blobs, meta=meta, lifetime=lifetime
-            ),
-        )
-
-    async def run_job(
-        job: HandlerJob, *, bus: Any, blobs: Any, meta: Any, lifetime: timedelta
-    ) -> None:
-        nonlocal exit_code
-        await prepare(job, blobs=blobs, meta=meta)
-        result = await run_module(
-            list(command),
-            env=module_environment(job.layout.base, {}),
-            cwd=None,
-            log_path=job.layout.base / "module.log",
-            deadline=timedelta(seconds=max_exec_seconds),
-        )
-        sys.stderr.write((job.layout.base / "module.log").read_text(errors="replace"))
-        if result.exit_code != 0 or result.timed_out:
-            why = "timed out" if result.timed_out else f"exited {result.exit_code}"
-            click.echo(f"ion-handler: module {job.module!r} {why}; nothing committed", err=True)
-            exit_code = result.exit_code or 1
-            return
-        await commit(job, blobs=blobs, meta=meta, bus=bus, url_lifetime=lifetime)
-
-    _run(go)
-    sys.exit(exit_code)
+    sys.exit(actions.run_job(kw, command=list(command), max_exec_seconds=max_exec_seconds))
 
 
 @main.command("start", hidden=True)
