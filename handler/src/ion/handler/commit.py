@@ -84,6 +84,29 @@ def _output_files(out_data: Path) -> tuple[list[str], frozenset[str]]:
     return found, frozenset(plain)
 
 
+def _read_outputs(job: HandlerJob) -> tuple[list[str], list[EventFile], list[KeyValuePair]]:
+    """Find and validate everything the module wrote (off the event loop: it is all disk)."""
+    layout = job.layout
+    outputs, plain_files = _output_files(layout.out_data)
+    event_paths = sorted(p for p in layout.out_events.glob("*.json") if p.is_file())
+    event_files = [
+        parse_event_file(
+            p,
+            layout=layout,
+            valid_types=job.publishes,
+            module=job.module,
+            plain_files=plain_files,
+        )
+        for p in event_paths
+    ]
+    insights = (
+        parse_pairs(layout.out_insights.read_bytes(), source="out/insights.json")
+        if layout.out_insights.is_file()
+        else []
+    )
+    return outputs, event_files, insights
+
+
 async def commit(
     job: HandlerJob,
     *,
@@ -103,23 +126,7 @@ async def commit(
     with tracer.start_as_current_span("commit", attributes={"ion.module": job.module}):
         # Validate everything first: a failed commit must leave no trace downstream.
         out_data = layout.out_data
-        outputs, plain_files = await asyncio.to_thread(_output_files, out_data)
-        event_paths = sorted(p for p in layout.out_events.glob("*.json") if p.is_file())
-        event_files = [
-            parse_event_file(
-                p,
-                layout=layout,
-                valid_types=job.publishes,
-                module=job.module,
-                plain_files=plain_files,
-            )
-            for p in event_paths
-        ]
-        insights = (
-            parse_pairs(layout.out_insights.read_bytes(), source="out/insights.json")
-            if layout.out_insights.is_file()
-            else []
-        )
+        outputs, event_files, insights = await asyncio.to_thread(_read_outputs, job)
 
         prefix = job.output_prefix
 
