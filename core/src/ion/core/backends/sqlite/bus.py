@@ -86,7 +86,8 @@ class SqliteEventBus:
     def __init__(self, path: Path, *, clock: Clock | None = None) -> None:
         self._db = SqliteWorker(path, _SCHEMA)
         self._clock = clock or SystemClock()
-        self._published = asyncio.Event()
+        self._published: dict[str, asyncio.Event] = {}
+        """Per topic, set when a message may have become ready (wakes this process's receivers)."""
 
     def __repr__(self) -> str:
         return f"SqliteEventBus({str(self._db.path)!r})"
@@ -184,7 +185,12 @@ class SqliteEventBus:
                 )
 
         await self._db.write(write)
-        self._published.set()
+        self._wake(topic)
+
+    def _wake(self, topic: str) -> None:
+        event = self._published.get(topic)
+        if event is not None:
+            event.set()
 
     async def receive(
         self, topic: str, subscription: str, *, max_messages: int = 1, max_wait: timedelta
@@ -204,21 +210,43 @@ class SqliteEventBus:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_wait.total_seconds()
         delay = _POLL_MIN
+        published = self._published.setdefault(topic, asyncio.Event())
+        woken = True  # the first attempt, and after a wake-up: try to lock at once
         while True:
-            self._published.clear()
-            got = await self._db.write(
-                lambda c: self._lock_batch(c, topic, subscription, max_messages, dead)
-            )
-            if got:
-                return got
+            published.clear()
+            # A poll (no wake-up: another process may have published) looks before it locks,
+            # so idle receivers do not take the database's write lock every few milliseconds.
+            if woken or await self._db.run(
+                lambda c: self._maybe_ready(c, topic, subscription, dead)
+            ):
+                got = await self._db.write(
+                    lambda c: self._lock_batch(c, topic, subscription, max_messages, dead)
+                )
+                if got:
+                    return got
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return []
             try:
                 async with asyncio.timeout(min(delay, remaining)):
-                    await self._published.wait()
+                    await published.wait()
+                woken = True
             except TimeoutError:
+                woken = False
                 delay = min(delay * 2, _POLL_MAX)
+
+    def _maybe_ready(
+        self, c: sqlite3.Connection, topic: str, subscription: str, dead: bool
+    ) -> bool:
+        """True if a message could be locked now, or the subscription is gone (to raise)."""
+        now = _ts(self._clock.now())
+        row = c.execute(
+            "SELECT EXISTS(SELECT 1 FROM subscriptions WHERE topic = ? AND name = ?),"
+            " EXISTS(SELECT 1 FROM messages WHERE topic = ? AND subscription = ? AND dead = ?"
+            " AND visible_at <= ? AND locked_until <= ?)",
+            (topic, subscription, topic, subscription, int(dead), now, now),
+        ).fetchone()
+        return not row[0] or bool(row[1])
 
     def _lock_batch(
         self, c: sqlite3.Connection, topic: str, subscription: str, limit: int, dead: bool
@@ -329,7 +357,7 @@ class SqliteEventBus:
                 )
 
         await self._db.write(write)
-        self._published.set()
+        self._wake(message.topic)
 
     async def dead_letter(
         self, message: ReceivedMessage, *, reason: str, description: str = ""
