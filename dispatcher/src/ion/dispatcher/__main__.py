@@ -180,8 +180,10 @@ def pipeline_run(
         click.echo(json.dumps(flow.model_dump(mode="json"), indent=2))
     else:
         print_flow(flow)
-        err_console.print(f"outputs: {settings.blobs_url}/{flow.correlation_id}/")
-        err_console.print(f"logs:    {settings.blobs_url}/logs/{flow.correlation_id}/")
+        err_console.print(f"outputs: {settings.blobs_url}/{flow.correlation_id}/", soft_wrap=True)
+        err_console.print(
+            f"logs:    {settings.blobs_url}/logs/{flow.correlation_id}/", soft_wrap=True
+        )
     if not flow.succeeded:
         err_console.print("[bold red]the flow did not succeed[/]; see the reasons and logs above")
         sys.exit(1)
