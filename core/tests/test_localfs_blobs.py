@@ -149,3 +149,28 @@ async def test_an_offloaded_call_whose_caller_left_does_not_run() -> None:
     await first
     await third
     assert ran == ["blocker", "third"]
+
+
+async def test_calls_queued_together_share_one_thread_hop() -> None:
+    offload = _Offload()
+    threads = await asyncio.gather(*(offload.call(threading.get_ident) for _ in range(16)))
+    assert len(set(threads)) == 1
+
+
+async def test_a_long_call_does_not_hold_up_another_callers() -> None:
+    offload = _Offload(runners=2)
+    gate = threading.Event()
+    slow = asyncio.create_task(offload.call(lambda: gate.wait(timeout=10)))
+    await asyncio.sleep(0)  # the slow call is on its thread now
+    await asyncio.sleep(0)
+    assert await asyncio.wait_for(offload.call(lambda: "quick"), timeout=5) == "quick"
+    assert not slow.done()
+    gate.set()
+    assert await slow is True
+
+
+async def test_calls_after_the_runners_went_idle_still_run() -> None:
+    offload = _Offload(runners=1)
+    for i in range(50):
+        assert await offload.call(functools.partial(int, i)) == i
+        await asyncio.sleep(0)

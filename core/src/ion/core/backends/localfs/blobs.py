@@ -73,40 +73,45 @@ class _Offload:
     """Runs blocking calls on worker threads, several calls per hop to a thread.
 
     A hop from the event loop to a thread and back costs about as much as copying a 4 KiB
-    file, so calls queued together (a prepare of 10,000 files queues 16 at a time) are split
-    among at most `runners` threads and each thread runs its share in one hop. A call whose
-    caller was cancelled before its turn does not run.
+    file, and threads copying small files at once mostly fight over the GIL. So a runner takes
+    every queued call (up to `max_share`) to its thread in one hop: a prepare of 10,000 files,
+    which queues 16 at a time, runs on one thread, 16 files per hop. A call made while every
+    runner is busy in its thread starts another runner (up to `runners`), so one long copy
+    does not hold up other jobs' small ones. A call whose caller was cancelled before its
+    turn does not run.
     """
 
-    def __init__(self, *, runners: int = 4, max_share: int = 32) -> None:
+    def __init__(self, *, runners: int = 4, max_share: int = 64) -> None:
         self._runners = runners
         self._max_share = max_share
         self._queue: collections.deque[tuple[Callable[[], Any], asyncio.Future[Any]]] = (
             collections.deque()
         )
-        self._running: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._in_thread = 0
+        """Runners now waiting on their thread (the others will look at the queue soon)."""
 
     async def call(self, fn: Callable[[], T]) -> T:
         """Run `fn()` on a worker thread and return its result (or raise its error)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.append((fn, future))
-        if len(self._running) < self._runners:
-            task = loop.create_task(self._run())
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+        # done() is true as soon as a runner's loop has seen an empty queue and returned.
+        self._tasks = {t for t in self._tasks if not t.done()}
+        if len(self._tasks) <= self._in_thread and len(self._tasks) < self._runners:
+            self._tasks.add(loop.create_task(self._run()))
         return await future
 
     async def _run(self) -> None:
         while self._queue:
-            share = min(self._max_share, -(-len(self._queue) // self._runners))
             batch: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
-            while self._queue and len(batch) < share:
+            while self._queue and len(batch) < self._max_share:
                 fn, future = self._queue.popleft()
                 if not future.done():  # skip calls whose caller is gone
                     batch.append((fn, future))
             if not batch:
                 continue
+            self._in_thread += 1
             try:
                 outcomes = await asyncio.to_thread(_call_each, [fn for fn, _ in batch])
             except BaseException as err:  # cancelled at shutdown: fail the batch, stop
@@ -114,6 +119,8 @@ class _Offload:
                     if not future.done():
                         future.set_exception(RuntimeError(f"blob transfer interrupted: {err!r}"))
                 raise
+            finally:
+                self._in_thread -= 1
             for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
                 if future.done():
                     continue
