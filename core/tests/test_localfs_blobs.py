@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import filecmp
 import functools
 import os
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ion.core import errors
-from ion.core.backends.localfs.blobs import LocalBlobStore, _Offload
+from ion.core.backends.localfs.blobs import LocalBlobStore, _copy_fd, _Offload
 from ion.core.ports.blobs import BlobStore
 from ion.core.testing.blobs_contract import BlobStoreContract
 
@@ -174,3 +175,51 @@ async def test_calls_after_the_runners_went_idle_still_run() -> None:
     for i in range(50):
         assert await offload.call(functools.partial(int, i)) == i
         await asyncio.sleep(0)
+
+
+def _copy_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **broken: object) -> bytes:
+    for name, replacement in broken.items():
+        monkeypatch.setattr(os, name, replacement)
+    data = os.urandom(3 * 1024 * 1024 + 11)
+    (tmp_path / "src").write_bytes(data)
+    src = os.open(tmp_path / "src", os.O_RDONLY)
+    dst = os.open(tmp_path / "dst", os.O_WRONLY | os.O_CREAT)
+    try:
+        _copy_fd(src, dst, len(data))
+    finally:
+        os.close(src)
+        os.close(dst)
+    return data
+
+
+def _unsupported(*_: object) -> int:
+    raise OSError(errno.EXDEV, "not across these")
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        pytest.param({}, id="copy_file_range"),
+        pytest.param({"copy_file_range": _unsupported}, id="sendfile"),
+        pytest.param({"copy_file_range": _unsupported, "sendfile": _unsupported}, id="read-write"),
+    ],
+)
+def test_copies_fall_back_when_the_kernel_cannot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broken: dict[str, object]
+) -> None:
+    data = _copy_with(tmp_path, monkeypatch, **broken)
+    assert (tmp_path / "dst").read_bytes() == data
+
+
+def test_a_copy_that_stops_short_is_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = os.copy_file_range
+    calls = []
+
+    def one_mib_then_nothing(src: int, dst: int, count: int) -> int:
+        calls.append(count)
+        return real(src, dst, min(count, 1024 * 1024)) if len(calls) == 1 else 0
+
+    data = _copy_with(tmp_path, monkeypatch, copy_file_range=one_mib_then_nothing)
+    assert (tmp_path / "dst").read_bytes() == data

@@ -30,7 +30,6 @@ from ion.core.ports.blobs import BlobInfo
 T = TypeVar("T")
 
 _CHUNK = 1024 * 1024
-_BIG = 64 * _CHUNK
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _tmp_counter = itertools.count()
 _TMP_TOKEN = secrets.token_hex(4)
@@ -49,20 +48,29 @@ def _key_parts(key: str) -> list[str]:
     return parts
 
 
-def _copy_fd(src: int, dst: int) -> None:
-    """Copy `src` from its offset to its end into `dst` in the kernel where it can (as `cp` does).
+def _copy_fd(src: int, dst: int, size: int) -> None:
+    """Copy `size` bytes from `src` to `dst` in the kernel where it can (as `cp` does).
 
     `copy_file_range` (in-kernel, no user-space buffer), else `sendfile`, else a read/write
-    loop of 1 MiB chunks; a copy that stops short is finished by the next method.
+    loop of 1 MiB chunks; a method that fails or stops short is taken over by the next one
+    from where it stopped. `size` is the source's size when opened (a 4 KiB file is copied
+    with a single call).
     """
+    copied = 0
     with contextlib.suppress(OSError):
-        while os.copy_file_range(src, dst, _BIG):
-            pass
-    os.lseek(src, os.lseek(dst, 0, os.SEEK_CUR), os.SEEK_SET)
+        while copied < size and (n := os.copy_file_range(src, dst, size - copied)):
+            copied += n
+    if copied >= size:
+        return
+    os.lseek(src, copied, os.SEEK_SET)
+    os.lseek(dst, copied, os.SEEK_SET)
     with contextlib.suppress(OSError):
-        while os.sendfile(dst, src, None, _BIG):
-            pass
-    os.lseek(src, os.lseek(dst, 0, os.SEEK_CUR), os.SEEK_SET)
+        while copied < size and (n := os.sendfile(dst, src, None, size - copied)):
+            copied += n
+    if copied >= size:
+        return
+    os.lseek(src, copied, os.SEEK_SET)
+    os.lseek(dst, copied, os.SEEK_SET)
     while chunk := os.read(src, _CHUNK):
         view = memoryview(chunk)
         while view:
@@ -209,7 +217,7 @@ class LocalBlobStore:
             tmp, dst_fd = self._open_temporary(directory, name)
             try:
                 try:
-                    _copy_fd(src_fd, dst_fd)
+                    _copy_fd(src_fd, dst_fd, src_stat.st_size)
                     dst_stat = os.fstat(dst_fd)
                 finally:
                     os.close(dst_fd)
