@@ -43,7 +43,7 @@ def _fail(err: errors.IonError) -> None:
 def _settings(home: str | None, log_level: str, log_format: str) -> IonSettings:
     settings = load_settings()
     if home:
-        settings = settings.with_overrides(home=Path(home).expanduser())  # type: ignore[arg-type]  # home is a plain field
+        settings = settings.model_copy(update={"home": Path(home).expanduser().absolute()})
     logs.configure(level=log_level, fmt=log_format)
     telemetry.configure_tracing(settings.telemetry.traces, service_name="ion-dispatcher")
     return settings

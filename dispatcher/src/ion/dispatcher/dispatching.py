@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -205,9 +206,12 @@ class Dispatcher:
             self.stats.in_flight -= 1
             self.stats.in_flight_ids.discard(message.message_id)
 
-    async def _settle(self, action: object, message: ReceivedMessage, **kwargs: str) -> bool:
+    async def _settle(
+        self, action: Callable[..., Awaitable[None]], message: ReceivedMessage, **kwargs: str
+    ) -> bool:
+        """Settle a message; a lost lock is logged and reported as False, never raised."""
         try:
-            await action(message, **kwargs)  # type: ignore[operator]  # a bound settle method of the bus
+            await action(message, **kwargs)
         except errors.LockLostError as err:
             log.warning("could not settle %s: %s", message.message_id, err)
             return False
