@@ -37,7 +37,7 @@ from ion.core.ports.meta import MetadataStore
 from ion.core.records import AttemptState, JobAttempt
 from ion.dispatcher import naming
 from ion.dispatcher.executors.local import LocalExecutor
-from ion.handler.commit import commit
+from ion.handler.commit import CommitResult, commit
 from ion.handler.job import HandlerJob
 from ion.handler.prepare import prepare
 
@@ -320,15 +320,24 @@ class Dispatcher:
             if stop is not None and stop.is_set():
                 await self._settle(self._bus.abandon, message)  # not started: leave it for others
                 return
-            await self._meta.upsert_attempt(record.evolve(state=AttemptState.PENDING))
+            # Recorded (while the inputs download) before the module starts, so a redelivery
+            # can tell this attempt began.
             try:
-                await prepare(handler_job, blobs=self._blobs, meta=self._meta)
+                # Both finish before either's error is looked at, so the RUNNING record can
+                # never land after the FAILED one written below.
+                started = await asyncio.gather(
+                    self._meta.upsert_attempt(record),
+                    prepare(handler_job, blobs=self._blobs, meta=self._meta),
+                    return_exceptions=True,
+                )
+                for failure in started:
+                    if isinstance(failure, BaseException):
+                        raise failure
             except errors.IonError as err:
                 await self._fail(
                     message, event, record, max_attempt, f"prepare failed: {err}", exit_code=None
                 )
                 return
-            await self._meta.upsert_attempt(record)
             status = await self._executor.submit(
                 JobRequest(
                     job_id=job,
@@ -354,11 +363,13 @@ class Dispatcher:
             if status.started_at is not None:
                 record = record.evolve(started_at=status.started_at)
         final = await self._executor.wait(job) if status.state == JobState.RUNNING else status
-        logs_ref = await self._store_logs(
-            event, job, attempt, succeeded=final.state == JobState.SUCCEEDED
-        )
+        succeeded = final.state == JobState.SUCCEEDED
+        # Logs are stored while the outputs are committed: neither needs the other.
+        stored = self._store_logs(event, job, attempt, succeeded=succeeded)
+        committed = self._commit(handler_job) if succeeded else _nothing()
+        logs_ref, outcome = await asyncio.gather(stored, committed)
         record = record.evolve(logs_ref=logs_ref, exit_code=final.exit_code)
-        if final.state != JobState.SUCCEEDED:
+        if not succeeded:
             if final.timed_out:
                 reason = (
                     f"killed after its max execution time of {self.spec.max_execution_seconds:g}s"
@@ -369,24 +380,19 @@ class Dispatcher:
                 reason = f"module exited with code {final.exit_code}"
             await self._fail(message, event, record, max_attempt, reason, exit_code=final.exit_code)
             return
-        try:
-            result = await commit(
-                handler_job,
-                blobs=self._blobs,
-                meta=self._meta,
-                bus=self._bus,
-                url_lifetime=self.options.url_lifetime,
-            )
-        except errors.ValidationError as err:
+        if isinstance(outcome, errors.ValidationError):
             await self._fail(
                 message,
                 event,
                 record,
                 max_attempt,
-                f"commit refused the outputs: {err}",
+                f"commit refused the outputs: {outcome}",
                 exit_code=0,
             )
             return
+        if outcome is None:  # unreachable: a successful job is always committed
+            raise RuntimeError(f"job {job} succeeded but was not committed")
+        result = outcome
         await self._meta.upsert_attempt(
             record.evolve(
                 state=AttemptState.SUCCEEDED,
@@ -401,6 +407,19 @@ class Dispatcher:
         )
         if await self._settle(self._bus.complete, message):
             await self._executor.delete(job)
+
+    async def _commit(self, handler_job: HandlerJob) -> CommitResult | errors.ValidationError:
+        """Commit the outputs; a refusal (bad event file, path escape) is returned, not raised."""
+        try:
+            return await commit(
+                handler_job,
+                blobs=self._blobs,
+                meta=self._meta,
+                bus=self._bus,
+                url_lifetime=self.options.url_lifetime,
+            )
+        except errors.ValidationError as err:
+            return err
 
     async def _get_attempt(self, event: Event, job: str) -> JobAttempt | None:
         try:
@@ -484,6 +503,10 @@ class Dispatcher:
             )
         )
         return key
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _int_property(message: ReceivedMessage, key: str, default: int) -> int:

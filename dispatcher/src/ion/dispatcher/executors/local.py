@@ -1,8 +1,9 @@
 """The local executor: each job is a detached process group that outlives its dispatcher.
 
-A job directory holds `job.json` (the request), `pid.json` (pid and kernel start time, to tell
+A job directory holds `job.json` (the request, with the pid and its kernel start time, to tell
 a live job from a reused pid), `module.log` (stdout and stderr) and, once the module exits,
-`exit_code`, written by a tiny `sh` wrapper. So a dispatcher restarted after `kill -9` finds a
+`exit_code`, written by a tiny `sh` wrapper just before it exits (so an empty file with the
+process gone means it was killed mid-write). So a dispatcher restarted after `kill -9` finds a
 job still running and adopts it, or finds its exit code, instead of starting it again.
 """
 
@@ -17,6 +18,7 @@ import signal
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from ion.core import errors
 from ion.core.clock import Clock, SystemClock
@@ -25,8 +27,8 @@ from ion.handler.supervisor import kill_group, module_environment
 
 log = logging.getLogger(__name__)
 
-# Runs the module, then records its exit code atomically; $0 is the exit file's path.
-_WRAPPER = '"$@"; c=$?; printf %s "$c" > "$0.tmp" && mv "$0.tmp" "$0"; exit "$c"'
+# Runs the module, then records its exit code with a shell builtin; $0 is the exit file's path.
+_WRAPPER = '"$@"; c=$?; printf %s "$c" > "$0"; exit "$c"'
 _POLL = 0.02
 _POLL_MAX = 0.25
 KILL_GRACE = timedelta(seconds=2)
@@ -80,6 +82,7 @@ class LocalExecutor:
         )
         self._keep = keep_job_dirs
         self._children: dict[str, asyncio.subprocess.Process] = {}
+        self._meta: dict[str, dict[str, Any]] = {}
 
     def job_dir(self, job_id: str) -> Path:
         """Directory of one job (its base dir for the module is `<job dir>/ion`)."""
@@ -102,23 +105,11 @@ class LocalExecutor:
     async def submit(self, job: JobRequest) -> JobStatus:
         """Start the job, or return the status of the job with that id if it exists already."""
         directory = self.job_dir(job.job_id)
-        if (directory / "pid.json").exists():
+        if (directory / "job.json").exists():
             return await self.status(job.job_id)
         directory.mkdir(parents=True, exist_ok=True)
         argv = self._argv(job)
         started = self._clock.now()
-        (directory / "job.json").write_text(
-            json.dumps(
-                {
-                    "job_id": job.job_id,
-                    "module": job.module,
-                    "argv": list(argv),
-                    "started_at": started.isoformat(),
-                    "deadline_seconds": job.max_execution.total_seconds(),
-                    "labels": dict(job.labels),
-                }
-            )
-        )
         env = module_environment(job.base_dir, job.env)
         with (directory / "module.log").open("ab") as log_file:
             proc = await asyncio.create_subprocess_exec(
@@ -135,24 +126,49 @@ class LocalExecutor:
                 start_new_session=True,
             )
         self._children[job.job_id] = proc
-        tmp = directory / "pid.json.tmp"
-        tmp.write_text(json.dumps({"pid": proc.pid, "start_ticks": _start_ticks(proc.pid)}))
-        tmp.replace(directory / "pid.json")
+        meta = {
+            "job_id": job.job_id,
+            "module": job.module,
+            "argv": list(argv),
+            "started_at": started.isoformat(),
+            "deadline_seconds": job.max_execution.total_seconds(),
+            "labels": dict(job.labels),
+            "pid": proc.pid,
+            "start_ticks": _start_ticks(proc.pid),
+        }
+        self._meta[job.job_id] = meta
+        tmp = directory / "job.json.tmp"
+        tmp.write_text(json.dumps(meta))
+        tmp.replace(directory / "job.json")
         log.info("started job %s (pid %d)", job.job_id, proc.pid)
         return JobStatus(job_id=job.job_id, state=JobState.RUNNING, started_at=started)
 
+    def _job_meta(self, job_id: str) -> dict[str, Any]:
+        meta = self._meta.get(job_id)
+        if meta is None:
+            try:
+                meta = json.loads((self.job_dir(job_id) / "job.json").read_text())
+            except FileNotFoundError as err:
+                raise errors.NotFoundError(
+                    f"job {job_id!r} is unknown to the local executor"
+                ) from err
+        return meta
+
+    def _exit_code(self, job_id: str) -> int | None:
+        try:
+            text = (self.job_dir(job_id) / "exit_code").read_text()
+        except FileNotFoundError:
+            return None
+        return int(text) if text.strip() else None
+
     def _read_status(self, job_id: str) -> JobStatus:
         directory = self.job_dir(job_id)
-        try:
-            meta = json.loads((directory / "job.json").read_text())
-        except FileNotFoundError as err:
-            raise errors.NotFoundError(f"job {job_id!r} is unknown to the local executor") from err
+        meta = self._job_meta(job_id)
         started = datetime.fromisoformat(meta["started_at"])
         timed_out = (directory / "timed_out").exists()
-        exit_file = directory / "exit_code"
-        if exit_file.exists():
-            code = int(exit_file.read_text() or "1")
-            finished = datetime.fromtimestamp(exit_file.stat().st_mtime, UTC)
+        code = self._exit_code(job_id)
+        if code is not None:
+            finished = datetime.fromtimestamp((directory / "exit_code").stat().st_mtime, UTC)
             state = JobState.SUCCEEDED if code == 0 and not timed_out else JobState.FAILED
             return JobStatus(
                 job_id=job_id,
@@ -175,8 +191,8 @@ class LocalExecutor:
         if child is not None:
             return child.returncode is None
         try:
-            recorded = json.loads((self.job_dir(job_id) / "pid.json").read_text())
-        except FileNotFoundError:
+            recorded = self._job_meta(job_id)
+        except errors.NotFoundError:
             return False
         ticks = _start_ticks(int(recorded["pid"]))
         return ticks is not None and ticks == recorded["start_ticks"]
@@ -187,8 +203,7 @@ class LocalExecutor:
 
     async def wait(self, job_id: str) -> JobStatus:
         """Wait for the job to end, killing its process group at the deadline."""
-        directory = self.job_dir(job_id)
-        meta = json.loads((directory / "job.json").read_text())
+        meta = self._job_meta(job_id)
         deadline = datetime.fromisoformat(meta["started_at"]) + timedelta(
             seconds=meta["deadline_seconds"]
         )
@@ -217,8 +232,8 @@ class LocalExecutor:
         if timed_out:
             (directory / "timed_out").touch()
         try:
-            pid = int(json.loads((directory / "pid.json").read_text())["pid"])
-        except FileNotFoundError:
+            pid = int(self._job_meta(job_id)["pid"])
+        except errors.NotFoundError:
             return
         if not self._alive(job_id):
             return
@@ -261,5 +276,6 @@ class LocalExecutor:
     async def delete(self, job_id: str) -> None:
         """Remove a finished job's directory (kept when `keep_job_dirs` is set)."""
         self._children.pop(job_id, None)
+        self._meta.pop(job_id, None)
         if not self._keep:
             await asyncio.to_thread(shutil.rmtree, self.job_dir(job_id), ignore_errors=True)
