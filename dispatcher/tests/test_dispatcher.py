@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from ion.core import errors
 from ion.core.events import Event
 from ion.core.modules import ModuleSpec
 from ion.core.ports.bus import OutgoingMessage, SubscriptionOptions
@@ -268,3 +269,31 @@ async def test_stopping_a_module_leaves_no_dispatcher_running(
     assert platform.module_status("maker").dispatchers_running == 1
     await asyncio.wait_for(platform.stop_module("maker"), timeout=10)
     assert platform.module_status("maker").dispatchers_running == 0
+
+
+async def test_a_subscription_deleted_under_a_running_dispatcher_is_recreated(
+    platform: EmbeddedPlatform, script: ScriptMaker
+) -> None:
+    spec = ModuleSpec(
+        name="maker",
+        subscribes_to="thing.new",
+        publishes=["thing.done"],
+        command=script("ok", WRITE_EVENT),
+    )
+    await platform.start_module(record(spec))
+    first = await _raise(platform)
+    assert (await platform.wait_settled(first.correlation_id, timeout=20)).succeeded
+    sub = naming.subscription_name("thing.new", "maker")
+    await platform.bus.delete_subscription("thing.new", sub)
+
+    async def recreated() -> bool:
+        try:
+            await platform.bus.receive("thing.new", sub, max_messages=0, max_wait=timedelta(0))
+        except errors.NotFoundError:
+            return False
+        return True
+
+    await eventually(recreated, timeout=10)
+    root = await _raise(platform)
+    assert (await platform.wait_settled(root.correlation_id, timeout=20)).succeeded
+    assert platform.module_status("maker").dispatchers_running == 1

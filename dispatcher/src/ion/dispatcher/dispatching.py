@@ -173,6 +173,12 @@ class Dispatcher:
             log.warning("receive failed, retrying: %s", err)
             await self._clock.sleep(timedelta(seconds=1))
             return []
+        except errors.NotFoundError as err:
+            # The subscription vanished under us (deleted by hand?): recreate it, keep going.
+            log.error("receive failed (%s); recreating the subscription", err)
+            await self._clock.sleep(timedelta(seconds=1))
+            await self.ensure_entities()
+            return []
 
     async def _shutdown(self, handlers: set[asyncio.Task[None]]) -> None:
         if handlers:

@@ -63,6 +63,16 @@ def localise(spec: ModuleSpec) -> ModuleSpec:
     return spec
 
 
+async def _guarded(dispatcher: Dispatcher, stop: asyncio.Event) -> None:
+    """Run one dispatcher; if it fails, log it and let the others (and the platform) go on."""
+    try:
+        await dispatcher.run(stop)
+    except Exception:
+        log.exception(
+            "dispatcher %s stopped on an error; its module runs one short", dispatcher.identity
+        )
+
+
 class EmbeddedPlatform:
     """Ion on one machine: embedded (or configured) backends and in-process dispatchers."""
 
@@ -142,7 +152,7 @@ class EmbeddedPlatform:
         running = _Running(record=record, dispatchers=dispatchers, stop=stop)
         for d in dispatchers:
             running.tasks.append(
-                self._group.create_task(d.run(stop), name=f"dispatcher-{d.identity}")
+                self._group.create_task(_guarded(d, stop), name=f"dispatcher-{d.identity}")
             )
         self._modules[record.id] = running
         log.info("started %d dispatcher(s) for module %s", len(dispatchers), record.id)
