@@ -223,3 +223,38 @@ def test_a_copy_that_stops_short_is_finished(
 
     data = _copy_with(tmp_path, monkeypatch, copy_file_range=one_mib_then_nothing)
     assert (tmp_path / "dst").read_bytes() == data
+
+
+async def test_batches_copy_never_link(tmp_path: Path) -> None:
+    """A module must not reach the store through its in/ or out/ files: no shared inodes."""
+    store = LocalBlobStore(tmp_path / "blobs")
+    src = tmp_path / "out" / "f"
+    src.parent.mkdir()
+    src.write_bytes(b"data")
+    await store.put_files([("k/f", src)])
+    dst = tmp_path / "in" / "f"
+    await store.get_files([("k/f", dst)])
+    blob = store.path_of("k/f")
+    assert len({blob.stat().st_ino, src.stat().st_ino, dst.stat().st_ino}) == 3
+    assert blob.stat().st_nlink == dst.stat().st_nlink == 1
+    dst.write_bytes(b"changed by a module")
+    src.write_bytes(b"changed too")
+    assert blob.read_bytes() == b"data"
+
+
+async def test_a_cancelled_batch_stops_and_leaves_no_thread_writing(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(64 * 1024))
+    items = [(f"c/{i:05d}", src) for i in range(3000)]
+    task = asyncio.create_task(store.put_files(items))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    written = sorted(os.listdir(store.path_of("c"))) if store.path_of("c").exists() else []
+    await asyncio.sleep(0.05)
+    after = sorted(os.listdir(store.path_of("c"))) if store.path_of("c").exists() else []
+    assert written == after  # nothing was still being written once the call had returned
+    assert len(written) < len(items)
+    assert not [name for name in written if name.endswith(".part")]

@@ -6,7 +6,7 @@ IonError                          root, never raised itself
 ├── ValidationError               a spec, event or request is wrong: .field, .rule
 │   ├── PoisonMessageError        an unparseable bus message: dead-letter at once with .reason
 │   └── PathEscapeError           a module named a path outside its directory
-├── NotFoundError                 what get_ raises
+├── NotFoundError                 what get_ raises: .key of the missing thing where known
 ├── ConflictError                 what create_ raises when the thing exists (or an etag is stale)
 ├── ModuleFailedError             the module exited non-zero: .exit_code, .logs_ref
 └── TransientError                worth retrying: .retry_after (throttling, timeouts, lost lock)
@@ -49,7 +49,14 @@ class PathEscapeError(ValidationError):
 
 
 class NotFoundError(IonError):
-    """The thing asked for does not exist."""
+    """The thing asked for does not exist; `key` names it where the raiser knows it.
+
+    A batch (`BlobStore.get_files`) sets `key` to the blob that was missing.
+    """
+
+    def __init__(self, message: str, *, key: str = "") -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class ConflictError(IonError):

@@ -33,13 +33,10 @@ from ion.core.events import (
 from ion.core.ports.blobs import BlobStore
 from ion.core.ports.bus import EventBus, OutgoingMessage
 from ion.core.ports.meta import MetadataStore
-from ion.handler import transfer
 from ion.handler.job import HandlerJob
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("ion.handler")
-
-TRANSFER_CONCURRENCY = 16
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,13 +126,11 @@ async def commit(
         outputs, event_files, insights = await asyncio.to_thread(_read_outputs, job)
 
         prefix = job.output_prefix
-
-        async def upload(rel: str) -> str:
-            key = f"{prefix}/{rel}"
-            await blobs.put_file(key, Path(f"{out_data}/{rel}"))
-            return key
-
-        keys = await transfer.bounded(outputs, upload, limit=TRANSFER_CONCURRENCY)
+        keys = [f"{prefix}/{rel}" for rel in outputs]
+        # One batch: the store moves the whole tree in a few worker-thread calls.
+        await blobs.put_files(
+            [(key, Path(f"{out_data}/{rel}")) for key, rel in zip(keys, outputs, strict=True)]
+        )
 
         if insights:
             context = Context(

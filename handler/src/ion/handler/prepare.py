@@ -21,13 +21,10 @@ from ion.core.contract import JobLayout, confined_relative
 from ion.core.events import KeyValuePair
 from ion.core.ports.blobs import BlobStore
 from ion.core.ports.meta import MetadataStore
-from ion.handler import transfer
 from ion.handler.job import HandlerJob
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("ion.handler")
-
-TRANSFER_CONCURRENCY = 16
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,17 +80,16 @@ async def prepare(job: HandlerJob, *, blobs: BlobStore, meta: MetadataStore) -> 
 
 
 async def _download_all(blobs: BlobStore, prefix: str, files: list[str], layout: JobLayout) -> None:
+    # Every name is checked before anything is written; then the whole tree moves in one batch.
     rels = [confined_relative(name, what="input file").as_posix() for name in files]
     in_data = layout.in_data
-
-    async def one(rel: str) -> None:
-        key = f"{prefix}/{rel}"
-        try:
-            await blobs.get_file(key, Path(f"{in_data}/{rel}"))
-        except errors.NotFoundError as err:
-            raise errors.NotFoundError(
-                f"input file {rel!r} is listed by the parent event but missing from "
-                f"the blob store at {key}"
-            ) from err
-
-    await transfer.bounded(rels, one, limit=TRANSFER_CONCURRENCY)
+    items = [(f"{prefix}/{rel}", Path(f"{in_data}/{rel}")) for rel in rels]
+    try:
+        await blobs.get_files(items)
+    except errors.NotFoundError as err:
+        rel = next((rel for (key, _), rel in zip(items, rels, strict=True) if key == err.key), "")
+        raise errors.NotFoundError(
+            f"input file {rel!r} is listed by the parent event but missing from "
+            f"the blob store at {err.key}",
+            key=err.key,
+        ) from err

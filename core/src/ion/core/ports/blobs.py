@@ -2,12 +2,13 @@
 
 Backends: the local filesystem (embedded) and Azure Blob Storage. Each passes
 `ion.core.testing.BlobStoreContract`. Writes are atomic: a reader sees the old blob or the new
-one, never a part.
+one, never a part. `put_files`/`get_files` move a whole tree in one call, so a backend can batch
+the per-file overhead away (thousands of small files).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,6 +38,32 @@ class BlobStore(Protocol):
 
         Raises:
             errors.NotFoundError: no blob has that key.
+        """
+        ...
+
+    async def put_files(self, items: Sequence[tuple[str, Path]]) -> list[BlobInfo]:
+        """Upload many local files, `(key, source)` each, as `put_file` would one by one.
+
+        Each blob is written atomically; the results come in item order. On failure the first
+        error is raised once no transfer of the batch is running any more: blobs already written
+        stay (whole), none is half-written, the remaining ones may not be written.
+
+        Raises:
+            errors.ValidationError: a key is invalid (checked before anything is written).
+        """
+        ...
+
+    async def get_files(self, items: Sequence[tuple[str, Path]]) -> list[BlobInfo]:
+        """Download many blobs, `(key, destination)` each, as `get_file` would one by one.
+
+        Each file is written atomically (parents created); the results come in item order. On
+        failure the first error is raised once no transfer of the batch is running any more:
+        files already written stay (whole), none is half-written, no temporary file is left.
+
+        Raises:
+            errors.ValidationError: a key is invalid (checked before anything is written).
+            errors.NotFoundError: a blob is missing; its `key` attribute names it, and nothing
+                is left at its destination.
         """
         ...
 

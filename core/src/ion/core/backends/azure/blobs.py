@@ -17,7 +17,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
@@ -50,6 +50,8 @@ _CHUNK = 8 * _MiB
 Memory per transfer is at most about max_concurrency x chunk_size (64 MiB by default)."""
 _READ_ATTEMPTS = 3
 """Whole re-reads of a blob that was replaced while being downloaded, before giving up."""
+_BATCH_CONCURRENCY = 16
+"""Files in flight in `put_files`/`get_files` (each with up to max_concurrency blocks)."""
 _CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
 _URL_EXAMPLE = "azblob://mystorageaccount/ion-blobs"
@@ -111,6 +113,36 @@ def blob_name(key: str) -> str:
             f"blob key {key!r} is not a plain '/'-separated relative key", field="key", rule="key"
         )
     return name
+
+
+async def _each(
+    items: Sequence[tuple[str, Path]], fn: Callable[[str, Path], Awaitable[BlobInfo]]
+) -> list[BlobInfo]:
+    """Run `fn(key, path)` per item, `_BATCH_CONCURRENCY` at a time; results in item order.
+
+    The first failure stops new transfers; the running ones are waited for (not cancelled:
+    their disk work runs in threads, which a cancel would not stop), then it is raised.
+    """
+    results: list[BlobInfo | None] = [None] * len(items)
+    failures: list[Exception] = []
+    pending = iter(enumerate(items))
+
+    async def worker() -> None:
+        for index, (key, path) in pending:
+            if failures:
+                return
+            try:
+                results[index] = await fn(key, path)
+            except Exception as err:
+                failures.append(err)
+                return
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(min(_BATCH_CONCURRENCY, len(items))):
+            group.create_task(worker())
+    if failures:
+        raise failures[0]
+    return [info for info in results if info is not None]
 
 
 def _strip_query(url: str) -> str:
@@ -334,6 +366,17 @@ class AzureBlobStore:
         finally:
             handle.close()
 
+    async def put_files(self, items: Sequence[tuple[str, Path]]) -> list[BlobInfo]:
+        """Upload many local files, `(key, source)` each, several at once, as `put_file` does.
+
+        Raises:
+            errors.ValidationError: a key is invalid (nothing is uploaded then).
+            errors.TransientError: a file changed size while read, or the service failed.
+        """
+        for key, _ in items:
+            blob_name(key)
+        return await _each(items, self.put_file)
+
     async def put_stream(self, key: str, chunks: AsyncIterator[bytes]) -> BlobInfo:
         """Upload a stream of chunks to `key` in parallel blocks; it appears when complete."""
         name = blob_name(key)
@@ -402,6 +445,27 @@ class AzureBlobStore:
         raise errors.TransientError(
             f"blob {name!r} was replaced {_READ_ATTEMPTS} times while being downloaded"
         )
+
+    async def get_files(self, items: Sequence[tuple[str, Path]]) -> list[BlobInfo]:
+        """Download many blobs, `(key, destination)` each, several at once, as `get_file` does.
+
+        Raises:
+            errors.ValidationError: a key is invalid (nothing is downloaded then).
+            errors.NotFoundError: a blob is missing (`key` names it; nothing is written for it).
+            errors.TransientError: size or MD5 did not match, or a blob kept changing.
+        """
+        for key, _ in items:
+            blob_name(key)
+
+        async def one(key: str, destination: Path) -> BlobInfo:
+            try:
+                return await self.get_file(key, destination)
+            except errors.NotFoundError as err:
+                if err.key:
+                    raise
+                raise errors.NotFoundError(str(err), key=key) from err
+
+        return await _each(items, one)
 
     async def _write_file(
         self, name: str, head: _transfer.Head, first: bytes, destination: Path
