@@ -127,10 +127,24 @@ async def commit(
 
         prefix = job.output_prefix
         keys = [f"{prefix}/{rel}" for rel in outputs]
-        # One batch: the store moves the whole tree in a few worker-thread calls.
-        await blobs.put_files(
-            [(key, Path(f"{out_data}/{rel}")) for key, rel in zip(keys, outputs, strict=True)]
+        # One batch: the store moves the whole tree in a few worker-thread calls. The child
+        # events (one URL per listed file, no side effects) are built while the files copy.
+        upload = asyncio.create_task(
+            blobs.put_files(
+                [(key, Path(f"{out_data}/{rel}")) for key, rel in zip(keys, outputs, strict=True)]
+            )
         )
+        try:
+            children = [
+                await _child_event(job, ef, blobs=blobs, prefix=prefix, url_lifetime=url_lifetime)
+                for ef in event_files
+            ]
+        except BaseException:
+            await asyncio.wait([upload])  # nothing of the commit may still be writing
+            if not upload.cancelled():
+                upload.exception()  # the first error wins; this one is only retrieved
+            raise
+        await upload
 
         if insights:
             context = Context(
@@ -145,10 +159,6 @@ async def commit(
                 )
             )
 
-        children = [
-            await _child_event(job, ef, blobs=blobs, prefix=prefix, url_lifetime=url_lifetime)
-            for ef in event_files
-        ]
         for _, event_meta in children:
             await meta.upsert_event_meta(event_meta)
         with tracer.start_as_current_span("publish"):
