@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -22,14 +22,12 @@ import yaml
 from rich.console import Console
 
 from ion.core import errors, logs, telemetry
-from ion.core.backends import open_blobs, open_bus, open_meta
 from ion.core.config import IonSettings, load_settings
 from ion.core.modules import ModuleSpec, PipelineSpec
-from ion.dispatcher.dispatching import Dispatcher, DispatcherOptions
-from ion.dispatcher.executors.local import LocalExecutor
+from ion.core.records import ModuleRecord
 from ion.dispatcher.flow import Flow
 from ion.dispatcher.pipeline import run_pipeline
-from ion.dispatcher.platform import localise
+from ion.dispatcher.platform import EmbeddedPlatform
 from ion.dispatcher.render import print_flow
 
 err_console = Console(stderr=True)
@@ -85,46 +83,23 @@ def serve(obj: tuple[str | None, str, str], spec_path: Path) -> None:
     """Run one module's dispatcher until SIGTERM or Ctrl-C."""
     try:
         settings = _settings(*obj)
-        spec = localise(ModuleSpec.parse(yaml.safe_load(spec_path.read_text())))
+        spec = ModuleSpec.parse(yaml.safe_load(spec_path.read_text()))
     except (errors.IonError, OSError) as err:
         _fail(err if isinstance(err, errors.IonError) else errors.ConfigError(str(err)))
         return
 
     async def go(stop: asyncio.Event) -> None:
-        bus, blobs, meta = (
-            open_bus(settings.bus_url),
-            open_blobs(settings.blobs_url),
-            open_meta(settings.meta_url),
-        )
-        try:
-            dispatcher = Dispatcher(
-                spec,
-                bus=bus,
-                blobs=blobs,
-                meta=meta,
-                executor=LocalExecutor(
-                    settings.jobs_dir, keep_job_dirs=settings.dispatcher.keep_job_dirs
-                ),
-                options=DispatcherOptions(
-                    lock_duration=_seconds(settings.bus.lock_duration_seconds),
-                    receive_wait=_seconds(settings.bus.receive_wait_seconds),
-                    shutdown_grace=_seconds(settings.dispatcher.shutdown_grace_seconds),
-                    working_dir=spec_path.resolve().parent,
-                ),
+        # The same machinery as `pipeline run` and `ion up`, with this one module.
+        async with EmbeddedPlatform(settings, working_dir=spec_path.resolve().parent) as platform:
+            await platform.start_module(
+                ModuleRecord(id=spec.name, spec=spec, created_at=datetime.now(UTC))
             )
-            await dispatcher.run(stop)
-        finally:
-            for backend in (bus, blobs, meta):
-                await backend.aclose()
+            await stop.wait()
 
     try:
         _run_until_signal(go)
     except errors.IonError as err:
         _fail(err)
-
-
-def _seconds(value: float) -> timedelta:
-    return timedelta(seconds=value)
 
 
 @main.group()

@@ -54,13 +54,17 @@ REDELIVERY_ALLOWANCE = 3
 class DispatcherStats:
     """Counters a dispatcher keeps while it runs."""
 
-    in_flight: int = 0
     succeeded: int = 0
     failed: int = 0
     dead_lettered: int = 0
     poison: int = 0
     adopted: int = 0
     in_flight_ids: set[str] = field(default_factory=set)
+
+    @property
+    def in_flight(self) -> int:
+        """Messages being handled right now."""
+        return len(self.in_flight_ids)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,11 +119,11 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event) -> None:
         """Receive and handle messages until `stop` is set, then shut down gracefully.
 
+        Call `ensure_entities` once first (replicas of a module share its entities).
         In-flight jobs get `shutdown_grace` to finish; jobs still running after that keep
         running as processes, and their messages return to the bus when the lock lapses, so
         the next dispatcher adopts them.
         """
-        await self.ensure_entities()
         slots = asyncio.Semaphore(self.spec.max_in_flight)
         handlers: set[asyncio.Task[None]] = set()
         log.info("dispatcher %s receiving from %s/%s", self.identity, self.topic, self.subscription)
@@ -196,7 +200,6 @@ class Dispatcher:
         log.info("dispatcher %s stopped", self.identity)
 
     async def _handle_guarded(self, message: ReceivedMessage, stop: asyncio.Event) -> None:
-        self.stats.in_flight += 1
         self.stats.in_flight_ids.add(message.message_id)
         try:
             await self.handle(message, stop=stop)
@@ -209,7 +212,6 @@ class Dispatcher:
                 "unexpected error handling message %s; it will be redelivered", message.message_id
             )
         finally:
-            self.stats.in_flight -= 1
             self.stats.in_flight_ids.discard(message.message_id)
 
     async def _settle(

@@ -119,7 +119,10 @@ def build_flow(
         elif kind == "modulelogs":
             log_links[(ctx.get("eventId", ""), ctx.get("name", ""))].append(doc.get("logs", ""))
     by_run: dict[tuple[str, str], list[JobAttempt]] = defaultdict(list)
+    tried_modules: dict[str, list[str]] = defaultdict(list)
     for attempt in attempts:
+        if (attempt.event_id, attempt.module) not in by_run:
+            tried_modules[attempt.event_id].append(attempt.module)
         by_run[(attempt.event_id, attempt.module)].append(attempt)
     children_of: dict[tuple[str, str], list[str]] = defaultdict(list)
     for event_id, doc in events.items():
@@ -130,9 +133,7 @@ def build_flow(
         doc = events[event_id]
         event_type = doc.get("type", "")
         modules = list(subscribers.get(event_type, []))
-        for _, module in (k for k in by_run if k[0] == event_id):
-            if module not in modules:
-                modules.append(module)
+        modules += [m for m in tried_modules.get(event_id, []) if m not in modules]
         runs = []
         for module in modules:
             tried = sorted(by_run.get((event_id, module), []), key=lambda a: a.attempt)
