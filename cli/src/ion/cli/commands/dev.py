@@ -1,126 +1,203 @@
-"""`ion dev`: run one module locally on the 2018 file contract, without any server.
+"""`ion dev`: run one module locally through the real handler, without any server.
 
-`ion dev run --command ...` does it in one go: it lays out a job directory (in/data,
-in/eventmeta.json, out/...), runs the module with HANDLER_BASE_DIR pointing at it, then checks
-and shows what the module wrote (events, insights, output files). The 2018 step-by-step loop is
-kept: `dev module init` stores input files as a parent event, `dev module prepare` lays out a
-base directory from it, you run your module, and `dev module commit` checks the outputs and
-stores each raised event as the parent of the next module. The store is `<ION_HOME>/store`.
+Nothing here checks the file contract itself: every run goes through the handler's own
+`prepare` and `commit` (`ion.handler`) over the embedded backends (SQLite bus and metadata,
+filesystem blobs), so a module `ion dev` accepts is one production accepts, and one production
+refuses is refused here with the same message.
+
+`ion dev run --command ...` does it in one go, in a temporary Ion home: it records the input
+files and data as a root event, prepares the job directory from it (in/data,
+in/eventmeta.json, out/...), runs the module with HANDLER_BASE_DIR pointing at it, commits what
+it wrote and shows the result. The 2018 step-by-step loop is kept over a persistent dev home,
+`<ION_HOME>/dev`: `dev module init` records input files as a parent event, `dev module prepare`
+lays out a base directory from it, you run your module, and `dev module commit` commits the
+outputs, each raised event becoming a parent for the next module.
 """
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
-import os
 import shlex
-import shutil
 import subprocess
+import sys
 import tempfile
-import uuid
-from dataclasses import dataclass, field
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 import click
 
 from ion.cli.commands._common import key_values
 from ion.cli.config import ion_home
 from ion.cli.errors import CliError
-from ion.cli.output import output_option, render, render_one
+from ion.cli.output import console, output_option, render, render_one
 
-EVENT_TYPE_KEY = "eventType"
-FILES_KEY = "files"
+if TYPE_CHECKING:
+    from ion.core.events import Event, EventMeta
+    from ion.core.ports.blobs import BlobStore
+    from ion.core.ports.bus import EventBus
+    from ion.core.ports.meta import MetadataStore
+    from ion.handler.commit import CommitResult
+    from ion.handler.job import HandlerJob
+
+# The handler, the backends and pydantic are imported inside the commands that use them, so
+# every other `ion` command starts without loading them.
+
+T = TypeVar("T")
+
+DEV_EVENT_TYPE = "dev"
+"""Type of the root events `ion dev` records (a module never sees its incoming type)."""
+URL_LIFETIME = timedelta(days=7)
 
 
-def store_dir() -> Path:
-    """Return the dev store of module runs: `<ION_HOME>/store/modules`."""
-    return ion_home() / "store" / "modules"
+def dev_home() -> Path:
+    """Return the Ion home of the step-by-step loop: `<ION_HOME>/dev`."""
+    return ion_home() / "dev"
 
 
-@dataclass
-class Outputs:
-    """What a module wrote under out/."""
+@dataclass(frozen=True, slots=True)
+class Stores:
+    """The embedded backends of one Ion home."""
 
-    events: list[dict[str, Any]] = field(default_factory=list)
-    insights: dict[str, str] = field(default_factory=dict)
-    files: list[str] = field(default_factory=list)
+    home: Path
+    bus: EventBus
+    blobs: BlobStore
+    meta: MetadataStore
 
 
-def _pairs(path: Path, what: str) -> list[dict[str, str]]:
-    text = path.read_text() if path.exists() else ""
-    if not text.strip():
-        return []
+@asynccontextmanager
+async def open_stores(home: Path) -> AsyncIterator[Stores]:
+    """Open the SQLite bus, filesystem blobs and SQLite metadata of an Ion home."""
+    from ion.core.backends import open_blobs, open_bus, open_meta
+
+    home = home.expanduser().resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    stores = Stores(
+        home=home,
+        bus=open_bus("sqlite://" + quote(str(home / "bus.db"))),
+        blobs=open_blobs((home / "blobs").as_uri()),
+        meta=open_meta("sqlite://" + quote(str(home / "meta.db"))),
+    )
     try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise CliError(f"{what} {path} is not JSON: {err}") from err
-    if not isinstance(raw, list) or not all(
-        isinstance(p, dict) and isinstance(p.get("key"), str) and isinstance(p.get("value"), str)
-        for p in raw
-    ):
-        raise CliError(
-            f'{what} {path} must be a JSON array of {{"key": ..., "value": ...}} strings'
+        yield stores
+    finally:
+        for backend in (stores.bus, stores.blobs, stores.meta):
+            await backend.aclose()
+
+
+def _run(home: Path, work: Callable[[Stores], Coroutine[Any, Any, T]]) -> T:
+    """Run `work` over the stores of `home`; an Ion error becomes the CLI's one-line error."""
+    from ion.core import errors
+
+    async def go() -> T:
+        async with open_stores(home) as stores:
+            return await work(stores)
+
+    try:
+        return asyncio.run(go())
+    except errors.IonError as err:
+        raise CliError(str(err)) from err
+
+
+def _types(event_types: str) -> frozenset[str]:
+    return frozenset(t.strip() for t in event_types.split(",") if t.strip())
+
+
+async def _record_root_event(
+    stores: Stores, *, files: list[Path], data: list[tuple[str, str]], correlation_id: str
+) -> Event:
+    """Store input files and data as a root event, the way the front API raises one."""
+    from ion.core.events import ROOT_PUBLISHER, EventMeta, KeyValuePair, new_root_event, pairs
+
+    names = [p.name for p in files]
+    for path in files:
+        if not path.is_file():
+            raise CliError(f"file {path} does not exist")
+    if len(set(names)) != len(names):
+        raise CliError(f"input files must have different names: {', '.join(sorted(names))}")
+    event = new_root_event(DEV_EVENT_TYPE, correlation_id=correlation_id).model_copy(
+        update={"data": pairs(data)}
+    )
+    prefix = f"{event.correlation_id}/{event.event_id}/{ROOT_PUBLISHER}"
+    await stores.blobs.put_files([(f"{prefix}/{p.name}", p.resolve()) for p in files])
+    url_pairs = [
+        KeyValuePair(
+            key=name, value=await stores.blobs.url_for(f"{prefix}/{name}", expires_in=URL_LIFETIME)
         )
-    return [{"key": p["key"], "value": p["value"]} for p in raw]
+        for name in names
+    ]
+    await stores.meta.upsert_event_meta(
+        EventMeta(
+            id=event.event_id,
+            context=event.context,
+            type=event.type,
+            files=names,
+            data=[*event.data, *url_pairs],
+            files_prefix=prefix,
+        )
+    )
+    return event
 
 
-def lay_out(base: Path, *, files: list[Path], data: list[tuple[str, str]]) -> None:
-    """Create a clean job directory under `base` with the given input files and data."""
-    for sub in ("in/data", "out/data", "out/events"):
-        target = base / sub
-        if target.exists():
-            shutil.rmtree(target)
-        target.mkdir(parents=True)
-    meta = base / "in" / "eventmeta.json"
-    meta.unlink(missing_ok=True)
-    pairs = [{"key": k, "value": v} for k, v in data]
-    for source in files:
-        shutil.copy2(source, base / "in" / "data" / source.name)
-        pairs.append({"key": source.name, "value": (base / "in" / "data" / source.name).as_uri()})
-    if pairs:
-        meta.write_text(json.dumps(pairs, indent=2))
-    (base / "out" / "insights.json").write_text("")
+async def _commit(stores: Stores, job: HandlerJob) -> CommitResult:
+    """The handler's commit; its refusal becomes the CLI's error, with the handler's message."""
+    from ion.core import errors
+    from ion.handler.commit import commit
+
+    try:
+        return await commit(
+            job, blobs=stores.blobs, meta=stores.meta, bus=stores.bus, url_lifetime=URL_LIFETIME
+        )
+    except errors.ValidationError as err:
+        raise CliError(f"commit refused: {err}") from err
+    except errors.IonError as err:
+        raise CliError(f"commit failed: {err}") from err
 
 
-def read_outputs(base: Path, *, event_types: list[str]) -> Outputs:
-    """Check and return what the module wrote, as the handler's commit would."""
-    out = Outputs()
-    data_dir = base / "out" / "data"
-    out.files = sorted(str(p.relative_to(data_dir)) for p in data_dir.rglob("*") if p.is_file())
-    out.insights = {
-        p["key"]: p["value"] for p in _pairs(base / "out" / "insights.json", "insights")
+async def _own_pairs(stores: Stores, meta: EventMeta) -> list[dict[str, str]]:
+    """The pairs the module wrote in its event file (the `<file> → URL` pairs left out)."""
+    urls = {
+        (f, await stores.blobs.url_for(f"{meta.files_prefix}/{f}", expires_in=URL_LIFETIME))
+        for f in meta.files
     }
-    for path in sorted((base / "out" / "events").glob("*.json")):
-        pairs = _pairs(path, "event file")
-        values = {p["key"]: p["value"] for p in pairs}
-        event_type = values.get(EVENT_TYPE_KEY, "")
-        if not event_type:
-            raise CliError(f"event file {path} has no eventType pair")
-        if event_types and event_type not in event_types:
-            raise CliError(
-                f"event file {path}: event type {event_type!r} is not declared; declare it"
-                f" with --event-types (now: {', '.join(event_types)})"
-            )
-        listed = [f.strip() for f in values.get(FILES_KEY, "").split(",") if f.strip()]
-        for name in listed:
-            target = (data_dir / name).resolve()
-            if not target.is_relative_to(data_dir.resolve()) or not target.is_file():
-                raise CliError(f"event file {path} lists {name!r}, which is not a file in out/data")
-        extra = [p for p in pairs if p["key"] not in (EVENT_TYPE_KEY, FILES_KEY)]
-        out.events.append(
-            {"file": path.name, "event_type": event_type, "files": listed, "data": extra}
-        )
-    return out
+    return [p.model_dump() for p in meta.data if (p.key, p.value) not in urls]
+
+
+def _stderr_fd() -> int | None:
+    """Where the module's stdout goes: our stderr, so stdout holds only the result."""
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, io.UnsupportedOperation):
+        return None
+
+
+def _summary(result: CommitResult) -> None:
+    console(stderr=True).print(
+        f"[green]✓[/green] committed: {len(result.outputs)} file(s), "
+        f"{len(result.events)} event(s), {result.insights} insight(s)"
+    )
 
 
 @click.group()
 def dev() -> None:
-    """Run one module locally on the file contract (no server needed)."""
-    store_dir().mkdir(parents=True, exist_ok=True)
+    """Run one module locally through the real handler (no server needed)."""
 
 
 @dev.command("run")
 @click.option("--command", required=True, help="The module's command, e.g. 'python resize.py'.")
+@click.option(
+    "--name",
+    default="dev",
+    show_default=True,
+    help="The module's name (it appears in the handler's messages).",
+)
 @click.option("--event-types", default="", help="Event types it may raise, comma-separated.")
 @click.option("--data", "data_items", multiple=True, help="key=value input data (repeatable).")
 @click.option(
@@ -140,6 +217,7 @@ def dev() -> None:
 @output_option
 def run(
     command: str,
+    name: str,
     event_types: str,
     data_items: tuple[str, ...],
     file_paths: tuple[Path, ...],
@@ -147,40 +225,91 @@ def run(
     env_items: tuple[str, ...],
     fmt: str,
 ) -> None:
-    """Run a module once on the given inputs and show what it wrote."""
+    """Run a module once on the given inputs, commit what it wrote and show it."""
+    from ion.core.contract import JobLayout, parse_pairs
+    from ion.handler.job import HandlerJob
+    from ion.handler.prepare import prepare
+    from ion.handler.supervisor import module_environment
+
     argv = shlex.split(command)
     if not argv:
         raise click.BadParameter("empty command", param_hint="--command")
-    types = [t.strip() for t in event_types.split(",") if t.strip()]
+    data = key_values(data_items, flag="--data")
+    config = dict(key_values(env_items, flag="--env"))
     with tempfile.TemporaryDirectory(prefix="ion-dev-") as tmp:
+        home = Path(tmp) / "home"
         base = (base_dir or Path(tmp) / "ion").resolve()
-        lay_out(base, files=list(file_paths), data=key_values(data_items, flag="--data"))
-        env = {**os.environ, **dict(key_values(env_items, flag="--env"))}
-        env["HANDLER_BASE_DIR"] = str(base)
+
+        async def prepared(stores: Stores) -> HandlerJob:
+            event = await _record_root_event(
+                stores, files=list(file_paths), data=data, correlation_id="dev"
+            )
+            job = HandlerJob(
+                module=name, event=event, publishes=_types(event_types), layout=JobLayout(base)
+            )
+            await prepare(job, blobs=stores.blobs, meta=stores.meta)
+            return job
+
+        job = _run(home, prepared)
         click.echo(f"ion: running {command!r} with HANDLER_BASE_DIR={base}", err=True)
         try:
-            code = subprocess.run(argv, env=env, check=False).returncode
+            code = subprocess.run(
+                argv, env=module_environment(base, config), stdout=_stderr_fd(), check=False
+            ).returncode
         except FileNotFoundError as err:
             raise CliError(f"command {argv[0]!r} not found") from err
+        except PermissionError as err:
+            raise CliError(f"command {argv[0]!r} cannot be run: {err.strerror}") from err
         if code != 0:
             raise CliError(f"the module exited with code {code}; nothing would be committed")
-        outputs = read_outputs(base, event_types=types)
-    result = {"exit_code": code, **outputs.__dict__}
+
+        async def committed(stores: Stores) -> tuple[CommitResult, list[dict[str, Any]]]:
+            from ion.core.events import child_event_id
+
+            result = await _commit(stores, job)
+            files_of = {
+                child_event_id(job.event.event_id, job.module, p.name): p.name
+                for p in job.layout.out_events.glob("*.json")
+            }
+            events = []
+            for child in result.events:
+                meta = await stores.meta.get_event_meta(child.correlation_id, child.event_id)
+                events.append(
+                    {
+                        "file": files_of.get(child.event_id, ""),
+                        "event_type": meta.type,
+                        "files": meta.files,
+                        "data": await _own_pairs(stores, meta),
+                    }
+                )
+            return result, events
+
+        result, events = _run(home, committed)
+        insights_file = job.layout.out_insights
+        insights = {
+            p.key: p.value
+            for p in (
+                parse_pairs(insights_file.read_bytes(), source="out/insights.json")
+                if insights_file.is_file()
+                else []
+            )
+        }
+    files = [key.removeprefix(f"{job.output_prefix}/") for key in result.outputs]
+    _summary(result)
     if fmt == "table":
         render_one(
             {
                 "exit_code": code,
                 "events": [
-                    f"{e['event_type']} ({e['file']}): {', '.join(e['files'])}"
-                    for e in outputs.events
+                    f"{e['event_type']} ({e['file']}): {', '.join(e['files'])}" for e in events
                 ],
-                "insights": outputs.insights,
-                "files": outputs.files,
+                "insights": insights,
+                "files": files,
             },
             fmt,
         )
     else:
-        render_one(result, fmt)
+        render_one({"exit_code": code, "events": events, "insights": insights, "files": files}, fmt)
 
 
 @dev.group("module")
@@ -188,22 +317,28 @@ def dev_module() -> None:
     """The 2018 step-by-step loop: init, prepare, (run yourself), commit."""
 
 
+def _correlation_option(func: Any) -> Any:
+    return click.option(
+        "--correlation-id", default="dev", show_default=True, help="Flow the events belong to."
+    )(func)
+
+
 @dev_module.command("init")
 @click.option("--files", default="", help="Comma-separated input files for the first module.")
-def module_init(files: str) -> None:
-    """Store input files as a parent event; prints its id."""
-    event_id = str(uuid.uuid4())
-    target = store_dir() / event_id
-    (target / "_blobs").mkdir(parents=True)
-    (target / "_events").mkdir()
-    for name in (f.strip() for f in files.split(",") if f.strip()):
-        source = Path(name)
-        if not source.is_file():
-            shutil.rmtree(target)
-            raise CliError(f"file {name} does not exist")
-        shutil.copy2(source, target / "_blobs" / source.name)
-    (target / "eventmeta.json").write_text("[]")
-    click.echo(f"new parent event id: {event_id}")
+@click.option("--data", "data_items", multiple=True, help="key=value input data (repeatable).")
+@_correlation_option
+def module_init(files: str, data_items: tuple[str, ...], correlation_id: str) -> None:
+    """Record input files (and data) as a parent event; prints its id."""
+    paths = [Path(f.strip()) for f in files.split(",") if f.strip()]
+    data = key_values(data_items, flag="--data")
+
+    async def work(stores: Stores) -> Event:
+        return await _record_root_event(
+            stores, files=paths, data=data, correlation_id=correlation_id
+        )
+
+    event = _run(dev_home(), work)
+    click.echo(f"new parent event id: {event.event_id}")
 
 
 def _prepare_options(func: Any) -> Any:
@@ -220,13 +355,16 @@ def _prepare_options(func: Any) -> Any:
     return func
 
 
-def _parent(parent_event_id: str) -> Path:
-    parent = store_dir() / parent_event_id
-    if not parent.is_dir():
+async def _event_meta(stores: Stores, correlation_id: str, event_id: str) -> EventMeta:
+    from ion.core import errors
+
+    try:
+        return await stores.meta.get_event_meta(correlation_id, event_id)
+    except errors.NotFoundError as err:
         raise CliError(
-            f"no event {parent_event_id!r} in {store_dir()}; create one with `ion dev module init`"
-        )
-    return parent
+            f"no event {event_id!r} in {stores.home} (correlation id {correlation_id!r});"
+            " create one with `ion dev module init`"
+        ) from err
 
 
 @dev_module.command("prepare")
@@ -239,14 +377,38 @@ def module_prepare(
     parent_event_id: str,
     correlation_id: str,
 ) -> None:
-    """Lay out the job directory from the parent event's files and data."""
-    parent = _parent(parent_event_id)
-    data = [(p["key"], p["value"]) for p in _pairs(parent / "eventmeta.json", "event metadata")]
-    files = sorted(p for p in (parent / "_blobs").iterdir() if p.is_file())
+    """Lay out the job directory from the parent event's files and data (the handler's prepare).
+
+    The run's incoming event (--event-id) is recorded as carrying the parent's files and data.
+    """
+    from ion.core.contract import JobLayout
+    from ion.core.events import Context, DocumentType, Event
+    from ion.handler.job import HandlerJob
+    from ion.handler.prepare import prepare
+
     base = Path(base_dir).resolve()
-    lay_out(base, files=files, data=data)
-    (store_dir() / event_id / "_events").mkdir(parents=True, exist_ok=True)
-    click.echo(f"prepared {base} for module {name}; now run it with:", err=True)
+
+    async def work(stores: Stores) -> int:
+        incoming = await _event_meta(stores, correlation_id, parent_event_id)
+        if event_id != parent_event_id:
+            context = Context(
+                name=incoming.context.name,
+                event_id=event_id,
+                correlation_id=correlation_id,
+                parent_event_id=parent_event_id,
+            ).as_document(DocumentType.EVENT_META)
+            incoming = incoming.model_copy(update={"id": event_id, "context": context})
+            await stores.meta.upsert_event_meta(incoming)
+        job = HandlerJob(
+            module=name,
+            event=Event(context=incoming.context, type=incoming.type),
+            publishes=_types(event_types),
+            layout=JobLayout(base),
+        )
+        return len((await prepare(job, blobs=stores.blobs, meta=stores.meta)).files)
+
+    count = _run(dev_home(), work)
+    click.echo(f"prepared {base} for module {name} ({count} file(s)); now run it with:", err=True)
     click.echo(f"export HANDLER_BASE_DIR={base}")
 
 
@@ -260,86 +422,105 @@ def module_commit(
     parent_event_id: str,
     correlation_id: str,
 ) -> None:
-    """Check the module's outputs and store each raised event for the next module."""
+    """Commit the module's outputs (the handler's commit); each raised event feeds the next."""
+    from ion.core import errors
+    from ion.core.contract import JobLayout
+    from ion.core.events import Context, Event
+    from ion.handler.job import HandlerJob
+
     base = Path(base_dir).resolve()
-    types = [t.strip() for t in event_types.split(",") if t.strip()]
-    outputs = read_outputs(base, event_types=types)
-    run_dir = store_dir() / event_id
-    (run_dir / "_events").mkdir(parents=True, exist_ok=True)
-    (run_dir / "insights.json").write_text(
-        json.dumps([{"key": k, "value": v} for k, v in outputs.insights.items()], indent=2)
-    )
-    for event in outputs.events:
-        child = str(uuid.uuid4())
-        child_dir = store_dir() / child
-        (child_dir / "_blobs").mkdir(parents=True)
-        (child_dir / "_events").mkdir()
-        for rel in event["files"]:
-            shutil.copy2(base / "out" / "data" / rel, child_dir / "_blobs" / Path(rel).name)
-        (child_dir / "eventmeta.json").write_text(json.dumps(event["data"], indent=2))
-        body = {
-            "context": {
-                "name": name,
-                "eventId": child,
-                "correlationId": correlation_id,
-                "parentEventId": event_id,
-            },
-            "type": event["event_type"],
-        }
-        (run_dir / "_events" / event["file"]).write_text(json.dumps(body, indent=2))
-        click.echo(f"raised {event['event_type']} as event {child}")
-    if not outputs.events:
+
+    async def work(stores: Stores) -> CommitResult:
+        try:
+            meta = await stores.meta.get_event_meta(correlation_id, event_id)
+            event = Event(context=meta.context, type=meta.type)
+        except errors.NotFoundError:  # committed without `ion dev module prepare`
+            context = Context(
+                event_id=event_id, correlation_id=correlation_id, parent_event_id=parent_event_id
+            )
+            event = Event(context=context, type=DEV_EVENT_TYPE)
+        job = HandlerJob(
+            module=name, event=event, publishes=_types(event_types), layout=JobLayout(base)
+        )
+        return await _commit(stores, job)
+
+    result = _run(dev_home(), work)
+    _summary(result)
+    for event in result.events:
+        click.echo(f"raised {event.type} as event {event.event_id}")
+    if not result.events:
         click.echo("no events raised", err=True)
+
+
+async def _all_events(stores: Stores, correlation_id: str) -> list[EventMeta]:
+    from ion.core.events import DocumentType, EventMeta
+
+    return [
+        EventMeta.model_validate(doc)
+        for doc in await stores.meta.list_documents(correlation_id)
+        if doc.get("context", {}).get("documentType") == DocumentType.EVENT_META.value
+    ]
+
+
+def _read(correlation_id: str) -> list[EventMeta]:
+    """Every event of a flow in the dev home (none when it does not exist yet)."""
+    if not (dev_home() / "meta.db").exists():
+        return []
+    return _run(dev_home(), lambda stores: _all_events(stores, correlation_id))
 
 
 @dev_module.command("list")
 @click.option("--root-event-id", default="", help="Only this event and the events it led to.")
+@_correlation_option
 @output_option
-def module_list(root_event_id: str, fmt: str) -> None:
-    """List the events in the dev store."""
-    rows: list[dict[str, Any]] = []
-    for path in sorted(store_dir().iterdir() if store_dir().is_dir() else []):
-        if path.name.startswith("_") or not path.is_dir():
-            continue
-        events = sorted(p.name for p in (path / "_events").glob("*.json"))
-        rows.append(
-            {
-                "event_id": path.name,
-                "files": len(list((path / "_blobs").glob("*"))),
-                "raised": events,
+def module_list(root_event_id: str, correlation_id: str, fmt: str) -> None:
+    """List the events in the dev home."""
+    from ion.core.events import ROOT_PUBLISHER
+
+    metas = _read(correlation_id)
+    raised: dict[str, list[str]] = defaultdict(list)
+    for meta in metas:
+        raised[meta.context.parent_event_id].append(meta.id)
+    rows: dict[str, dict[str, Any]] = {
+        m.id: {
+            "event_id": m.id,
+            "type": m.type,
+            "parent_event_id": m.context.parent_event_id,
+            "files": len(m.files),
+            "raised": raised.get(m.id, []),
+        }
+        for m in metas
+    }
+    for parent, children in raised.items():  # runs committed without a prepare
+        if parent not in rows and parent != ROOT_PUBLISHER:
+            rows[parent] = {
+                "event_id": parent,
+                "type": "",
+                "parent_event_id": "",
+                "files": 0,
+                "raised": children,
             }
-        )
+    listed = list(rows.values())
     if root_event_id:
-        rows = [r for r in rows if r["event_id"] == root_event_id] + [
-            r
-            for r in rows
-            if r["event_id"] != root_event_id and _descends(r["event_id"], root_event_id)
-        ]
-    render(rows, fmt, columns=("event_id", "files", "raised"))
-
-
-def _descends(event_id: str, root: str) -> bool:
-    seen = set()
-    current = event_id
-    while current and current not in seen:
-        seen.add(current)
-        parent = ""
-        for events in store_dir().glob("*/_events/*.json"):
-            body = json.loads(events.read_text())
-            if body.get("context", {}).get("eventId") == current:
-                parent = events.parent.parent.name
-                break
-        if parent == root:
-            return True
-        current = parent
-    return False
+        keep, pending = [], [root_event_id]
+        while pending:
+            current = pending.pop(0)
+            if current in rows and current not in keep:
+                keep.append(current)
+                pending.extend(rows[current]["raised"])
+        listed = [rows[k] for k in keep]
+    render(listed, fmt, columns=("event_id", "type", "files", "raised"))
 
 
 @dev_module.command("select")
-@click.option("--module-id", required=True, help="Event id in the dev store.")
-def module_select(module_id: str) -> None:
-    """Link ./ion-module to an event's directory in the dev store."""
-    target = _parent(module_id)
+@click.option("--module-id", required=True, help="Event id in the dev home.")
+@_correlation_option
+def module_select(module_id: str, correlation_id: str) -> None:
+    """Link ./ion-module to the directory holding an event's files in the dev home."""
+    meta = _run(dev_home(), lambda stores: _event_meta(stores, correlation_id, module_id))
+    target = dev_home().resolve() / "blobs" / meta.files_prefix
+    if not meta.files or not target.is_dir():
+        raise CliError(f"event {module_id!r} has no files")
     link = Path("ion-module")
     if link.is_symlink() or link.exists():
         link.unlink()
@@ -349,12 +530,22 @@ def module_select(module_id: str) -> None:
 
 @dev.group("event")
 def dev_event() -> None:
-    """Events raised in the dev store."""
+    """Events raised in the dev home."""
 
 
 @dev_event.command("list")
 @click.option("--module-id", required=True, help="Event id whose run raised the events.")
-def event_list(module_id: str) -> None:
-    """Print every event a dev run raised."""
-    for path in sorted((_parent(module_id) / "_events").glob("*.json")):
-        click.echo(path.read_text())
+@_correlation_option
+def event_list(module_id: str, correlation_id: str) -> None:
+    """Print every event a dev run raised, as it went on the bus."""
+    from ion.core.events import Event
+
+    metas = _read(correlation_id)
+    children = [m for m in metas if m.context.parent_event_id == module_id]
+    if not children and all(m.id != module_id for m in metas):
+        raise CliError(
+            f"no event {module_id!r} in {dev_home()} (correlation id {correlation_id!r})"
+        )
+    for meta in children:
+        body = Event(context=meta.context, type=meta.type).to_json()
+        click.echo(json.dumps(json.loads(body), indent=2))
