@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ion.core.backends.sqlite.bus import SqliteEventBus
-from ion.core.ports.bus import EventBus
+from ion.core.ports.bus import EventBus, OutgoingMessage, SubscriptionOptions
 from ion.core.testing.bus_contract import EventBusContract
 
 
@@ -21,3 +26,110 @@ class TestSqliteEventBus(EventBusContract):
         b = SqliteEventBus(tmp_path / "bus.db")
         yield b
         await b.aclose()
+
+
+# --- a cancelled receive leaves nothing locked -----------------------------------------------
+#
+# The dispatcher cancels its receive when it stops. A receive cancelled while its lock
+# transaction waits for the database, runs, or has just committed must not leave messages
+# locked by nobody (invisible for the whole lock duration).
+
+LONG_LOCK = SubscriptionOptions(max_delivery_count=5, lock_duration=timedelta(seconds=60))
+
+
+@pytest.fixture
+async def one_message(tmp_path: Path) -> AsyncIterator[tuple[SqliteEventBus, str, str]]:
+    bus = SqliteEventBus(tmp_path / "bus.db")
+    await bus.ensure_subscription("t", "t_a", LONG_LOCK)
+    await bus.publish("t", [OutgoingMessage(body=b"x", message_id="only")])
+    yield bus, "t", "t_a"
+    await bus.aclose()
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert task.cancelled(), f"the receive finished instead: {task.result()!r}"
+
+
+async def _receivable_again(bus: SqliteEventBus, topic: str, sub: str) -> None:
+    """The message is there for the next receiver at once, as if never received."""
+    got = await bus.receive(topic, sub, max_messages=5, max_wait=timedelta(seconds=3))
+    assert [(m.message_id, m.delivery_count) for m in got] == [("only", 1)], (
+        "the cancelled receive left the message locked by nobody"
+    )
+    await bus.complete(got[0])
+
+
+async def test_a_receive_cancelled_while_waiting_for_the_write_lock_locks_nothing(
+    one_message: tuple[SqliteEventBus, str, str], tmp_path: Path
+) -> None:
+    bus, topic, sub = one_message
+    other = sqlite3.connect(tmp_path / "bus.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        task = asyncio.create_task(bus.receive(topic, sub, max_wait=timedelta(seconds=5)))
+        await asyncio.sleep(0.3)  # the lock transaction waits in BEGIN IMMEDIATE
+        await _cancel(task)
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+    await _receivable_again(bus, topic, sub)
+
+
+async def test_a_receive_cancelled_mid_transaction_locks_nothing(
+    one_message: tuple[SqliteEventBus, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bus, topic, sub = one_message
+    locked, go_on = threading.Event(), threading.Event()
+    original = bus._lock_batch
+
+    def slow_lock_batch(*args: Any) -> Any:
+        out = original(*args)  # the rows are locked inside the open transaction
+        locked.set()
+        go_on.wait(10)
+        return out
+
+    monkeypatch.setattr(bus, "_lock_batch", slow_lock_batch)
+    task = asyncio.create_task(bus.receive(topic, sub, max_wait=timedelta(seconds=5)))
+    assert await asyncio.to_thread(locked.wait, 10)
+    await _cancel(task)
+    go_on.set()
+    monkeypatch.setattr(bus, "_lock_batch", original)
+    await _receivable_again(bus, topic, sub)
+
+
+async def test_a_receive_cancelled_just_after_its_commit_releases_its_locks(
+    one_message: tuple[SqliteEventBus, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bus, topic, sub = one_message
+    worker = bus._db
+    committed, go_on = threading.Event(), threading.Event()
+    original = worker._run_group
+
+    def slow_run_group(*args: Any) -> Any:
+        out = original(*args)  # committed; the result is not back on the event loop yet
+        committed.set()
+        go_on.wait(10)
+        return out
+
+    monkeypatch.setattr(worker, "_run_group", slow_run_group)
+    task = asyncio.create_task(bus.receive(topic, sub, max_wait=timedelta(seconds=5)))
+    assert await asyncio.to_thread(committed.wait, 10)
+    await _cancel(task)
+    monkeypatch.setattr(worker, "_run_group", original)
+    go_on.set()
+    await _receivable_again(bus, topic, sub)
+
+
+async def test_a_receive_cancelled_while_waiting_for_messages_takes_none_later(
+    tmp_path: Path,
+) -> None:
+    async with SqliteEventBus(tmp_path / "bus.db") as bus:
+        await bus.ensure_subscription("t", "t_a", LONG_LOCK)
+        task = asyncio.create_task(bus.receive("t", "t_a", max_wait=timedelta(seconds=5)))
+        await asyncio.sleep(0.2)
+        await _cancel(task)
+        await bus.publish("t", [OutgoingMessage(body=b"x", message_id="only")])
+        await _receivable_again(bus, "t", "t_a")

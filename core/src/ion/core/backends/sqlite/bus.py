@@ -3,7 +3,9 @@
 Each subscription holds its own copy of every message published to its topic (fan-out), and a
 receive locks rows by writing a lock token and expiry inside one IMMEDIATE transaction, so
 replicas of a module in different processes compete for messages without double delivery.
-Waiting receivers are woken at once by publishes in the same process and poll otherwise.
+Waiting receivers are woken at once by publishes in the same process and poll otherwise. A
+receive cancelled before it returns (a dispatcher stopping) takes no lock: its transaction is
+skipped or rolled back, or its locks are released if it had committed already.
 """
 
 from __future__ import annotations
@@ -219,8 +221,11 @@ class SqliteEventBus:
             if woken or await self._db.run(
                 lambda c: self._maybe_ready(c, topic, subscription, dead)
             ):
+                # Cancellable: a receive cancelled (a dispatcher stopping) before its locks
+                # reach the caller takes none, or releases those it took.
                 got = await self._db.write(
-                    lambda c: self._lock_batch(c, topic, subscription, max_messages, dead)
+                    lambda c: self._lock_batch(c, topic, subscription, max_messages, dead),
+                    undo=self._unlock,
                 )
                 if got:
                     return got
@@ -303,6 +308,15 @@ class SqliteEventBus:
                     )
                 )
         return out
+
+    @staticmethod
+    def _unlock(c: sqlite3.Connection, got: list[ReceivedMessage]) -> None:
+        """Undo a lock batch whose receiver was cancelled: as if it had never been received."""
+        c.executemany(
+            "UPDATE messages SET lock_token = NULL, locked_until = 0,"
+            " delivery_count = max(delivery_count - 1, 0) WHERE lock_token = ?",
+            [(m.lock_token,) for m in got],
+        )
 
     def _locked_row(self, c: sqlite3.Connection, message: ReceivedMessage) -> tuple[Any, ...]:
         row = c.execute(
