@@ -26,7 +26,7 @@ from ion.core.events import new_root_event
 from ion.core.modules import ModuleSpec
 from ion.core.ports.bus import OutgoingMessage
 from ion.core.records import AttemptState, ModuleRecord
-from ion.dispatcher import naming
+from ion.core import naming
 from ion.dispatcher.platform import EmbeddedPlatform
 
 IN_FLIGHT = 16

@@ -24,7 +24,7 @@ from ion.core.config import IonSettings, load_settings
 from ion.core.ports.bus import SubscriptionOptions
 from ion.core.records import AttemptState
 from ion.core.testing import eventually
-from ion.dispatcher import naming
+from ion.core import naming
 from ion.dispatcher.flow import load_flow
 from ion.dispatcher.platform import EmbeddedPlatform
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from ion.dispatcher import naming
+from ion.core import naming
 
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 EVENT = "B9F9D945-3F0D-4650-9C11-58BD761E8A88"

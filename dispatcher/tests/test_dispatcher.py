@@ -11,13 +11,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from ion.core import errors
+from ion.core import errors, naming
 from ion.core.events import Event
 from ion.core.modules import ModuleSpec
 from ion.core.ports.bus import OutgoingMessage, SubscriptionOptions
 from ion.core.records import AttemptState, ModuleRecord
 from ion.core.testing import eventually
-from ion.dispatcher import naming
 from ion.dispatcher.platform import EmbeddedPlatform
 
 ScriptMaker = Callable[[str, str], list[str]]

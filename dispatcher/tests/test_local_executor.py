@@ -1,87 +1,140 @@
-"""The local executor passes the Executor contract and adopts jobs across instances."""
+"""The local executor passes the Executor contract and survives a restart at any point."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import timedelta
+import asyncio
+import os
+import signal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from ion.core.ports.executor import JobRequest, JobState
-from ion.core.testing.executor_contract import ExecutorContract
+from ion.core.testing.embedded import EmbeddedBackends
+from ion.core.testing.executor_contract import ExecutorContract, RequestFactory
 from ion.dispatcher.executors.local import LocalExecutor, container_argv
+
+
+def local(backends: EmbeddedBackends, jobs: Path) -> LocalExecutor:
+    return LocalExecutor(jobs, bus=backends.bus, blobs=backends.blobs, meta=backends.meta)
 
 
 class TestLocalExecutor(ExecutorContract):
     @pytest.fixture
-    def executor(self, tmp_path: Path) -> LocalExecutor:
-        return LocalExecutor(tmp_path / "jobs")
-
-    @pytest.fixture
-    def request_factory(self, executor: LocalExecutor) -> Any:
-        def make(
-            script: str,
-            *,
-            max_execution: timedelta = timedelta(seconds=30),
-            env: dict[str, str] | None = None,
-        ) -> JobRequest:
-            job_id = f"job-{uuid.uuid4().hex[:8]}"
-            base = executor.base_dir(job_id)
-            base.mkdir(parents=True)
-            return JobRequest(
-                job_id=job_id,
-                module="m",
-                command=["/bin/sh", "-c", script],
-                base_dir=base,
-                env=env or {},
-                max_execution=max_execution,
-            )
-
-        return make
+    def executor(self, backends: EmbeddedBackends, tmp_path: Path) -> LocalExecutor:
+        return local(backends, tmp_path / "jobs")
 
 
-async def test_a_second_executor_adopts_a_running_job_and_sees_its_exit_code(
-    tmp_path: Path,
+contract = ExecutorContract()
+backends = contract.backends
+request_factory = contract.request_factory
+
+
+async def test_a_second_executor_adopts_a_running_module_and_commits_it_once(
+    backends: EmbeddedBackends, request_factory: RequestFactory, tmp_path: Path
 ) -> None:
-    first = LocalExecutor(tmp_path / "jobs")
-    base = first.base_dir("j1")
-    base.mkdir(parents=True)
-    await first.submit(
-        JobRequest(
-            job_id="j1", module="m", command=["/bin/sh", "-c", "sleep 0.5; exit 4"], base_dir=base
-        )
+    runs = tmp_path / "runs"
+    job = request_factory(
+        f"echo run >> {runs}; sleep 0.5; echo made > $HANDLER_BASE_DIR/out/data/x"
     )
-    second = LocalExecutor(tmp_path / "jobs")  # as after a dispatcher restart
-    assert (await second.status("j1")).state == JobState.RUNNING
-    again = await second.submit(
-        JobRequest(
-            job_id="j1", module="m", command=["/bin/sh", "-c", "echo SHOULD-NOT-RUN"], base_dir=base
-        )
-    )
+    first = local(backends, tmp_path / "jobs")
+    await first.submit(job)
+    while not runs.exists():
+        await asyncio.sleep(0.02)
+    first_driver = first._drivers[job.job_id]
+    first_driver.cancel()  # as if the dispatcher died: the module keeps running on its own
+    await asyncio.gather(first_driver, return_exceptions=True)
+    second = local(backends, tmp_path / "jobs")  # as after a restart
+    assert (await second.status(job.job_id)).state == JobState.RUNNING
+    again = await second.submit(job)
     assert again.state == JobState.RUNNING
-    final = await second.wait("j1")
-    assert (final.state, final.exit_code) == (JobState.FAILED, 4)
-    assert b"SHOULD-NOT-RUN" not in await second.logs("j1")
+    result = await second.wait(job.job_id)
+    assert result.state == JobState.SUCCEEDED, result.reason
+    assert runs.read_text() == "run\n"
+    assert len(result.outputs) == 1
 
 
-async def test_a_job_that_vanished_without_an_exit_code_is_lost(tmp_path: Path) -> None:
-    executor = LocalExecutor(tmp_path / "jobs")
-    base = executor.base_dir("j2")
-    base.mkdir(parents=True)
-    await executor.submit(
-        JobRequest(job_id="j2", module="m", command=["sleep", "30"], base_dir=base)
+async def test_a_module_killed_from_outside_fails_and_is_not_run_again(
+    backends: EmbeddedBackends, request_factory: RequestFactory, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    job = request_factory(f"echo run >> {runs}; sleep 30")
+    first = local(backends, tmp_path / "jobs")
+    await first.submit(job)
+    while not runs.exists():
+        await asyncio.sleep(0.02)
+    first_driver = first._drivers[job.job_id]
+    first_driver.cancel()
+    await asyncio.gather(first_driver, return_exceptions=True)
+    started = next((tmp_path / "jobs" / job.job_id).glob("run-*.started"))
+    os.killpg(int(started.read_text()), signal.SIGKILL)
+    result = await local(backends, tmp_path / "jobs").wait(job.job_id)
+    assert result.state == JobState.FAILED
+    assert "vanished without an exit code" in result.reason
+    assert runs.read_text() == "run\n"
+
+
+async def test_a_job_recorded_but_never_started_is_started_by_the_next_process(
+    backends: EmbeddedBackends, request_factory: RequestFactory, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    job = request_factory(f"echo run >> {runs}")
+    jobs = tmp_path / "jobs"
+    # As if killed right after job.json was written: the request is there, nothing else.
+    (jobs / job.job_id).mkdir(parents=True)
+    (jobs / job.job_id / "job.json").write_text(job.model_dump_json())
+    result = await local(backends, jobs).wait(job.job_id)
+    assert result.state == JobState.SUCCEEDED, result.reason
+    assert runs.read_text() == "run\n"
+
+
+async def test_a_stale_exit_code_of_an_earlier_run_is_never_read(
+    backends: EmbeddedBackends, request_factory: RequestFactory, tmp_path: Path
+) -> None:
+    job = request_factory("exit 0")
+    jobs = tmp_path / "jobs"
+    (jobs / job.job_id).mkdir(parents=True)
+    (jobs / job.job_id / "job.json").write_text(job.model_dump_json())
+    (jobs / job.job_id / "exit_code").write_text("3")  # the 9dad5e2 layout's leftover
+    (jobs / job.job_id / "run-old.exit").write_text("3")
+    result = await local(backends, jobs).wait(job.job_id)
+    assert result.state == JobState.SUCCEEDED, result.reason
+
+
+async def test_a_missing_working_directory_is_a_reason_not_a_traceback(
+    backends: EmbeddedBackends, request_factory: RequestFactory, tmp_path: Path
+) -> None:
+    job = request_factory("true")
+    job = job.model_copy(update={"working_dir": tmp_path / "nowhere"})
+    executor = local(backends, tmp_path / "jobs")
+    await executor.submit(job)
+    result = await executor.wait(job.job_id)
+    assert result.state == JobState.FAILED
+    assert "working directory" in result.reason and "nowhere" in result.reason
+
+
+async def test_a_command_that_does_not_exist_fails_with_the_shell_s_words(
+    backends: EmbeddedBackends, request_factory: RequestFactory, tmp_path: Path
+) -> None:
+    job = request_factory("true")
+    job = job.model_copy(
+        update={"spec": job.spec.model_copy(update={"command": ["no-such-program-here"]})}
     )
-    await executor.cancel("j2")
-    assert (await LocalExecutor(tmp_path / "jobs").status("j2")).state == JobState.LOST
+    executor = local(backends, tmp_path / "jobs")
+    await executor.submit(job)
+    result = await executor.wait(job.job_id)
+    assert (result.state, result.exit_code) == (JobState.FAILED, 127)
+    assert "no-such-program-here" in result.reason
 
 
-def test_image_only_modules_run_in_a_container_with_the_job_dir_at_ion(tmp_path: Path) -> None:
-    job = JobRequest(
-        job_id="j", module="m", image="example/resize:1", env={"SIZE": "3"}, base_dir=tmp_path
+def test_image_only_modules_run_in_a_container_with_the_job_dir_at_ion(
+    request_factory: RequestFactory, tmp_path: Path
+) -> None:
+    job: JobRequest = request_factory("true")
+    spec = job.spec.model_copy(
+        update={"command": [], "image": "example/resize:1", "env": {"SIZE": "3"}}
     )
-    argv = container_argv("podman", job)
+    argv = container_argv("podman", job.model_copy(update={"spec": spec}), tmp_path)
     assert argv[:3] == ["podman", "run", "--rm"]
     assert f"{tmp_path}:/ion" in argv and "HANDLER_BASE_DIR=/ion" in argv
     assert argv[argv.index("SIZE") - 1] == "-e"

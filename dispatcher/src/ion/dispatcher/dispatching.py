@@ -1,14 +1,17 @@
 """The dispatcher of one module: receive events, run one job per event, settle the message.
 
-At-least-once delivery becomes effectively-once effects here:
-- a poison message (not JSON, no context, wrong type) is dead-lettered at once with a reason;
+The dispatcher keeps the receive loop, lock renewal, the attempt state machine, retries and
+settlement; the job itself (prepare → module → commit) is its executor's, behind the
+`Executor` port. At-least-once delivery becomes effectively-once effects here:
+- a poison message (not a valid event) is dead-lettered at once with a reason naming the field;
 - the job's id is derived from (module, event id, attempt); a redelivered message finds the job
   by that id and adopts it, or finds the attempt already recorded and only settles the message;
 - the message lock is renewed while the job runs; losing it is logged, never fatal;
 - a failed attempt is retried by scheduling a copy of the message for this module's
   subscription only, after exponential backoff; the last failure is dead-lettered with the
-  reason and a link to the logs;
-- outputs are committed only after exit 0, and commit is idempotent (see ion.handler.commit).
+  reason (the cause and the module's last output) and a link to the logs;
+- a backend error on receive, settle or a job's finish is retried with backoff; the
+  dispatcher keeps going.
 """
 
 from __future__ import annotations
@@ -25,29 +28,21 @@ from pathlib import Path
 
 from opentelemetry import propagate, trace
 
-from ion.core import errors, logs
+from ion.core import attempts, errors, logs, naming
 from ion.core.clock import Clock, SystemClock
-from ion.core.contract import JobLayout
-from ion.core.events import Context, DocumentType, Event, ModuleLogs, module_logs_id
+from ion.core.events import Event
 from ion.core.modules import ModuleSpec
-from ion.core.ports.blobs import BlobStore
-from ion.core.ports.bus import EventBus, OutgoingMessage, ReceivedMessage, SubscriptionOptions
-from ion.core.ports.executor import JobRequest, JobState, JobStatus
+from ion.core.ports.bus import EventBus, ReceivedMessage, SubscriptionOptions
+from ion.core.ports.executor import BackendRefs, Executor, JobRequest, JobResult, JobState
 from ion.core.ports.meta import MetadataStore
 from ion.core.records import AttemptState, JobAttempt
-from ion.dispatcher import naming
-from ion.dispatcher.executors.local import LocalExecutor
-from ion.handler.commit import CommitResult, commit
-from ion.handler.job import HandlerJob
-from ion.handler.prepare import prepare
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("ion.dispatcher")
 
-ATTEMPT_PROPERTY = "ion-attempt"
-MAX_ATTEMPT_PROPERTY = "ion-max-attempt"
-REDELIVERY_ALLOWANCE = 3
-"""Deliveries allowed beyond the retries, for redeliveries after a crash or a lost lock."""
+MAX_BACKOFF = timedelta(seconds=30)
+"""Longest wait between retries of a failing backend call."""
+SETTLE_TRIES = 5
 
 
 @dataclass(kw_only=True)
@@ -78,6 +73,8 @@ class DispatcherOptions:
     identity: str = ""
     working_dir: Path | None = None
     """Where relative module commands resolve (the pipeline file's directory)."""
+    backends: BackendRefs = field(default_factory=BackendRefs)
+    """Backend URLs handed to jobs that run elsewhere (never credentials)."""
 
 
 class Dispatcher:
@@ -88,20 +85,20 @@ class Dispatcher:
         spec: ModuleSpec,
         *,
         bus: EventBus,
-        blobs: BlobStore,
         meta: MetadataStore,
-        executor: LocalExecutor,
+        executor: Executor,
         options: DispatcherOptions | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.spec = spec
-        self._bus, self._blobs, self._meta, self._executor = bus, blobs, meta, executor
+        self._bus, self._meta, self._executor = bus, meta, executor
         self.options = options or DispatcherOptions()
         self._clock = clock or SystemClock()
         self.identity = self.options.identity or f"{socket.gethostname()}-{os.getpid()}-{spec.name}"
         self.topic = spec.subscribes_to
         self.subscription = naming.subscription_name(spec.subscribes_to, spec.name)
         self.stats = DispatcherStats()
+        self._receive_delay = timedelta(seconds=0.5)
 
     async def ensure_entities(self) -> None:
         """Create the module's subscription and the topics it publishes to."""
@@ -109,7 +106,7 @@ class Dispatcher:
             self.topic,
             self.subscription,
             SubscriptionOptions(
-                max_delivery_count=self.spec.max_attempts + REDELIVERY_ALLOWANCE,
+                max_delivery_count=attempts.max_delivery_count(self.spec.max_attempts),
                 lock_duration=self.options.lock_duration,
             ),
         )
@@ -172,17 +169,29 @@ class Dispatcher:
                     await self._settle(self._bus.abandon, message)
             return []
         try:
-            return receive.result()
-        except errors.TransientError as err:
-            log.warning("receive failed, retrying: %s", err)
-            await self._clock.sleep(timedelta(seconds=1))
-            return []
+            got = receive.result()
         except errors.NotFoundError as err:
             # The subscription vanished under us (deleted by hand?): recreate it, keep going.
             log.error("receive failed (%s); recreating the subscription", err)
-            await self._clock.sleep(timedelta(seconds=1))
-            await self.ensure_entities()
+            await self._backoff()
+            with contextlib.suppress(errors.IonError):
+                await self.ensure_entities()
             return []
+        except errors.IonError as err:
+            log.warning("receive failed, retrying in %s: %s", self._receive_delay, err)
+            await self._backoff()
+            return []
+        except Exception:
+            log.exception("receive failed unexpectedly, retrying in %s", self._receive_delay)
+            await self._backoff()
+            return []
+        self._receive_delay = timedelta(seconds=0.5)
+        return got
+
+    async def _backoff(self) -> None:
+        """Wait before the next receive after a failure, twice as long each time (capped)."""
+        await self._clock.sleep(self._receive_delay)
+        self._receive_delay = min(self._receive_delay * 2, MAX_BACKOFF)
 
     async def _shutdown(self, handlers: set[asyncio.Task[None]]) -> None:
         if handlers:
@@ -206,6 +215,9 @@ class Dispatcher:
         except asyncio.CancelledError:
             log.info("left message %s for redelivery (job keeps running)", message.message_id)
             raise
+        except errors.TransientError as err:
+            # A backend is down: the lock lapses and the message comes back to be resumed.
+            log.warning("could not handle %s (%s); it will be redelivered", message.message_id, err)
         except Exception:
             # Never let one message kill the dispatcher; the lock lapses and it comes back.
             log.exception(
@@ -217,13 +229,32 @@ class Dispatcher:
     async def _settle(
         self, action: Callable[..., Awaitable[None]], message: ReceivedMessage, **kwargs: str
     ) -> bool:
-        """Settle a message; a lost lock is logged and reported as False, never raised."""
-        try:
-            await action(message, **kwargs)
-        except errors.LockLostError as err:
-            log.warning("could not settle %s: %s", message.message_id, err)
-            return False
-        return True
+        """Settle a message; a lost lock is logged and reported as False, never raised.
+
+        A backend error is retried with backoff a few times; if it persists the message is
+        left to come back when its lock lapses (every path from a redelivery is idempotent).
+        """
+        delay = timedelta(seconds=0.2)
+        for tries in range(1, SETTLE_TRIES + 1):
+            try:
+                await action(message, **kwargs)
+            except errors.LockLostError as err:
+                log.warning("could not settle %s: %s", message.message_id, err)
+                return False
+            except errors.TransientError as err:
+                if tries == SETTLE_TRIES:
+                    log.warning(
+                        "could not settle %s, leaving it to return: %s", message.message_id, err
+                    )
+                    return False
+                log.warning(
+                    "settling %s failed, retrying in %s: %s", message.message_id, delay, err
+                )
+                await self._clock.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+            else:
+                return True
+        return False
 
     async def handle(self, message: ReceivedMessage, *, stop: asyncio.Event | None = None) -> None:
         """Handle one message from start to settlement (see the module docstring)."""
@@ -242,8 +273,10 @@ class Dispatcher:
                 self._bus.dead_letter, message, reason=err.reason, description=str(err)[:1000]
             )
             return
-        attempt = _int_property(message, ATTEMPT_PROPERTY, 1)
-        max_attempt = _int_property(message, MAX_ATTEMPT_PROPERTY, self.spec.max_attempts)
+        attempt = attempts.attempt_of(message.properties)
+        max_attempt = attempts.int_property(
+            message.properties, attempts.MAX_ATTEMPT_PROPERTY, self.spec.max_attempts
+        )
         job = naming.job_id(self.spec.name, event.event_id, attempt)
         with (
             logs.bind(
@@ -293,25 +326,22 @@ class Dispatcher:
         max_attempt: int,
         stop: asyncio.Event | None,
     ) -> None:
-        record = await self._get_attempt(event, job)
-        if record is not None and record.state == AttemptState.SUCCEEDED:
-            log.info("attempt already succeeded; completing the redelivered message")
-            await self._settle(self._bus.complete, message)
-            return
-        if record is not None and record.state in (AttemptState.FAILED, AttemptState.DEAD_LETTERED):
-            await self._after_failure(message, event, record, max_attempt)
-            return
-        try:
-            status: JobStatus | None = await self._executor.status(job)
-        except errors.NotFoundError:
-            status = None
-        base_dir = self._executor.base_dir(job)
-        handler_job = HandlerJob(
-            module=self.spec.name,
-            event=event,
-            publishes=frozenset(self.spec.publishes),
-            layout=JobLayout(base_dir),
-        )
+        # A first delivery cannot have a record or a job yet: skip the look-ups (the hot path).
+        known: JobResult | None = None
+        if message.delivery_count > 1:
+            record = await self._get_attempt(event, job)
+            if record is not None and record.state == AttemptState.SUCCEEDED:
+                log.info("attempt already succeeded; completing the redelivered message")
+                await self._settle(self._bus.complete, message)
+                return
+            if record is not None and record.state in (
+                AttemptState.FAILED,
+                AttemptState.DEAD_LETTERED,
+            ):
+                await self._after_failure(message, event, record, max_attempt)
+                return
+            with contextlib.suppress(errors.NotFoundError):
+                known = await self._executor.status(job)
         record = JobAttempt(
             id=job,
             module=self.spec.name,
@@ -324,110 +354,77 @@ class Dispatcher:
             started_at=self._clock.now(),
             dispatcher=self.identity,
         )
-        if status is None:
+        if known is None:
             if stop is not None and stop.is_set():
                 await self._settle(self._bus.abandon, message)  # not started: leave it for others
                 return
-            # Recorded (while the inputs download) before the module starts, so a redelivery
-            # can tell this attempt began.
-            try:
-                # Both finish before either's error is looked at, so the RUNNING record can
-                # never land after the FAILED one written below.
-                started = await asyncio.gather(
-                    self._meta.upsert_attempt(record),
-                    prepare(handler_job, blobs=self._blobs, meta=self._meta),
-                    return_exceptions=True,
-                )
-                for failure in started:
-                    if isinstance(failure, BaseException):
-                        raise failure
-            except errors.IonError as err:
-                await self._fail(
-                    message, event, record, max_attempt, f"prepare failed: {err}", exit_code=None
-                )
-                return
-            status = await self._executor.submit(
-                JobRequest(
-                    job_id=job,
-                    module=self.spec.name,
-                    command=self.spec.command,
-                    image=self.spec.image,
-                    env=self.spec.env,
-                    base_dir=base_dir,
-                    working_dir=Path(self.spec.working_dir)
-                    if self.spec.working_dir
-                    else self.options.working_dir,
-                    max_execution=self.spec.max_execution,
-                    labels={
-                        "ion/module": self.spec.name,
-                        "ion/eventid": event.event_id,
-                        "ion/attempt": str(attempt),
-                    },
-                )
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            request = JobRequest(
+                job_id=job,
+                attempt=attempt,
+                event=event,
+                spec=self.spec,
+                working_dir=self.options.working_dir,
+                backends=self.options.backends,
+                labels={
+                    "ion/module": self.spec.name,
+                    "ion/eventid": event.event_id,
+                    "ion/attempt": str(attempt),
+                },
+                trace_context=carrier,
             )
+            # The RUNNING record is written while the job prepares; both finish before either's
+            # error is looked at, so it can never land after the final record written below.
+            outcome = await asyncio.gather(
+                self._meta.upsert_attempt(record),
+                self._executor.submit(request),
+                return_exceptions=True,
+            )
+            for failure in outcome:
+                if isinstance(failure, BaseException):
+                    raise failure
         else:
             self.stats.adopted += 1
-            log.info("adopting job %s (%s)", job, status.state)
-            if status.started_at is not None:
-                record = record.evolve(started_at=status.started_at)
-        final = await self._executor.wait(job) if status.state == JobState.RUNNING else status
-        succeeded = final.state == JobState.SUCCEEDED
-        # Logs are stored while the outputs are committed: neither needs the other.
-        stored = self._store_logs(event, job, attempt, succeeded=succeeded)
-        committed = self._commit(handler_job) if succeeded else _nothing()
-        logs_ref, outcome = await asyncio.gather(stored, committed)
-        record = record.evolve(logs_ref=logs_ref, exit_code=final.exit_code)
-        if not succeeded:
-            if final.timed_out:
-                reason = (
-                    f"killed after its max execution time of {self.spec.max_execution_seconds:g}s"
-                )
-            elif final.state == JobState.LOST:
-                reason = "the job's process vanished without an exit code (killed from outside?)"
-            else:
-                reason = f"module exited with code {final.exit_code}"
-            await self._fail(message, event, record, max_attempt, reason, exit_code=final.exit_code)
-            return
-        if isinstance(outcome, errors.ValidationError):
+            log.info("adopting job %s (%s)", job, known.state)
+            if known.started_at is not None:
+                record = record.evolve(started_at=known.started_at)
+        result = await self._wait(job, stop)
+        record = record.evolve(logs_ref=result.logs_ref, exit_code=result.exit_code)
+        if result.state != JobState.SUCCEEDED:
             await self._fail(
-                message,
-                event,
-                record,
-                max_attempt,
-                f"commit refused the outputs: {outcome}",
-                exit_code=0,
+                message, event, record, max_attempt, result.reason, exit_code=result.exit_code
             )
             return
-        if outcome is None:  # unreachable: a successful job is always committed
-            raise RuntimeError(f"job {job} succeeded but was not committed")
-        result = outcome
         await self._meta.upsert_attempt(
             record.evolve(
                 state=AttemptState.SUCCEEDED,
-                finished_at=self._clock.now(),
+                finished_at=result.finished_at or self._clock.now(),
                 outputs=result.outputs,
-                child_event_ids=[e.event_id for e in result.events],
+                child_event_ids=result.child_event_ids,
             )
         )
         self.stats.succeeded += 1
         log.info(
-            "job succeeded: %d output(s), %d event(s)", len(result.outputs), len(result.events)
+            "job succeeded: %d output(s), %d event(s)",
+            len(result.outputs),
+            len(result.child_event_ids),
         )
         if await self._settle(self._bus.complete, message):
             await self._executor.delete(job)
 
-    async def _commit(self, handler_job: HandlerJob) -> CommitResult | errors.ValidationError:
-        """Commit the outputs; a refusal (bad event file, path escape) is returned, not raised."""
-        try:
-            return await commit(
-                handler_job,
-                blobs=self._blobs,
-                meta=self._meta,
-                bus=self._bus,
-                url_lifetime=self.options.url_lifetime,
-            )
-        except errors.ValidationError as err:
-            return err
+    async def _wait(self, job: str, stop: asyncio.Event | None) -> JobResult:
+        """Wait for the job's result; a backend that is down is waited out, never fatal."""
+        delay = timedelta(seconds=0.5)
+        while True:
+            try:
+                return await self._executor.wait(job)
+            except errors.TransientError as err:
+                if stop is not None and stop.is_set():
+                    raise
+                log.warning("job %s could not finish (%s); resuming in %s", job, err, delay)
+                await self._clock.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
 
     async def _get_attempt(self, event: Event, job: str) -> JobAttempt | None:
         try:
@@ -462,16 +459,16 @@ class Dispatcher:
         """Schedule the next attempt, or dead-letter; safe to repeat for the same record."""
         if record.attempt < max_attempt:
             delay = self.spec.backoff_before(record.attempt + 1)
-            retry = OutgoingMessage(
+            retry = attempts.next_attempt_message(
                 body=message.body,
-                message_id=f"{event.event_id}.{self.spec.name}.attempt-{record.attempt + 1}",
-                properties={
-                    **message.properties,
-                    ATTEMPT_PROPERTY: str(record.attempt + 1),
-                    MAX_ATTEMPT_PROPERTY: str(max_attempt),
-                },
+                properties=message.properties,
+                message_id=attempts.retry_message_id(
+                    event.event_id, self.spec.name, record.attempt + 1
+                ),
+                attempt=record.attempt + 1,
+                max_attempt=max_attempt,
+                subscription=self.subscription,
                 scheduled_at=self._clock.now() + delay,
-                to_subscription=self.subscription,
             )
             # Publish the retry before completing: a crash in between duplicates the retry
             # message, which duplicate detection (same message id) then drops.
@@ -481,44 +478,9 @@ class Dispatcher:
                 await self._executor.delete(record.id)
             return
         self.stats.dead_lettered += 1
-        description = f"{record.reason}; logs: {record.logs_ref or 'none'}"
+        description = f"{record.reason[:800]}; logs: {record.logs_ref or 'none'}"
         log.error("giving up after %d attempt(s); dead-lettering: %s", record.attempt, description)
         if await self._settle(
             self._bus.dead_letter, message, reason="ModuleFailed", description=description[:1000]
         ):
             await self._executor.delete(record.id)
-
-    async def _store_logs(self, event: Event, job: str, attempt: int, *, succeeded: bool) -> str:
-        key = naming.logs_key(event.correlation_id, event.event_id, self.spec.name, attempt)
-        log_file = self._executor.job_dir(job) / "module.log"
-        if not log_file.exists():
-            log_file.parent.mkdir(parents=True, exist_ok=True)
-            log_file.write_bytes(b"")
-        await self._blobs.put_file(key, log_file)
-        doc_id = module_logs_id(self.spec.name, event.event_id, attempt)
-        await self._meta.upsert_module_logs(
-            ModuleLogs(
-                id=doc_id,
-                context=Context(
-                    name=self.spec.name,
-                    event_id=event.event_id,
-                    correlation_id=event.correlation_id,
-                    parent_event_id=event.context.parent_event_id,
-                ).as_document(DocumentType.MODULE_LOGS),
-                desc=doc_id,
-                logs=await self._blobs.url_for(key, expires_in=self.options.url_lifetime),
-                succeeded=succeeded,
-            )
-        )
-        return key
-
-
-async def _nothing() -> None:
-    return None
-
-
-def _int_property(message: ReceivedMessage, key: str, default: int) -> int:
-    try:
-        return int(message.properties.get(key, default))
-    except (TypeError, ValueError):
-        return default

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from ion.core import errors
+from ion.core import attempts, errors, naming
 from ion.core.backends import open_blobs, open_bus, open_meta
 from ion.core.clock import Clock, SystemClock
 from ion.core.config import IonSettings
@@ -27,13 +27,7 @@ from ion.core.ports.blobs import BlobStore
 from ion.core.ports.bus import EventBus, OutgoingMessage, PeekedMessage
 from ion.core.ports.meta import MetadataStore
 from ion.core.records import ModuleRecord
-from ion.dispatcher import naming
-from ion.dispatcher.dispatching import (
-    ATTEMPT_PROPERTY,
-    MAX_ATTEMPT_PROPERTY,
-    Dispatcher,
-    DispatcherOptions,
-)
+from ion.dispatcher.dispatching import Dispatcher, DispatcherOptions
 from ion.dispatcher.executors.local import LocalExecutor
 from ion.dispatcher.flow import Flow, load_flow
 
@@ -94,9 +88,13 @@ class EmbeddedPlatform:
         self.meta: MetadataStore = meta or open_meta(settings.meta_url)
         self.executor = LocalExecutor(
             settings.jobs_dir,
+            bus=self.bus,
+            blobs=self.blobs,
+            meta=self.meta,
             clock=self._clock,
             container_runtime=settings.dispatcher.container_runtime,
             keep_job_dirs=settings.dispatcher.keep_job_dirs,
+            url_lifetime=timedelta(hours=settings.blobs.sas_lifetime_hours),
         )
         self._modules: dict[str, _Running] = {}
         self._stack = AsyncExitStack()
@@ -114,6 +112,7 @@ class EmbeddedPlatform:
         for module_id in list(self._modules):
             await self.stop_module(module_id, remove_subscription=False)
         await self._stack.aclose()
+        await self.executor.aclose()
         for backend in (self.bus, self.blobs, self.meta):
             await backend.aclose()
 
@@ -140,7 +139,6 @@ class EmbeddedPlatform:
             Dispatcher(
                 spec,
                 bus=self.bus,
-                blobs=self.blobs,
                 meta=self.meta,
                 executor=self.executor,
                 options=self._options(record, i),
@@ -309,16 +307,14 @@ class EmbeddedPlatform:
                     await self.bus.abandon(m)
         if found is None:
             raise errors.NotFoundError(f"no dead letter {message_id!r} for module {module_id!r}")
-        last = int(found.properties.get(ATTEMPT_PROPERTY, "1"))
-        replay = OutgoingMessage(
+        last = attempts.attempt_of(found.properties)
+        replay = attempts.next_attempt_message(
             body=found.body,
-            message_id=f"{message_id}.replay-{last + 1}",
-            properties={
-                **found.properties,
-                ATTEMPT_PROPERTY: str(last + 1),
-                MAX_ATTEMPT_PROPERTY: str(last + spec.max_attempts),
-            },
-            to_subscription=naming.subscription_name(spec.subscribes_to, spec.name),
+            properties=found.properties,
+            message_id=attempts.replay_message_id(message_id, last + 1),
+            attempt=last + 1,
+            max_attempt=last + spec.max_attempts,
+            subscription=naming.subscription_name(spec.subscribes_to, spec.name),
         )
         await self.bus.publish(d.topic, [replay])
         await self.bus.complete(found)

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 from ion.core import AttemptState, JobAttempt, ModuleRecord, ModuleSpec, errors
 from ion.core.ports import EventBus, MetadataStore
-from ion.dispatcher import naming
+from ion.core import naming
 from ion.management.deployers import Deployer, Runtime
 
 log = logging.getLogger(__name__)

@@ -10,18 +10,27 @@ from ion.core.ports.bus import (
     SubscriptionCounts,
     SubscriptionOptions,
 )
-from ion.core.ports.executor import Executor, JobRequest, JobState, JobStatus
+from ion.core.ports.executor import (
+    BackendRefs,
+    Executor,
+    JobPhase,
+    JobRequest,
+    JobResult,
+    JobState,
+)
 from ion.core.ports.meta import MetadataStore
 
 __all__ = [
     "MAX_DELIVERY_COUNT_EXCEEDED",
+    "BackendRefs",
     "BlobInfo",
     "BlobStore",
     "EventBus",
     "Executor",
+    "JobPhase",
     "JobRequest",
+    "JobResult",
     "JobState",
-    "JobStatus",
     "MetadataStore",
     "OutgoingMessage",
     "PeekedMessage",

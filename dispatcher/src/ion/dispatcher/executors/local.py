@@ -1,52 +1,69 @@
-"""The local executor: each job is a detached process group that outlives its dispatcher.
+"""The local executor: prepare and commit in this process, the module as a detached process group.
 
-A job directory holds `job.json` (the request, with the pid and its kernel start time, to tell
-a live job from a reused pid), `module.log` (stdout and stderr) and, once the module exits,
-`exit_code`, written by a tiny `sh` wrapper just before it exits (so an empty file with the
-process gone means it was killed mid-write). So a dispatcher restarted after `kill -9` finds a
-job still running and adopts it, or finds its exit code, instead of starting it again.
+A job's directory (`<jobs dir>/<job id>`) records each step before it happens, so a process
+that restarts after `kill -9` at any point knows where the job is:
+
+- `job.json`: the request, created exclusively before anything else (a second `submit` of the
+  same id starts nothing);
+- `drive.lock`: held (flock) by the one process driving the job through its phases;
+- `module.json`: written after prepare and before the module starts, with a fresh run token;
+- `module.lock`: locked before the module is spawned and inherited by it, so it stays locked
+  exactly while any process of the module's run is alive, whoever started it;
+- `run-<token>.started` (the module's pid) and `run-<token>.exit` (its exit code), written by a
+  tiny `sh` wrapper around the module; a token per run, so a stale exit code is never read;
+- `result.json`: the job's outcome, written once the attempt's log and commit are stored.
+
+So a restarted process adopts a module that is still running (the lock is held), commits one
+that exited but was not committed, reports one that vanished without an exit code, and starts
+the module only if no run of it ever began. The module never runs twice for one job, and
+commit never runs while a process of the module is alive.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
 import json
 import logging
+import os
 import shutil
 import signal
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from opentelemetry import trace
+
 from ion.core import errors
 from ion.core.clock import Clock, SystemClock
-from ion.core.ports.executor import JobRequest, JobState, JobStatus
+from ion.core.contract import JobLayout
+from ion.core.ports.blobs import BlobStore
+from ion.core.ports.bus import EventBus
+from ion.core.ports.executor import JobRequest, JobResult, JobState
+from ion.core.ports.meta import MetadataStore
+from ion.handler.finish import Attempt, ModuleEnd, finish_job
+from ion.handler.job import HandlerJob
+from ion.handler.prepare import prepare
 from ion.handler.supervisor import kill_group, module_environment
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("ion.dispatcher")
 
-# Runs the module, then records its exit code with a shell builtin; $0 is the exit file's path.
-_WRAPPER = '"$@"; c=$?; printf %s "$c" > "$0"; exit "$c"'
+# $0 is the run's marker prefix: record the process group's id, run the module, then record
+# its exit code with a shell builtin (an empty file with no process means killed mid-write).
+_WRAPPER = 'printf %s "$$" > "$0.started"; "$@"; c=$?; printf %s "$c" > "$0.exit"; exit "$c"'
 _POLL = 0.02
 _POLL_MAX = 0.25
 KILL_GRACE = timedelta(seconds=2)
+LINGER_GRACE = timedelta(seconds=5)
+"""How long processes a module left behind may take to die before the attempt fails."""
 
 
-def _start_ticks(pid: int) -> int | None:
-    """Kernel start time of a process (clock ticks since boot), None if it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()
-    if fields[0] == "Z":
-        return None  # a zombie has finished
-    return int(fields[19])
-
-
-def container_argv(runtime: str, job: JobRequest) -> list[str]:
+def container_argv(runtime: str, job: JobRequest, base_dir: Path) -> list[str]:
     """Return `docker|podman run` argv running the module's image with its dir at /ion."""
     argv = [
         runtime,
@@ -55,227 +72,452 @@ def container_argv(runtime: str, job: JobRequest) -> list[str]:
         "--name",
         job.job_id,
         "-v",
-        f"{job.base_dir}:/ion",
+        f"{base_dir}:/ion",
         "-e",
         "HANDLER_BASE_DIR=/ion",
     ]
-    for key in job.env:
+    for key in job.spec.env:
         argv += ["-e", key]
-    return [*argv, job.image, *job.command]
+    return [*argv, job.spec.image, *job.spec.command]
+
+
+def _write_atomic(path: Path, text: str, *, exclusive: bool = False) -> bool:
+    """Write a file whole; with `exclusive`, only if it does not exist (False if it did)."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    tmp.write_text(text)
+    if not exclusive:
+        tmp.replace(path)
+        return True
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink()
+    return True
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _lock_held(path: Path) -> bool:
+    """True if another open file holds `path`'s flock (a live process of the job)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing also releases a lock this probe took
+    return False
+
+
+class _Job:
+    """Paths of one job's directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.request = directory / "job.json"
+        self.drive_lock = directory / "drive.lock"
+        self.module = directory / "module.json"
+        self.module_lock = directory / "module.lock"
+        self.log = directory / "module.log"
+        self.result = directory / "result.json"
+        self.base = directory / "ion"
+
+    def run(self, token: str, suffix: str) -> Path:
+        return self.dir / f"run-{token}.{suffix}"
 
 
 class LocalExecutor:
-    """Executor of jobs as local processes under one jobs directory."""
+    """Executor of jobs on this machine, under one jobs directory."""
 
     def __init__(
         self,
         jobs_dir: Path,
         *,
+        bus: EventBus,
+        blobs: BlobStore,
+        meta: MetadataStore,
         clock: Clock | None = None,
         container_runtime: str = "",
         keep_job_dirs: bool = False,
+        url_lifetime: timedelta = timedelta(days=7),
     ) -> None:
         self.jobs_dir = jobs_dir
+        self._bus, self._blobs, self._meta = bus, blobs, meta
         self._clock = clock or SystemClock()
         self._runtime = container_runtime or next(
             (r for r in ("docker", "podman") if shutil.which(r)), ""
         )
         self._keep = keep_job_dirs
+        self._url_lifetime = url_lifetime
+        self._drivers: dict[str, asyncio.Task[JobResult]] = {}
         self._children: dict[str, asyncio.subprocess.Process] = {}
-        self._meta: dict[str, dict[str, Any]] = {}
+        self._cleanups: set[asyncio.Task[None]] = set()
 
     def job_dir(self, job_id: str) -> Path:
-        """Directory of one job (its base dir for the module is `<job dir>/ion`)."""
+        """Directory of one job (the module's base dir is `<job dir>/ion`)."""
         return self.jobs_dir / job_id
 
-    def base_dir(self, job_id: str) -> Path:
-        """The module's HANDLER_BASE_DIR for a job."""
-        return self.job_dir(job_id) / "ion"
+    def _job(self, job_id: str) -> _Job:
+        return _Job(self.job_dir(job_id))
 
-    def _argv(self, job: JobRequest) -> Sequence[str]:
-        if job.command:
-            return list(job.command)
-        if job.image and self._runtime:
-            return container_argv(self._runtime, job)
-        raise errors.ConfigError(
-            f"module {job.module!r} has only an image and no container runtime (docker or podman) "
-            "is on PATH; give the module a command to run it as a local process"
-        )
+    # -- the port ---------------------------------------------------------------------------
 
-    async def submit(self, job: JobRequest) -> JobStatus:
-        """Start the job, or return the status of the job with that id if it exists already."""
-        directory = self.job_dir(job.job_id)
-        if (directory / "job.json").exists():
+    async def submit(self, job: JobRequest) -> JobResult:
+        """Start the job, or return the state of the job with that id if it exists already."""
+        paths = self._job(job.job_id)
+        if job.job_id in self._drivers:
             return await self.status(job.job_id)
-        directory.mkdir(parents=True, exist_ok=True)
-        argv = self._argv(job)
-        started = self._clock.now()
-        env = module_environment(job.base_dir, job.env)
-        with (directory / "module.log").open("ab") as log_file:
-            proc = await asyncio.create_subprocess_exec(
-                "/bin/sh",
-                "-c",
-                _WRAPPER,
-                str(directory / "exit_code"),
-                *argv,
-                env=env,
-                cwd=job.working_dir,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self._children[job.job_id] = proc
-        meta = {
-            "job_id": job.job_id,
-            "module": job.module,
-            "argv": list(argv),
-            "started_at": started.isoformat(),
-            "deadline_seconds": job.max_execution.total_seconds(),
-            "labels": dict(job.labels),
-            "pid": proc.pid,
-            "start_ticks": _start_ticks(proc.pid),
-        }
-        self._meta[job.job_id] = meta
-        tmp = directory / "job.json.tmp"
-        tmp.write_text(json.dumps(meta))
-        tmp.replace(directory / "job.json")
-        log.info("started job %s (pid %d)", job.job_id, proc.pid)
-        return JobStatus(job_id=job.job_id, state=JobState.RUNNING, started_at=started)
+        created = await asyncio.to_thread(self._create, paths, job)
+        if not created:
+            return await self.status(job.job_id)
+        self._start_driver(job)
+        return JobResult(job_id=job.job_id, state=JobState.RUNNING, started_at=self._clock.now())
 
-    def _job_meta(self, job_id: str) -> dict[str, Any]:
-        meta = self._meta.get(job_id)
-        if meta is None:
-            try:
-                meta = json.loads((self.job_dir(job_id) / "job.json").read_text())
-            except FileNotFoundError as err:
-                raise errors.NotFoundError(
-                    f"job {job_id!r} is unknown to the local executor"
-                ) from err
-        return meta
+    @staticmethod
+    def _create(paths: _Job, job: JobRequest) -> bool:
+        paths.dir.mkdir(parents=True, exist_ok=True)
+        return _write_atomic(paths.request, job.model_dump_json(), exclusive=True)
 
-    def _exit_code(self, job_id: str) -> int | None:
-        try:
-            text = (self.job_dir(job_id) / "exit_code").read_text()
-        except FileNotFoundError:
-            return None
-        return int(text) if text.strip() else None
+    async def status(self, job_id: str) -> JobResult:
+        """Return the job's state; raise NotFoundError if it was never submitted here."""
+        paths = self._job(job_id)
+        result = _read_json(paths.result)
+        if result is not None:
+            return JobResult.model_validate(result)
+        if job_id not in self._drivers and not paths.request.exists():
+            raise errors.NotFoundError(f"job {job_id!r} is unknown to the local executor")
+        run = _read_json(paths.module)
+        started = datetime.fromisoformat(run["started_at"]) if run else None
+        return JobResult(job_id=job_id, state=JobState.RUNNING, started_at=started)
 
-    def _read_status(self, job_id: str) -> JobStatus:
-        directory = self.job_dir(job_id)
-        meta = self._job_meta(job_id)
-        started = datetime.fromisoformat(meta["started_at"])
-        timed_out = (directory / "timed_out").exists()
-        code = self._exit_code(job_id)
-        if code is not None:
-            finished = datetime.fromtimestamp((directory / "exit_code").stat().st_mtime, UTC)
-            state = JobState.SUCCEEDED if code == 0 and not timed_out else JobState.FAILED
-            return JobStatus(
-                job_id=job_id,
-                state=state,
-                exit_code=code,
-                timed_out=timed_out,
-                started_at=started,
-                finished_at=finished,
-            )
-        if self._alive(job_id):
-            return JobStatus(job_id=job_id, state=JobState.RUNNING, started_at=started)
-        if timed_out:
-            return JobStatus(
-                job_id=job_id, state=JobState.FAILED, timed_out=True, started_at=started
-            )
-        return JobStatus(job_id=job_id, state=JobState.LOST, started_at=started)
-
-    def _alive(self, job_id: str) -> bool:
-        child = self._children.get(job_id)
-        if child is not None:
-            return child.returncode is None
-        try:
-            recorded = self._job_meta(job_id)
-        except errors.NotFoundError:
-            return False
-        ticks = _start_ticks(int(recorded["pid"]))
-        return ticks is not None and ticks == recorded["start_ticks"]
-
-    async def status(self, job_id: str) -> JobStatus:
-        """Return the job's status; raise NotFoundError if it was never submitted here."""
-        return self._read_status(job_id)
-
-    async def wait(self, job_id: str) -> JobStatus:
-        """Wait for the job to end, killing its process group at the deadline."""
-        meta = self._job_meta(job_id)
-        deadline = datetime.fromisoformat(meta["started_at"]) + timedelta(
-            seconds=meta["deadline_seconds"]
-        )
-        child = self._children.get(job_id)
-        delay = _POLL
-        while True:
-            status = self._read_status(job_id)
-            if status.state != JobState.RUNNING:
-                break
-            remaining = (deadline - self._clock.now()).total_seconds()
-            if remaining <= 0:
-                await self._kill(job_id, timed_out=True)
-                continue
-            if child is not None:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(min(remaining, 5.0)):
-                        await child.wait()
-            else:
-                await asyncio.sleep(min(delay, remaining))
-                delay = min(delay * 2, _POLL_MAX)
-        self._children.pop(job_id, None)
-        return status
-
-    async def _kill(self, job_id: str, *, timed_out: bool) -> None:
-        directory = self.job_dir(job_id)
-        if timed_out:
-            (directory / "timed_out").touch()
-        try:
-            pid = int(self._job_meta(job_id)["pid"])
-        except errors.NotFoundError:
-            return
-        if not self._alive(job_id):
-            return
-        kill_group(pid, signal.SIGTERM)
-        loop = asyncio.get_running_loop()
-        end = loop.time() + KILL_GRACE.total_seconds()
-        while self._alive(job_id) and loop.time() < end:
-            await asyncio.sleep(_POLL)
-        kill_group(pid, signal.SIGKILL)
-        child = self._children.get(job_id)
-        if child is not None:
-            await child.wait()
-        else:
-            while self._alive(job_id):
-                await asyncio.sleep(_POLL)
-        log.warning("killed job %s%s", job_id, " at its deadline" if timed_out else "")
+    async def wait(self, job_id: str) -> JobResult:
+        """Wait for the job to finish, resuming it if no process here is driving it."""
+        driver = self._drivers.get(job_id)
+        if driver is not None and driver.done() and not driver.cancelled() and driver.exception():
+            driver = None  # it failed (a backend was down): resume it from its directory
+        if driver is None:
+            paths = self._job(job_id)
+            result = _read_json(paths.result)
+            if result is not None:
+                return JobResult.model_validate(result)
+            request = _read_json(paths.request)
+            if request is None:
+                raise errors.NotFoundError(f"job {job_id!r} is unknown to the local executor")
+            driver = self._start_driver(JobRequest.model_validate(request))
+        return await driver
 
     async def logs(self, job_id: str) -> bytes:
-        """Return the module's combined stdout and stderr so far."""
+        """Return the module's combined stdout and stderr so far (and Ion's notes)."""
         try:
-            return (self.job_dir(job_id) / "module.log").read_bytes()
+            return await asyncio.to_thread(self._job(job_id).log.read_bytes)
         except FileNotFoundError:
             return b""
 
     async def cancel(self, job_id: str) -> None:
-        """Kill the job's process group; succeeds if it has finished."""
-        if self.job_dir(job_id).exists():
-            await self._kill(job_id, timed_out=False)
+        """Kill the job's module; the job then fails with reason `cancelled`."""
+        paths = self._job(job_id)
+        run = _read_json(paths.module)
+        if run is not None:
+            await self._kill(paths, run["token"], why="cancelled")
 
-    async def list_jobs(self) -> list[JobStatus]:
+    async def list_jobs(self) -> list[JobResult]:
         """Return every job under the jobs directory."""
         if not self.jobs_dir.is_dir():
             return []
         out = []
         for entry in sorted(self.jobs_dir.iterdir()):
             with contextlib.suppress(errors.NotFoundError):
-                out.append(self._read_status(entry.name))
+                out.append(await self.status(entry.name))
         return out
 
     async def delete(self, job_id: str) -> None:
-        """Remove a finished job's directory (kept when `keep_job_dirs` is set)."""
+        """Forget a finished job; its directory is removed in the background (unless kept)."""
+        self._drivers.pop(job_id, None)
         self._children.pop(job_id, None)
-        self._meta.pop(job_id, None)
-        if not self._keep:
-            await asyncio.to_thread(shutil.rmtree, self.job_dir(job_id), ignore_errors=True)
+        if self._keep:
+            return
+        task = asyncio.create_task(
+            asyncio.to_thread(shutil.rmtree, self.job_dir(job_id), ignore_errors=True)
+        )
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    async def aclose(self) -> None:
+        """Wait for background clean-ups; jobs still running are left to be adopted later."""
+        if self._cleanups:
+            await asyncio.gather(*self._cleanups, return_exceptions=True)
+
+    # -- driving a job through prepare, module, commit ----------------------------------------
+
+    def _start_driver(self, job: JobRequest) -> asyncio.Task[JobResult]:
+        task = asyncio.create_task(self._drive(job), name=f"job-{job.job_id}")
+        self._drivers[job.job_id] = task
+        return task
+
+    async def _drive(self, job: JobRequest) -> JobResult:
+        paths = self._job(job.job_id)
+        try:
+            async with self._holding(paths.drive_lock):
+                result = _read_json(paths.result)
+                if result is not None:  # another process finished it while we waited
+                    return JobResult.model_validate(result)
+                return await self._run(job, paths)
+        finally:
+            self._children.pop(job.job_id, None)
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, lock: Path) -> AsyncIterator[None]:
+        """Hold `lock` (waiting while another process drives the job)."""
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+        try:
+            delay = _POLL
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _POLL_MAX)
+            yield
+        finally:
+            os.close(fd)
+
+    async def _run(self, job: JobRequest, paths: _Job) -> JobResult:
+        handler_job = HandlerJob(
+            module=job.spec.name,
+            event=job.event,
+            publishes=frozenset(job.spec.publishes),
+            layout=JobLayout(paths.base),
+        )
+        run = _read_json(paths.module)
+        ended = await self._resume(job, paths, run) if run is not None else None
+        prepare_error = ""
+        if ended is None and run is None:
+            try:
+                await prepare(handler_job, blobs=self._blobs, meta=self._meta)
+            except errors.IonError as err:
+                prepare_error = str(err) or type(err).__name__
+            except OSError as err:
+                prepare_error = _os_error_text(err)
+        if ended is None and not prepare_error:
+            ended = await self._start_module(job, paths)
+        run = _read_json(paths.module)
+        attempt = Attempt(
+            job_id=job.job_id,
+            number=job.attempt,
+            log_path=paths.log,
+            started_at=datetime.fromisoformat(run["started_at"]) if run else self._clock.now(),
+        )
+        try:
+            result = await finish_job(
+                handler_job,
+                attempt,
+                ended=ended,
+                prepare_error=prepare_error,
+                blobs=self._blobs,
+                meta=self._meta,
+                bus=self._bus,
+                url_lifetime=self._url_lifetime,
+            )
+            await asyncio.to_thread(_write_atomic, paths.result, result.model_dump_json())
+        except OSError as err:
+            raise errors.TransientError(
+                f"could not finish job {job.job_id}: {_os_error_text(err)}"
+            ) from err
+        log.info("job %s finished: %s %s", job.job_id, result.state, result.reason[:200])
+        return result
+
+    async def _resume(self, job: JobRequest, paths: _Job, run: dict[str, Any]) -> ModuleEnd | None:
+        """Find how a run another process started ended (None if it never began)."""
+        token = run["token"]
+        begun = (
+            paths.run(token, "started").exists()
+            or paths.run(token, "exit").exists()
+            or _lock_held(paths.module_lock)
+        )
+        if not begun:
+            log.info("job %s: the module never started; starting it", job.job_id)
+            return None
+        log.info("adopting job %s (run %s)", job.job_id, token)
+        return await self._watch(job, paths, run, child=None)
+
+    def _argv(self, job: JobRequest, paths: _Job) -> Sequence[str]:
+        if job.spec.command:
+            return list(job.spec.command)
+        if job.spec.image and self._runtime:
+            return container_argv(self._runtime, job, paths.base)
+        raise errors.ConfigError(
+            f"module {job.spec.name!r} has only an image and no container runtime (docker or "
+            "podman) is on PATH; give the module a command to run it as a local process"
+        )
+
+    async def _start_module(self, job: JobRequest, paths: _Job) -> ModuleEnd:
+        try:
+            argv = self._argv(job, paths)
+        except errors.ConfigError as err:
+            return ModuleEnd(error=f"could not start the module: {err}")
+        cwd = Path(job.spec.working_dir) if job.spec.working_dir else job.working_dir
+        if cwd is not None and not cwd.is_dir():
+            return ModuleEnd(
+                error=f"could not start the module: its working directory {str(cwd)!r} "
+                "does not exist (fix the module's working_dir, or the pipeline file's location)"
+            )
+        token = uuid.uuid4().hex[:12]
+        run = {
+            "token": token,
+            "started_at": self._clock.now().isoformat(),
+            "deadline_seconds": job.max_execution.total_seconds(),
+            "argv": list(argv),
+        }
+        marker = paths.dir / f"run-{token}"
+        lock_fd = os.open(paths.module_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Recorded before the spawn: a restart that finds no trace of this run may start it.
+            _write_atomic(paths.module, json.dumps(run))
+            with tracer.start_as_current_span("module", attributes={"ion.job": job.job_id}):
+                try:
+                    with paths.log.open("ab") as log_file:
+                        proc = await asyncio.create_subprocess_exec(
+                            "/bin/sh",
+                            "-c",
+                            _WRAPPER,
+                            str(marker),
+                            *argv,
+                            env=module_environment(paths.base, job.spec.env),
+                            cwd=cwd,
+                            stdin=asyncio.subprocess.DEVNULL,
+                            stdout=log_file,
+                            stderr=asyncio.subprocess.STDOUT,
+                            start_new_session=True,
+                            pass_fds=(lock_fd,),
+                        )
+                except OSError as err:
+                    return ModuleEnd(error=f"could not start the module: {_os_error_text(err)}")
+        finally:
+            os.close(lock_fd)  # the module's processes hold the lock from here on
+        self._children[job.job_id] = proc
+        log.info("started job %s (pid %d)", job.job_id, proc.pid)
+        return await self._watch(job, paths, run, child=proc)
+
+    async def _watch(
+        self,
+        job: JobRequest,
+        paths: _Job,
+        run: dict[str, Any],
+        *,
+        child: asyncio.subprocess.Process | None,
+    ) -> ModuleEnd:
+        """Wait for the run to end, killing it at its deadline; then make sure none of it lives."""
+        token = run["token"]
+        deadline = datetime.fromisoformat(run["started_at"]) + timedelta(
+            seconds=float(run["deadline_seconds"])
+        )
+        exit_file = paths.run(token, "exit")
+        delay = _POLL
+        killed_here = False
+        while True:
+            code = _read_int(exit_file)
+            if code is not None:
+                break
+            alive = child.returncode is None if child is not None else _lock_held(paths.module_lock)
+            if not alive:
+                code = _read_int(exit_file)
+                break
+            remaining = (deadline - self._clock.now()).total_seconds()
+            if remaining <= 0 and not killed_here:
+                limit = f"{job.max_execution.total_seconds():g}s"
+                await self._kill(
+                    paths,
+                    token,
+                    why=f"killed after its max execution time of {limit}",
+                    timed_out=True,
+                )
+                killed_here = True
+                remaining = KILL_GRACE.total_seconds()
+            if child is not None:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(max(remaining, _POLL), 5.0)):
+                        await child.wait()
+            else:
+                await asyncio.sleep(min(delay, max(remaining, _POLL)))
+                delay = min(delay * 2, _POLL_MAX)
+        # Whatever the module left running in its process group ends with it.
+        pid = _read_int(paths.run(token, "started"))
+        if pid is not None:
+            kill_group(pid, signal.SIGKILL)
+        lingering = await self._until_released(paths.module_lock)
+        killed = _read_json(paths.run(token, "killed"))
+        if killed is not None:
+            return ModuleEnd(
+                exit_code=code, timed_out=bool(killed["timed_out"]), error=killed["why"]
+            )
+        if lingering:
+            return ModuleEnd(
+                exit_code=code,
+                error="a process the module started outside its process group was still "
+                "running after the module exited; nothing was committed",
+            )
+        if code is None:
+            return ModuleEnd(
+                error="the module's process vanished without an exit code (killed from outside?)"
+            )
+        return ModuleEnd(exit_code=code)
+
+    async def _until_released(self, lock: Path) -> bool:
+        """Wait (bounded) until no process holds `lock`; True if one still does."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + LINGER_GRACE.total_seconds()
+        while _lock_held(lock):
+            if loop.time() >= end:
+                return True
+            await asyncio.sleep(_POLL)
+        return False
+
+    async def _kill(self, paths: _Job, token: str, *, why: str, timed_out: bool = False) -> None:
+        """Stop a run's process group (TERM, then KILL after a grace), recording why."""
+        _write_atomic(paths.run(token, "killed"), json.dumps({"why": why, "timed_out": timed_out}))
+        pid = _read_int(paths.run(token, "started"))
+        if pid is None or not _lock_held(paths.module_lock):
+            return
+        kill_group(pid, signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + KILL_GRACE.total_seconds()
+        while _lock_held(paths.module_lock) and loop.time() < end:
+            await asyncio.sleep(_POLL)
+        kill_group(pid, signal.SIGKILL)
+        log.warning("killed job %s: %s", paths.dir.name, why)
+
+
+def _os_error_text(err: OSError) -> str:
+    """A person's reading of an OSError (disk full and read-only say what to do)."""
+    where = f" at {err.filename}" if err.filename else ""
+    if err.errno == errno.ENOSPC:
+        return f"the disk is full{where}: free space and the job is retried"
+    if err.errno == errno.EROFS:
+        return f"the file system is read-only{where}"
+    if err.errno in (errno.ENOENT, errno.ENOTDIR) and err.filename:
+        return f"{err.filename} does not exist"
+    return str(err)
