@@ -258,3 +258,66 @@ async def test_a_cancelled_batch_stops_and_leaves_no_thread_writing(tmp_path: Pa
     assert written == after  # nothing was still being written once the call had returned
     assert len(written) < len(items)
     assert not [name for name in written if name.endswith(".part")]
+
+
+# --- a full disk is a TransientError, and nothing is left behind ------------------------------
+
+
+def _disk_full(*args: object, **kwargs: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["put_file", "put_files"])
+async def test_a_full_disk_on_put_is_transient_and_leaves_no_part_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: bool
+) -> None:
+    import ion.core.backends.localfs.blobs as module
+
+    store = LocalBlobStore(tmp_path / "blobs")
+    source = tmp_path / "src.bin"
+    source.write_bytes(b"x" * 10_000)
+    monkeypatch.setattr(module, "_copy_fd", _disk_full)
+    monkeypatch.setattr(module.os, "copy_file_range", _disk_full)
+    with pytest.raises(errors.TransientError) as caught:
+        if batch:
+            await store.put_files([("a/b.bin", source)])
+        else:
+            await store.put_file("a/b.bin", source)
+    message = str(caught.value)
+    assert "disk full at" in message and str(store.root) in message, message
+    assert "free space and Ion resumes" in message
+    assert isinstance(caught.value.__cause__, OSError)
+    assert [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()] == []
+    monkeypatch.undo()  # space returns
+    info = (
+        await store.put_files([("a/b.bin", source)])
+        if batch
+        else [await store.put_file("a/b.bin", source)]
+    )
+    assert info[0].size == 10_000
+
+
+async def test_a_read_only_file_system_on_delete_is_transient(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    source = tmp_path / "src.bin"
+    source.write_bytes(b"x")
+    await store.put_file("k", source)
+
+    def read_only(self: Path, missing_ok: bool = False) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    with pytest.raises(errors.TransientError, match=r"read-only file system at .*k: remount"):
+        await store.delete("k")
+
+
+async def test_a_missing_blob_is_still_not_found_and_other_errors_pass(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    with pytest.raises(errors.NotFoundError):
+        await store.get_files([("nope", tmp_path / "out")])
+    source = tmp_path / "dir"
+    source.mkdir()
+    with pytest.raises(IsADirectoryError):
+        await store.put_file("k", source)

@@ -2,7 +2,9 @@
 
 A write goes to a temporary file beside its target and is renamed into place, so a reader sees
 the old blob or the new one. Copies stream in chunks (and use the kernel's copy where it can),
-so a large file is never held in memory.
+so a large file is never held in memory. A full disk, a read-only file system or an I/O error
+raises `errors.TransientError` naming the path (see `disk.py`); a half-written temporary file is
+removed, so nothing is left taking space and the same call succeeds once space returns.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from ion.core import errors
+from ion.core.backends.localfs.disk import disk_errors
 from ion.core.ports.blobs import BlobInfo
 
 T = TypeVar("T")
@@ -348,7 +351,8 @@ class LocalBlobStore:
 
     async def put_file(self, key: str, source: Path) -> BlobInfo:
         """Copy a local file into the store under `key`, atomically."""
-        return await self._offload.call(functools.partial(self._put_file, key, source))
+        with disk_errors(self.root):
+            return await self._offload.call(functools.partial(self._put_file, key, source))
 
     def _get_file(self, key: str, destination: Path) -> BlobInfo:
         source = self.path_of(key)
@@ -364,7 +368,8 @@ class LocalBlobStore:
 
     async def get_file(self, key: str, destination: Path) -> BlobInfo:
         """Copy the blob to a local file, atomically; raise NotFoundError if missing."""
-        return await self._offload.call(functools.partial(self._get_file, key, destination))
+        with disk_errors(destination):
+            return await self._offload.call(functools.partial(self._get_file, key, destination))
 
     def _blob_path(self, key: str) -> str:
         """`path_of(key)` as a string, without building a Path."""
@@ -375,9 +380,11 @@ class LocalBlobStore:
 
         Raises:
             errors.ValidationError: a key is invalid (nothing is copied then).
+            errors.TransientError: the disk is full, read-only or failing.
         """
         pairs = [(os.fspath(source), self._blob_path(key)) for key, source in items]
-        done = await self._copy_batch(pairs, get=False)
+        with disk_errors(self.root):
+            done = await self._copy_batch(pairs, get=False)
         return [
             BlobInfo(key=key, size=size, modified_at=datetime.fromtimestamp(mtime, UTC))
             for (key, _), (size, mtime) in zip(items, done, strict=True)
@@ -390,10 +397,12 @@ class LocalBlobStore:
             errors.ValidationError: a key is invalid (nothing is copied then).
             errors.NotFoundError: a blob is missing (`key` names it; nothing is left at its
                 destination).
+            errors.TransientError: the destination's disk is full, read-only or failing.
         """
         pairs = [(self._blob_path(key), os.fspath(destination)) for key, destination in items]
         try:
-            done = await self._copy_batch(pairs, get=True)
+            with disk_errors(os.path.dirname(pairs[0][1]) if pairs else self.root):
+                done = await self._copy_batch(pairs, get=True)
         except (FileNotFoundError, IsADirectoryError) as err:
             missing = next(
                 (
@@ -452,6 +461,10 @@ class LocalBlobStore:
     async def put_stream(self, key: str, chunks: AsyncIterator[bytes]) -> BlobInfo:
         """Write a stream of chunks to `key`, atomically."""
         target = self.path_of(key)
+        with disk_errors(target):
+            return await self._put_stream(key, target, chunks)
+
+    async def _put_stream(self, key: str, target: Path, chunks: AsyncIterator[bytes]) -> BlobInfo:
         await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
         digest = hashlib.md5(usedforsecurity=False)
@@ -480,7 +493,11 @@ class LocalBlobStore:
         except (FileNotFoundError, IsADirectoryError) as err:
             raise errors.NotFoundError(f"blob {key!r} does not exist in {self.root}") from err
         try:
-            while chunk := await asyncio.to_thread(handle.read, chunk_size):
+            while True:
+                with disk_errors(source):
+                    chunk = await asyncio.to_thread(handle.read, chunk_size)
+                if not chunk:
+                    break
                 yield chunk
         finally:
             handle.close()
@@ -516,7 +533,9 @@ class LocalBlobStore:
 
     async def delete(self, key: str) -> None:
         """Delete a blob; succeeds if it is already gone."""
-        await asyncio.to_thread(self.path_of(key).unlink, missing_ok=True)
+        path = self.path_of(key)
+        with disk_errors(path):
+            await asyncio.to_thread(path.unlink, missing_ok=True)
 
     async def url_for(self, key: str, *, expires_in: timedelta) -> str:
         """Return a file:// URL of the blob (local files do not expire)."""
