@@ -455,11 +455,17 @@ def module_commit(
 async def _all_events(stores: Stores, correlation_id: str) -> list[EventMeta]:
     from ion.core.events import DocumentType, EventMeta
 
-    return [
-        EventMeta.model_validate(doc)
-        for doc in await stores.meta.list_documents(correlation_id)
-        if doc.get("context", {}).get("documentType") == DocumentType.EVENT_META.value
-    ]
+    found: list[EventMeta] = []
+    for doc in await stores.meta.list_documents(correlation_id):
+        # Typed documents, or their stored JSON from a store that returns it as such.
+        if isinstance(doc, EventMeta):
+            found.append(doc)
+        elif (
+            isinstance(doc, dict)
+            and (doc.get("context") or {}).get("documentType") == DocumentType.EVENT_META.value
+        ):
+            found.append(EventMeta.model_validate(doc))
+    return found
 
 
 def _read(correlation_id: str) -> list[EventMeta]:
