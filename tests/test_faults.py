@@ -19,13 +19,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ion.core import errors
+from ion.core import errors, naming
 from ion.core.config import IonSettings, load_settings
+from ion.core.flow import load_flow
 from ion.core.ports.bus import SubscriptionOptions
 from ion.core.records import AttemptState
 from ion.core.testing import eventually
-from ion.core import naming
-from ion.dispatcher.flow import load_flow
 from ion.dispatcher.platform import EmbeddedPlatform
 
 pytestmark = pytest.mark.slow

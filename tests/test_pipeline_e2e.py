@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from ion.core import EventMeta
 from ion.core.config import IonSettings, load_settings
+from ion.core.flow import Flow, FlowEvent
 from ion.core.modules import PipelineSpec
-from ion.dispatcher.flow import Flow, FlowEvent
 from ion.dispatcher.pipeline import run_pipeline
 from ion.dispatcher.platform import EmbeddedPlatform
 
@@ -102,7 +103,8 @@ async def test_example_pipeline_runs_end_to_end(settings: IonSettings) -> None:
     }
     runs = {r.module: r for r in flow.runs()}
     assert all(len(r.attempts) == 1 for r in runs.values())
-    assert float(runs["digit-classifier"].insights["heldout_accuracy"]) > 0.9
+    insights = {p.key: p.value for p in runs["digit-classifier"].insights}
+    assert float(insights["heldout_accuracy"]) > 0.9
     # every output the tree lists is really in the blob store, and each event has one document
     async with EmbeddedPlatform(settings) as platform:
         for run in runs.values():
@@ -110,8 +112,8 @@ async def test_example_pipeline_runs_end_to_end(settings: IonSettings) -> None:
             for key in run.outputs:
                 assert (await platform.blobs.stat(key)).size > 0
         docs = await platform.meta.list_documents(flow.correlation_id)
-    event_docs = [d for d in docs if d["context"]["documentType"] == "eventMeta"]
-    assert len(event_docs) == len({d["id"] for d in event_docs}) == 1 + len(runs)
+    event_docs = [d for d in docs if isinstance(d, EventMeta)]
+    assert len(event_docs) == len({d.id for d in event_docs}) == 1 + len(runs)
     # the fan-out: both level-2 modules received the same files from ingest
     ingested = flow.root.triggered[0].children[0]
     assert {r.module for r in ingested.triggered} == {"thumbnailer", "digit-classifier"}

@@ -69,7 +69,7 @@ async def test_a_successful_job_commits_and_completes(
     counts = await platform.bus.counts("thing.new", naming.subscription_name("thing.new", "maker"))
     assert (counts.active, counts.dead_lettered) == (0, 0)
     docs = await platform.meta.list_documents(root.correlation_id)
-    kinds = sorted(d["context"]["documentType"] for d in docs)
+    kinds = sorted(d.context.document_type for d in docs)
     assert kinds == ["eventMeta", "eventMeta", "modulelogs"]
 
 

@@ -151,7 +151,7 @@ async def test_commit_uploads_stores_and_publishes(
     child = child_event_id(ctx.event_id, "resize", "e1.json")
     assert [m.message_id for m in await backends.published("image.small")] == [child]
     docs = await backends.meta.list_documents(ctx.correlation_id)
-    assert {d["context"]["documentType"] for d in docs} == {"eventMeta", "insight"}
+    assert {d.context.document_type for d in docs} == {"eventMeta", "insight"}
     meta = await backends.meta.get_event_meta(ctx.correlation_id, child)
     assert meta.files == ["thumbs/small.png"]
 

@@ -82,7 +82,7 @@ async def test_insights_are_stored_as_one_document(
     write(ready.layout.out_insights, '[{"key": "faces", "value": "3"}, {"key": "t", "value": "1"}]')
     await do_commit(ready, backends)
     docs = await backends.meta.list_documents(ready.event.correlation_id)
-    assert docs == [
+    assert [d.to_document() for d in docs] == [
         {
             "id": insight_id(ready.event.event_id, "resize"),
             "context": {

@@ -65,7 +65,7 @@ class CosmosSpecifics:
             await paged.upsert_attempt(
                 JobAttempt(id=f"a-{event}", module="m", event_id=event, correlation_id=corr)
             )
-        assert [d["id"] for d in await paged.list_documents(corr)] == events
+        assert [d.id for d in await paged.list_documents(corr)] == events
         attempts = await paged.list_attempts(correlation_id=corr)
         assert [a.id for a in attempts] == [f"a-{e}" for e in events]
 
@@ -76,7 +76,11 @@ class CosmosSpecifics:
         await meta.upsert_event_meta(second)
         await meta.upsert_event_meta(first.model_copy(update={"type": "rewritten"}))
         docs = await meta.list_documents(corr)
-        assert [(d["id"], d["type"]) for d in docs] == [("first", "rewritten"), ("second", "t")]
+        assert all(isinstance(d, EventMeta) for d in docs)
+        assert [(d.id, d.type) for d in docs if isinstance(d, EventMeta)] == [
+            ("first", "rewritten"),
+            ("second", "t"),
+        ]
 
     async def test_items_keep_the_2018_shape_plus_the_partition_key(
         self, meta: MetadataStore, cosmos_client: CosmosClient, database: str
@@ -103,7 +107,7 @@ class CosmosSpecifics:
         assert item["data"] == [{"key": "k", "value": "v"}]
         assert isinstance(item["_ionSeq"], int)
         # What the store returns is exactly the 2018 document.
-        assert await meta.list_documents(corr) == [
+        assert [d.to_document() for d in await meta.list_documents(corr)] == [
             {
                 "id": "i",
                 "context": {

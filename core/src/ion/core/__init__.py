@@ -1,11 +1,13 @@
 """Ion's core library: the event model, module specs, the file contract, ports and backends.
 
-Other Ion members import only the names listed here and the public subpackages
-`ion.core.ports`, `ion.core.backends` and `ion.core.testing`.
+Other Ion members import only the names listed here, the public subpackages
+`ion.core.ports`, `ion.core.backends` and `ion.core.testing`, and the flow tree modules
+`ion.core.flow` (model and builder) and `ion.core.flowtree` (terminal rendering; needs rich).
 """
 
 from ion.core import errors
 from ion.core.clock import Clock, ManualClock, SystemClock
+from ion.core.documents import FlowDocument
 from ion.core.events import (
     Context,
     CorrelationId,
@@ -24,7 +26,13 @@ from ion.core.events import (
     pairs,
 )
 from ion.core.modules import ModuleSpec, PipelineSpec, Resources
-from ion.core.records import TERMINAL_STATES, AttemptState, JobAttempt, ModuleRecord
+from ion.core.records import (
+    TERMINAL_STATES,
+    AttemptState,
+    JobAttempt,
+    ModuleRecord,
+    RunStatus,
+)
 
 __all__ = [
     "TERMINAL_STATES",
@@ -36,6 +44,7 @@ __all__ = [
     "Event",
     "EventId",
     "EventMeta",
+    "FlowDocument",
     "Insight",
     "JobAttempt",
     "KeyValuePair",
@@ -46,6 +55,7 @@ __all__ = [
     "ModuleSpec",
     "PipelineSpec",
     "Resources",
+    "RunStatus",
     "SystemClock",
     "child_event_id",
     "errors",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -28,6 +29,48 @@ class AttemptState(StrEnum):
 TERMINAL_STATES = frozenset(
     {AttemptState.SUCCEEDED, AttemptState.FAILED, AttemptState.DEAD_LETTERED}
 )
+
+
+class RunStatus(StrEnum):
+    """Where one module's handling of one event is, all its attempts taken together.
+
+    What a flow shows for each run (`ion.core.flow`), on the wire (`ion.v1.FlowModuleRun.status`)
+    and in every output. A run ends SUCCEEDED or DEAD_LETTERED; the others are on the way.
+    """
+
+    PENDING = "PENDING"
+    """The module subscribes to the event; no attempt has started yet."""
+    RUNNING = "RUNNING"
+    """An attempt is running."""
+    RETRYING = "RETRYING"
+    """An attempt failed and another will follow after the backoff."""
+    SUCCEEDED = "SUCCEEDED"
+    """An attempt succeeded: the module exited 0 and its outputs and events were committed."""
+    DEAD_LETTERED = "DEAD_LETTERED"
+    """The last attempt failed with no retry left; the event is in the module's dead letters."""
+
+    @property
+    def settled(self) -> bool:
+        """Nothing more will happen to this run unless someone acts (a dead-letter replay)."""
+        return self in (RunStatus.SUCCEEDED, RunStatus.DEAD_LETTERED)
+
+    @classmethod
+    def of(cls, attempts: Iterable[JobAttempt]) -> RunStatus:
+        """Return the status of a run from its attempts (PENDING when there are none)."""
+        last = max(attempts, key=lambda a: a.attempt, default=None)
+        if last is None:
+            return cls.PENDING
+        match last.state:
+            case AttemptState.SUCCEEDED:
+                return cls.SUCCEEDED
+            case AttemptState.DEAD_LETTERED:
+                return cls.DEAD_LETTERED
+            case AttemptState.FAILED:
+                return cls.RETRYING  # the dispatcher writes DEAD_LETTERED when no retry is left
+            case AttemptState.RUNNING:
+                return cls.RUNNING
+            case AttemptState.PENDING:
+                return cls.PENDING if last.attempt <= 1 else cls.RETRYING
 
 
 class JobAttempt(BaseModel):

@@ -23,12 +23,12 @@ from rich.console import Console
 
 from ion.core import errors, logs, telemetry
 from ion.core.config import IonSettings, load_settings
+from ion.core.flow import Flow
+from ion.core.flowtree import print_flow
 from ion.core.modules import ModuleSpec, PipelineSpec
-from ion.core.records import ModuleRecord
-from ion.dispatcher.flow import Flow
+from ion.core.records import ModuleRecord, RunStatus
 from ion.dispatcher.pipeline import run_pipeline
 from ion.dispatcher.platform import EmbeddedPlatform
-from ion.dispatcher.render import print_flow
 
 err_console = Console(stderr=True)
 
@@ -122,7 +122,8 @@ def pipeline_run(
 ) -> None:
     """Start PATH's modules, raise its root event, wait until the flow settles, print the tree.
 
-    Exits 0 only if every module run in the flow succeeded.
+    Exits 0 only if the flow succeeded: every module run in it succeeded, and at least one
+    module handled the root event.
     """
     home, log_level, log_format = obj
     try:
@@ -134,8 +135,10 @@ def pipeline_run(
 
             def progress(flow: Flow) -> None:
                 runs = flow.runs()
-                done = sum(1 for r in runs if r.status in ("SUCCEEDED", "DEAD_LETTERED"))
-                active = ", ".join(r.module for r in runs if r.status in ("RUNNING", "RETRYING"))
+                done = sum(1 for r in runs if r.status.settled)
+                active = ", ".join(
+                    r.module for r in runs if r.status in (RunStatus.RUNNING, RunStatus.RETRYING)
+                )
                 status.update(f"running {spec.name}: {done}/{len(runs)} module runs done  {active}")
 
             flow = asyncio.run(
@@ -152,7 +155,8 @@ def pipeline_run(
         )
         sys.exit(1)
     if output == "json":
-        click.echo(json.dumps(flow.model_dump(mode="json"), indent=2))
+        # the same shape as `ion trace flow -o json`
+        click.echo(json.dumps(flow.model_dump(mode="json"), indent=2, ensure_ascii=False))
     else:
         print_flow(flow)
         err_console.print(f"outputs: {settings.blobs_url}/{flow.correlation_id}/", soft_wrap=True)
@@ -160,7 +164,16 @@ def pipeline_run(
             f"logs:    {settings.blobs_url}/logs/{flow.correlation_id}/", soft_wrap=True
         )
     if not flow.succeeded:
-        err_console.print("[bold red]the flow did not succeed[/]; see the reasons and logs above")
+        unhandled = [r.event_type for r in flow.roots if not r.handled]
+        if unhandled:
+            err_console.print(
+                f"[bold red]the flow did not succeed[/]: no module subscribes to"
+                f" {', '.join(unhandled)}, so nothing ran"
+            )
+        else:
+            err_console.print(
+                "[bold red]the flow did not succeed[/]; see the reasons and logs above"
+            )
         sys.exit(1)
 
 

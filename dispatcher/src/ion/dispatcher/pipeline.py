@@ -9,9 +9,9 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from ion.core.config import IonSettings
+from ion.core.flow import Flow
 from ion.core.modules import PipelineSpec
 from ion.core.records import ModuleRecord
-from ion.dispatcher.flow import Flow
 from ion.dispatcher.platform import EmbeddedPlatform
 
 

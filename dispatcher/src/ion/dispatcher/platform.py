@@ -22,6 +22,7 @@ from ion.core.backends import open_blobs, open_bus, open_meta
 from ion.core.clock import Clock, SystemClock
 from ion.core.config import IonSettings
 from ion.core.events import ROOT_PUBLISHER, Event, EventMeta, KeyValuePair, new_root_event
+from ion.core.flow import Flow, load_flow
 from ion.core.modules import ModuleSpec
 from ion.core.ports.blobs import BlobStore
 from ion.core.ports.bus import EventBus, OutgoingMessage, PeekedMessage
@@ -29,7 +30,6 @@ from ion.core.ports.meta import MetadataStore
 from ion.core.records import ModuleRecord
 from ion.dispatcher.dispatching import Dispatcher, DispatcherOptions
 from ion.dispatcher.executors.local import LocalExecutor
-from ion.dispatcher.flow import Flow, load_flow
 
 log = logging.getLogger(__name__)
 

@@ -1,18 +1,20 @@
 """Conversions between protobuf messages and Ion's models, at the gRPC edge only.
 
 A create request becomes a validated `ModuleSpec`; a validation error names the field as the
-client sent it (`modulename`, `eventsubscriptions` ...), not as Ion stores it. Flows arrive as
-plain data (`model_dump(mode="json")`) and become the `ion.v1.Flow` tree.
+client sent it (`modulename`, `eventsubscriptions` ...), not as Ion stores it. A flow
+(`ion.core.flow.Flow`) becomes the `ion.v1.Flow` tree field by field; the CLI turns it back
+(`ion.cli.flows`), and a test holds the two to a lossless round trip.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from ion.core import Event, EventMeta, ModuleRecord, ModuleSpec, errors
+from ion.core import Event, EventMeta, FlowDocument, ModuleRecord, ModuleSpec, errors
+from ion.core.flow import Flow, FlowAttempt, FlowEvent, FlowModuleRun
 from ion.core.ports import PeekedMessage
 from ion.management.deployers import Runtime
 from ion.management.registry import state_of, subscription_of
@@ -167,92 +169,62 @@ def bus_message(message: PeekedMessage, *, topic: str = "", subscription: str = 
     )
 
 
-def flat_flow_json(documents: Iterable[Mapping[str, Any]]) -> str:
+def flat_flow_json(documents: Iterable[FlowDocument]) -> str:
     """Return the 2018 `flowJSON`: every document, indented by 4, in a JSON array."""
-    parts = [json.dumps(doc, indent=4, ensure_ascii=False) for doc in documents]
+    parts = [json.dumps(doc.to_document(), indent=4, ensure_ascii=False) for doc in documents]
     return "[" + ", \n".join(parts) + "]"
 
 
-def _pairs(value: Any) -> list[types_pb2.KeyValue]:
-    if isinstance(value, Mapping):
-        return [types_pb2.KeyValue(key=str(k), value=str(v)) for k, v in value.items()]
-    out: list[types_pb2.KeyValue] = []
-    for item in value or []:
-        if isinstance(item, Mapping):
-            out.append(
-                types_pb2.KeyValue(key=str(item.get("key", "")), value=str(item.get("value", "")))
-            )
-        elif isinstance(item, list | tuple) and len(item) == 2:
-            out.append(types_pb2.KeyValue(key=str(item[0]), value=str(item[1])))
-    return out
-
-
-def _strings(value: Any) -> list[str]:
-    out: list[str] = []
-    for item in value or []:
-        if isinstance(item, Mapping):
-            ref = item.get("logs_ref") or item.get("ref") or item.get("key") or item.get("url")
-            out.append(str(ref or json.dumps(item, sort_keys=True)))
-        else:
-            out.append(str(item))
-    return out
-
-
-def _text(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def _attempt(raw: Mapping[str, Any]) -> types_pb2.Attempt:
-    attempt = types_pb2.Attempt(
-        id=_text(raw.get("id")),
-        attempt=int(raw.get("attempt") or 0),
-        state=_text(raw.get("state")),
-        started_at=_text(raw.get("started_at")).replace("+00:00", "Z"),
-        finished_at=_text(raw.get("finished_at")).replace("+00:00", "Z"),
-        reason=_text(raw.get("reason")),
-        logs_ref=_text(raw.get("logs_ref")),
-        dispatcher=_text(raw.get("dispatcher")),
+def _attempt(attempt: FlowAttempt) -> types_pb2.Attempt:
+    return types_pb2.Attempt(
+        id=attempt.id,
+        attempt=attempt.attempt,
+        state=attempt.state.value,
+        started_at=timestamp(attempt.started_at),
+        finished_at=timestamp(attempt.finished_at),
+        exit_code=attempt.exit_code,
+        reason=attempt.reason,
+        logs_ref=attempt.logs_ref,
+        dispatcher=attempt.dispatcher,
     )
-    if raw.get("exit_code") is not None:
-        attempt.exit_code = int(raw["exit_code"])
-    return attempt
 
 
-def _run(raw: Mapping[str, Any]) -> types_pb2.FlowModuleRun:
+def _run(run: FlowModuleRun) -> types_pb2.FlowModuleRun:
     return types_pb2.FlowModuleRun(
-        module=_text(raw.get("module")),
-        status=_text(raw.get("status")),
-        attempts=[_attempt(a) for a in raw.get("attempts") or []],
-        duration_seconds=float(raw.get("duration_seconds") or 0.0),
-        outputs=_strings(raw.get("outputs")),
-        insights=_pairs(raw.get("insights")),
-        logs=_strings(raw.get("logs")),
-        children=[flow_event(c) for c in raw.get("children") or []],
-        reason=_text(raw.get("reason")),
+        module=run.module,
+        status=run.status.value,
+        attempts=[_attempt(a) for a in run.attempts],
+        duration_seconds=run.duration_seconds,
+        outputs=run.outputs,
+        insights=[types_pb2.KeyValue(key=p.key, value=p.value) for p in run.insights],
+        logs=run.logs,
+        children=[flow_event(c) for c in run.children],
+        reason=run.reason,
     )
 
 
-def flow_event(raw: Mapping[str, Any]) -> types_pb2.FlowEvent:
-    """Return one event of a flow tree (plain data) as `ion.v1.FlowEvent`."""
+def flow_event(event: FlowEvent) -> types_pb2.FlowEvent:
+    """Return one event of a flow tree as `ion.v1.FlowEvent`."""
     return types_pb2.FlowEvent(
-        event_id=_text(raw.get("event_id")),
-        event_type=_text(raw.get("event_type")),
-        published_by=_text(raw.get("published_by")),
-        files=_strings(raw.get("files")),
-        data=_pairs(raw.get("data")),
-        triggered=[_run(r) for r in raw.get("triggered") or []],
+        event_id=event.event_id,
+        event_type=event.event_type,
+        published_by=event.published_by,
+        parent_event_id=event.parent_event_id,
+        files=event.files,
+        data=[types_pb2.KeyValue(key=p.key, value=p.value) for p in event.data],
+        triggered=[_run(r) for r in event.triggered],
+        missing_document=event.missing_document,
     )
 
 
-def flow_message(raw: Mapping[str, Any], *, settled: bool, succeeded: bool) -> types_pb2.Flow:
-    """Return a flow tree (plain data) as `ion.v1.Flow`."""
-    flow = types_pb2.Flow(
-        correlation_id=_text(raw.get("correlation_id")), settled=settled, succeeded=succeeded
+def flow_message(flow: Flow) -> types_pb2.Flow:
+    """Return a flow tree as `ion.v1.Flow` (`root` repeats the first root, for older clients)."""
+    message = types_pb2.Flow(
+        correlation_id=flow.correlation_id,
+        settled=flow.settled,
+        succeeded=flow.succeeded,
+        roots=[flow_event(r) for r in flow.roots],
     )
-    roots = [r for r in raw.get("roots") or [] if isinstance(r, Mapping)]
-    if not roots and isinstance(raw.get("root"), Mapping):
-        roots = [raw["root"]]
-    flow.roots.extend(flow_event(r) for r in roots)
-    if roots:
-        flow.root.CopyFrom(flow.roots[0])
-    return flow
+    if message.roots:
+        message.root.CopyFrom(message.roots[0])
+    return message

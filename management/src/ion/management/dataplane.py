@@ -2,16 +2,17 @@
 
 The embedded platform (`ion.dispatcher.platform.EmbeddedPlatform`) satisfies `Platform`
 structurally; a cloud deployment will provide the same operations over its backends. Flows are
-read through `model_dump()` so this edge does not depend on the flow model's Python class.
+`ion.core.flow.Flow`, built from the metadata store by whichever side holds it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from ion.core import Event, ModuleRecord
+from ion.core.flow import Flow
 from ion.core.ports import BlobStore, EventBus, MetadataStore
 
 
@@ -26,24 +27,6 @@ class ModuleRuntimeLike(Protocol):
     @property
     def jobs_in_flight(self) -> int:
         """Jobs those dispatchers are running now."""
-        ...
-
-
-class FlowLike(Protocol):
-    """A flow tree (`ion.dispatcher.flow.Flow`)."""
-
-    @property
-    def settled(self) -> bool:
-        """Nothing in the flow is pending or running."""
-        ...
-
-    @property
-    def succeeded(self) -> bool:
-        """Settled, and every run succeeded."""
-        ...
-
-    def model_dump(self, *, mode: str = "python") -> dict[str, Any]:
-        """The tree as plain data."""
         ...
 
 
@@ -88,11 +71,11 @@ class Platform(Protocol):
         """Raise a root event: upload files, write its eventMeta, publish it."""
         ...
 
-    async def flow(self, correlation_id: str) -> FlowLike:
+    async def flow(self, correlation_id: str) -> Flow:
         """Return the flow tree of a correlation id."""
         ...
 
-    async def wait_settled(self, correlation_id: str, *, timeout: float) -> FlowLike:
+    async def wait_settled(self, correlation_id: str, *, timeout: float) -> Flow:
         """Return the flow once it has settled, or as it is when `timeout` passes."""
         ...
 

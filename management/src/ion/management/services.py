@@ -20,9 +20,10 @@ from typing import Any, TypeVar
 import grpc  # type: ignore[import-untyped]  # grpcio ships no type information
 
 from ion.core import AttemptState, Event, ModuleRecord, errors
+from ion.core.flow import Flow
 from ion.core.modules import check_event_type
 from ion.management import convert
-from ion.management.dataplane import FlowLike, Platform
+from ion.management.dataplane import Platform
 from ion.management.deployers import Runtime
 from ion.management.registry import ModuleRegistry, state_of, subscription_of
 from ion.proto import module_pb2, module_pb2_grpc, trace_pb2, trace_pb2_grpc
@@ -158,7 +159,7 @@ class TraceService(trace_pb2_grpc.TraceServiceServicer):
             raise errors.ValidationError(
                 "field 'correlationID' is required", field="correlationID", rule="required"
             )
-        flow: FlowLike | None = None
+        flow: Flow | None = None
         if request.wait_seconds > 0:
             # Not settled in time is an answer too: the tree as it is now, settled=false.
             with contextlib.suppress(errors.TransientError):
@@ -173,10 +174,9 @@ class TraceService(trace_pb2_grpc.TraceServiceServicer):
                 f"no flow with correlation id {correlation_id!r}; the id is printed by"
                 " `ion event create` (correlationId)"
             )
-        tree = convert.flow_message(
-            flow.model_dump(mode="json"), settled=flow.settled, succeeded=flow.succeeded
+        return trace_pb2.GetFlowResponse(
+            flowJSON=convert.flat_flow_json(documents), flow=convert.flow_message(flow)
         )
-        return trace_pb2.GetFlowResponse(flowJSON=convert.flat_flow_json(documents), flow=tree)
 
 
 def _safe_file_name(name: str) -> str:

@@ -2,7 +2,7 @@
 
 `StubPlatform` keeps real embedded backends (SQLite bus and metadata, filesystem blobs) but
 runs no dispatchers: published events stay on their subscriptions, so tests can peek them,
-dead-letter them and replay them deterministically. Its flow is the root event alone.
+dead-letter them and replay them deterministically. Its flow holds the events alone, unhandled.
 `make_test_certificates` makes a PKI plus a rogue and an expired client certificate, and
 `serve_stub` runs a real gRPC server on 127.0.0.1:0 over a stub platform.
 """
@@ -22,6 +22,7 @@ import grpc  # type: ignore[import-untyped]  # grpcio ships no type information
 from ion.core import DocumentType, Event, EventMeta, ModuleRecord, errors, new_root_event, pairs
 from ion.core.backends import open_blobs, open_bus, open_meta
 from ion.core.config import IonSettings
+from ion.core.flow import Flow, load_flow
 from ion.core.ports import OutgoingMessage, SubscriptionOptions
 from ion.management.certs import (
     LocalPki,
@@ -43,19 +44,6 @@ class StubRuntime:
 
     dispatchers_running: int
     jobs_in_flight: int = 0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StubFlow:
-    """A flow holding only its root event."""
-
-    tree: dict[str, Any]
-    settled: bool = True
-    succeeded: bool = True
-
-    def model_dump(self, *, mode: str = "python") -> dict[str, Any]:
-        """Return the tree."""
-        return self.tree
 
 
 class StubPlatform:
@@ -128,30 +116,12 @@ class StubPlatform:
         )
         return event
 
-    async def flow(self, correlation_id: str) -> StubFlow:
-        """Return the root event of the flow as its tree."""
-        for doc in await self.meta.list_documents(correlation_id):
-            ctx = doc.get("context", {})
-            if doc.get("context", {}).get("documentType") == "eventMeta" and ctx.get(
-                "parentEventId"
-            ) in ("frontapi", ""):
-                return StubFlow(
-                    tree={
-                        "correlation_id": correlation_id,
-                        "root": {
-                            "event_id": doc["id"],
-                            "event_type": doc.get("type", ""),
-                            "published_by": ctx.get("name", ""),
-                            "files": doc.get("files", []),
-                            "data": doc.get("data", []),
-                            "triggered": [],
-                        },
-                    }
-                )
-        raise errors.NotFoundError(f"no flow with correlation id {correlation_id!r}")
+    async def flow(self, correlation_id: str) -> Flow:
+        """Return the flow's events; no module runs here, so nothing handles them."""
+        return await load_flow(self.meta, correlation_id, {})
 
-    async def wait_settled(self, correlation_id: str, *, timeout: float) -> StubFlow:
-        """A stub flow is always settled."""
+    async def wait_settled(self, correlation_id: str, *, timeout: float) -> Flow:
+        """A stub flow is settled at once: nothing will ever run."""
         return await self.flow(correlation_id)
 
     async def replay_dead_letter(self, module_id: str, message_id: str) -> None:

@@ -6,7 +6,7 @@ import click
 
 from ion.cli.commands._common import call
 from ion.cli.main import connection_options
-from ion.cli.output import as_data, console, render_one
+from ion.cli.output import console, render_one
 
 
 @click.group()
@@ -46,13 +46,15 @@ def flow(correlation_id: str, wait: float, fmt: str, show_logs: bool) -> None:
     if fmt == "flat":
         click.echo(reply.flowJSON)
         return
-    if fmt in ("json", "yaml"):
-        data = as_data(reply.flow)
-        data.pop("root", None)
-        render_one(data, fmt)
-        return
-    from ion.cli.flowtree import flow_tree
+    from ion.cli.flows import flow_from_message
 
-    console().print(flow_tree(reply.flow, show_logs=show_logs))
+    tree = flow_from_message(reply.flow)
+    if fmt in ("json", "yaml"):
+        # the same shape as `ion-dispatcher pipeline run -o json`
+        render_one(tree.model_dump(mode="json"), fmt)
+        return
+    from ion.core.flowtree import flow_tree
+
+    console().print(flow_tree(tree, show_logs=show_logs))
     if wait and not reply.flow.settled:
         click.echo(f"ion: note: the flow has not settled after {wait:g}s", err=True)

@@ -7,8 +7,9 @@ an upsert by id, so a retried commit writes nothing twice.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
+from ion.core.documents import FlowDocument
 from ion.core.events import EventMeta, Insight, ModuleLogs
 from ion.core.records import AttemptState, JobAttempt, ModuleRecord
 
@@ -32,8 +33,15 @@ class MetadataStore(Protocol):
         """Insert or replace a modulelogs document by id."""
         ...
 
-    async def list_documents(self, correlation_id: str) -> list[dict[str, Any]]:
-        """Return every 2018 document of a flow (eventMeta, insight, modulelogs), oldest first."""
+    async def list_documents(self, correlation_id: str) -> list[FlowDocument]:
+        """Return every 2018 document of a flow (eventMeta, insight, modulelogs), oldest first.
+
+        Each comes back as its model (`EventMeta`, `Insight` or `ModuleLogs`, chosen by
+        `context.documentType`); `to_document()` gives the stored 2018 JSON again.
+
+        Raises:
+            errors.ValidationError: a stored document has no known type or does not fit it.
+        """
         ...
 
     async def create_module(self, record: ModuleRecord) -> ModuleRecord:

@@ -55,33 +55,51 @@ class MetadataStoreContract:
     async def test_list_documents_returns_the_flow_in_2018_shape(self, meta: MetadataStore) -> None:
         corr, other = str(uuid.uuid4()), str(uuid.uuid4())
         ev = str(uuid.uuid4())
-        await meta.upsert_event_meta(
-            EventMeta(id=ev, context=_ctx(corr, ev, DocumentType.EVENT_META))
+        event_meta = EventMeta(
+            id=ev,
+            context=_ctx(corr, ev, DocumentType.EVENT_META),
+            type="image.new",
+            files=["a.png"],
+            data=pairs({"k": "v"}),
+            files_prefix=f"{corr}/{ev}/root/",
         )
-        await meta.upsert_insight(
-            Insight(id="i1", context=_ctx(corr, ev, DocumentType.INSIGHT), data=pairs({"a": "1"}))
+        insight = Insight(
+            id="i1", context=_ctx(corr, ev, DocumentType.INSIGHT), data=pairs({"a": "1"})
         )
-        await meta.upsert_module_logs(
-            ModuleLogs(
-                id="module:mod-event:e-attempt:1",
-                context=_ctx(corr, ev, DocumentType.MODULE_LOGS),
-                desc="module:mod-event:e-attempt:1",
-                logs="logs/x.log",
-                succeeded=True,
-            )
+        logs = ModuleLogs(
+            id="module:mod-event:e-attempt:1",
+            context=_ctx(corr, ev, DocumentType.MODULE_LOGS),
+            desc="module:mod-event:e-attempt:1",
+            logs="logs/x.log",
+            succeeded=True,
         )
+        await meta.upsert_event_meta(event_meta)
+        await meta.upsert_insight(insight)
+        await meta.upsert_module_logs(logs)
         await meta.upsert_event_meta(
             EventMeta(id="x", context=_ctx(other, "x", DocumentType.EVENT_META))
         )
         docs = await meta.list_documents(corr)
-        assert [d["context"]["documentType"] for d in docs] == [
-            "eventMeta",
-            "insight",
-            "modulelogs",
-        ]
-        assert all(d["context"]["correlationId"] == corr for d in docs)
-        assert docs[1]["data"] == [{"key": "a", "value": "1"}]
-        assert docs[2]["succeeded"] is True
+        # each document comes back as its own model, equal to what was written, oldest first
+        assert [type(d) for d in docs] == [EventMeta, Insight, ModuleLogs]
+        assert docs == [event_meta, insight, logs]
+        # ... and its stored shape is the 2018 one
+        assert docs[0].to_document() == {
+            "id": ev,
+            "context": {
+                "name": "mod",
+                "eventId": ev,
+                "correlationId": corr,
+                "parentEventId": "frontapi",
+                "documentType": "eventMeta",
+            },
+            "type": "image.new",
+            "files": ["a.png"],
+            "data": [{"key": "k", "value": "v"}],
+            "filesPrefix": f"{corr}/{ev}/root/",
+        }
+        assert docs[1].to_document()["data"] == [{"key": "a", "value": "1"}]
+        assert docs[2].to_document()["succeeded"] is True
 
     async def test_module_create_get_list_replace(self, meta: MetadataStore) -> None:
         rec = ModuleRecord(

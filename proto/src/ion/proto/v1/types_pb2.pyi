@@ -134,20 +134,24 @@ class FlowModuleRun(_message.Message):
     def __init__(self, module: _Optional[str] = ..., status: _Optional[str] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., duration_seconds: _Optional[float] = ..., outputs: _Optional[_Iterable[str]] = ..., insights: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ..., logs: _Optional[_Iterable[str]] = ..., children: _Optional[_Iterable[_Union[FlowEvent, _Mapping]]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class FlowEvent(_message.Message):
-    __slots__ = ("event_id", "event_type", "published_by", "files", "data", "triggered")
+    __slots__ = ("event_id", "event_type", "published_by", "files", "data", "triggered", "parent_event_id", "missing_document")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     PUBLISHED_BY_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     TRIGGERED_FIELD_NUMBER: _ClassVar[int]
+    PARENT_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    MISSING_DOCUMENT_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     event_type: str
     published_by: str
     files: _containers.RepeatedScalarFieldContainer[str]
     data: _containers.RepeatedCompositeFieldContainer[KeyValue]
     triggered: _containers.RepeatedCompositeFieldContainer[FlowModuleRun]
-    def __init__(self, event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., published_by: _Optional[str] = ..., files: _Optional[_Iterable[str]] = ..., data: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ..., triggered: _Optional[_Iterable[_Union[FlowModuleRun, _Mapping]]] = ...) -> None: ...
+    parent_event_id: str
+    missing_document: bool
+    def __init__(self, event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., published_by: _Optional[str] = ..., files: _Optional[_Iterable[str]] = ..., data: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ..., triggered: _Optional[_Iterable[_Union[FlowModuleRun, _Mapping]]] = ..., parent_event_id: _Optional[str] = ..., missing_document: _Optional[bool] = ...) -> None: ...
 
 class Flow(_message.Message):
     __slots__ = ("correlation_id", "root", "settled", "succeeded", "roots")

@@ -31,6 +31,7 @@ from azure.cosmos.aio import ContainerProxy, CosmosClient
 
 from ion.core import errors
 from ion.core.backends.azure._errors import translate
+from ion.core.documents import FlowDocument, parse_document
 from ion.core.events import DocumentType, EventMeta, Insight, ModuleLogs
 from ion.core.records import AttemptState, JobAttempt, ModuleRecord
 
@@ -345,7 +346,7 @@ class CosmosMetadataStore:
             )
         return EventMeta.model_validate(_document(items[0]))
 
-    async def list_documents(self, correlation_id: str) -> list[dict[str, Any]]:
+    async def list_documents(self, correlation_id: str) -> list[FlowDocument]:
         """Return every 2018 document of a flow (eventMeta, insight, modulelogs), oldest first."""
         containers = await self._ready()
         items = await self._query(
@@ -355,7 +356,7 @@ class CosmosMetadataStore:
             partition_key=correlation_id,
             action=f"listing the documents of flow {correlation_id!r}",
         )
-        return [_document(item) for item in items]
+        return [parse_document(_document(item)) for item in items]
 
     # -- modules -----------------------------------------------------------------------------
 

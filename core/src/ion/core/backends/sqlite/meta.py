@@ -15,6 +15,7 @@ from typing import Any
 
 from ion.core import errors
 from ion.core.backends.sqlite._db import SqliteWorker
+from ion.core.documents import FlowDocument, parse_document
 from ion.core.events import EventMeta, Insight, ModuleLogs
 from ion.core.records import AttemptState, JobAttempt, ModuleRecord
 
@@ -102,15 +103,15 @@ class SqliteMetadataStore:
             doc.id, "modulelogs", doc.context.correlation_id, doc.to_document()
         )
 
-    async def list_documents(self, correlation_id: str) -> list[dict[str, Any]]:
-        """Return every document of a flow, oldest first."""
+    async def list_documents(self, correlation_id: str) -> list[FlowDocument]:
+        """Return every document of a flow as its model, oldest first."""
         rows = await self._db.run(
             lambda c: c.execute(
                 "SELECT body FROM documents WHERE correlation_id = ? ORDER BY rowid",
                 (correlation_id,),
             ).fetchall()
         )
-        return [json.loads(r[0]) for r in rows]
+        return [parse_document(json.loads(r[0])) for r in rows]
 
     async def create_module(self, record: ModuleRecord) -> ModuleRecord:
         """Store a new module; raise ConflictError if the id exists."""

@@ -1,0 +1,293 @@
+"""The flow of one correlation id as a tree: each event, the modules it triggered, their children.
+
+Built from the metadata store alone (the flow's documents and job attempts) plus which modules
+subscribe to which event type, so any process that can read the store can build it, and a run
+that has not started yet shows as PENDING. The dispatcher's `pipeline run` and the management
+server build it here; the server sends it as `ion.v1.Flow` and the CLI turns that back into this
+model, so both print it with `ion.core.flowtree` and both write the same JSON
+(`Flow.model_dump(mode="json")`).
+
+When a flow is settled and when it succeeded:
+
+- A run is settled when it is SUCCEEDED or DEAD_LETTERED (`RunStatus.settled`).
+- The flow is *settled* when it has at least one event and every run in it is settled: nothing
+  more will happen unless someone acts (a dead-letter replay, a new event).
+- The flow *succeeded* when it is settled, every run SUCCEEDED, every root event was handled by
+  at least one module, and the tree has no gap (every event has its eventMeta document and
+  every root event is a real root, raised from outside, not a child whose parent is missing).
+
+An event no module subscribes to (and none tried) triggered nothing: `triggered` is empty and
+the tree says so ("no subscribers"). For a child event that is the normal end of a branch, an
+output nobody consumes, and it does not change `succeeded`. For a root event it means no work was
+done at all: the flow settles at once (nothing will happen) but does not succeed, so
+`pipeline run` exits non-zero instead of reporting success for work nobody did.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from ion.core.documents import FlowDocument
+from ion.core.events import ROOT_PUBLISHER, EventMeta, Insight, KeyValuePair
+from ion.core.ports.meta import MetadataStore
+from ion.core.records import AttemptState, JobAttempt, RunStatus
+
+__all__ = [
+    "Flow",
+    "FlowAttempt",
+    "FlowEvent",
+    "FlowModuleRun",
+    "RunStatus",
+    "build_flow",
+    "load_flow",
+]
+
+
+class FlowAttempt(BaseModel):
+    """One attempt of a run, as a flow shows it (`ion.v1.Attempt`)."""
+
+    id: str
+    attempt: int
+    state: AttemptState
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    reason: str = ""
+    logs_ref: str = ""
+    dispatcher: str = ""
+
+    @classmethod
+    def of(cls, record: JobAttempt) -> FlowAttempt:
+        """Return the flow's view of a job attempt record."""
+        return cls(
+            id=record.id,
+            attempt=record.attempt,
+            state=record.state,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            exit_code=record.exit_code,
+            reason=record.reason,
+            logs_ref=record.logs_ref,
+            dispatcher=record.dispatcher,
+        )
+
+
+class FlowModuleRun(BaseModel):
+    """One module's handling of one event: its attempts and what it produced."""
+
+    module: str
+    status: RunStatus
+    attempts: list[FlowAttempt] = Field(default_factory=list)
+    """Oldest first."""
+    duration_seconds: float | None = None
+    """From the first attempt's start to the last one's end; None until an attempt finished."""
+    outputs: list[str] = Field(default_factory=list)
+    """Blob keys of the files it committed (`<correlation>/<event>/<module>/<path>`)."""
+    insights: list[KeyValuePair] = Field(default_factory=list)
+    logs: list[str] = Field(default_factory=list)
+    """Where each attempt's logs are (from the modulelogs documents)."""
+    reason: str = ""
+    """Why the last attempt failed."""
+    children: list[FlowEvent] = Field(default_factory=list)
+    """The events it raised."""
+
+
+class FlowEvent(BaseModel):
+    """One event of the flow and the runs it triggered."""
+
+    event_id: str
+    event_type: str
+    published_by: str = ""
+    """`context.name`: the module that raised it, or "frontapi" for a root event."""
+    parent_event_id: str = ""
+    files: list[str] = Field(default_factory=list)
+    data: list[KeyValuePair] = Field(default_factory=list)
+    triggered: list[FlowModuleRun] = Field(default_factory=list)
+    """Empty when no module subscribes to the event's type (and none tried it)."""
+    missing_document: bool = False
+    """The event has no eventMeta document; it is known only from its job attempts."""
+
+    @property
+    def handled(self) -> bool:
+        """At least one module subscribes to (or ran on) the event."""
+        return bool(self.triggered)
+
+    @property
+    def raised_from_outside(self) -> bool:
+        """A root event proper: raised by the front API (or a client), not by a module."""
+        return self.parent_event_id in (ROOT_PUBLISHER, "")
+
+
+class Flow(BaseModel):
+    """The whole tree of one correlation id."""
+
+    correlation_id: str
+    roots: list[FlowEvent] = Field(default_factory=list)
+    """Root events, then any event whose parent is not in the tree (shown as its own branch)."""
+    settled: bool = False
+    """There is an event, and no run is pending, running or waiting to retry."""
+    succeeded: bool = False
+    """Settled, every run succeeded, every root was handled and no document is missing."""
+
+    @property
+    def root(self) -> FlowEvent | None:
+        """The first root event (flows raised by Ion have exactly one)."""
+        return self.roots[0] if self.roots else None
+
+    def events(self) -> Iterator[FlowEvent]:
+        """Every event in the tree, depth first."""
+        stack = list(reversed(self.roots))
+        while stack:
+            event = stack.pop()
+            yield event
+            for run in reversed(event.triggered):
+                stack.extend(reversed(run.children))
+
+    def runs(self) -> list[FlowModuleRun]:
+        """Every module run in the tree, depth first."""
+        return [run for event in self.events() for run in event.triggered]
+
+
+FlowModuleRun.model_rebuild()
+
+
+def build_flow(
+    correlation_id: str,
+    documents: Iterable[FlowDocument],
+    attempts: Iterable[JobAttempt],
+    subscribers: Mapping[str, Sequence[str]],
+) -> Flow:
+    """Assemble the tree from a flow's documents and job attempts.
+
+    `subscribers` maps an event type to the modules subscribed to it, so runs that have not
+    started yet appear as PENDING. A child event is placed under the run that raised it (its
+    `parentEventId` and `context.name`); an event whose parent is not in the tree becomes a root
+    of its own branch, and an event that has attempts but no eventMeta document appears as a
+    root marked `missing_document`, so no run of the flow is ever left out of `settled`.
+    """
+    metas: dict[str, EventMeta] = {}
+    insights: dict[tuple[str, str], list[KeyValuePair]] = defaultdict(list)
+    logs: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for doc in documents:
+        if isinstance(doc, EventMeta):
+            metas[doc.id] = doc
+        elif isinstance(doc, Insight):
+            insights[(doc.context.event_id, doc.context.name)].extend(doc.data)
+        else:
+            logs[(doc.context.event_id, doc.context.name)].append(doc.logs)
+
+    tried: dict[tuple[str, str], list[JobAttempt]] = defaultdict(list)
+    tried_modules: dict[str, list[str]] = defaultdict(list)
+    seen_events: dict[str, JobAttempt] = {}  # first attempt of each event, in order
+    for attempt in attempts:
+        if (attempt.event_id, attempt.module) not in tried:
+            tried_modules[attempt.event_id].append(attempt.module)
+        tried[(attempt.event_id, attempt.module)].append(attempt)
+        seen_events.setdefault(attempt.event_id, attempt)
+
+    events: dict[str, FlowEvent] = {
+        meta.id: FlowEvent(
+            event_id=meta.id,
+            event_type=meta.type,
+            published_by=meta.context.name,
+            parent_event_id=meta.context.parent_event_id,
+            files=list(meta.files),
+            data=list(meta.data),
+        )
+        for meta in metas.values()
+    }
+    for event_id, first in seen_events.items():
+        if event_id not in events:
+            events[event_id] = FlowEvent(
+                event_id=event_id,
+                event_type=first.event_type,
+                parent_event_id=first.parent_event_id,
+                missing_document=True,
+            )
+
+    children_of: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for meta in metas.values():
+        children_of[(meta.context.parent_event_id, meta.context.name)].append(meta.id)
+
+    placed: set[str] = set()
+
+    def fill(event: FlowEvent) -> None:
+        # Depth first; `placed` guards against an event reached twice (a cycle of bad parents).
+        placed.add(event.event_id)
+        modules = list(subscribers.get(event.event_type, []))
+        modules += [m for m in tried_modules.get(event.event_id, []) if m not in modules]
+        for module in modules:
+            key = (event.event_id, module)
+            records = sorted(tried.get(key, []), key=lambda a: a.attempt)
+            run = FlowModuleRun(
+                module=module,
+                status=RunStatus.of(records),
+                attempts=[FlowAttempt.of(a) for a in records],
+                duration_seconds=_duration(records),
+                outputs=[o for a in records for o in a.outputs],
+                insights=insights.get(key, []),
+                logs=logs.get(key, []),
+                reason=records[-1].reason if records else "",
+            )
+            for child_id in children_of.get(key, []):
+                if child_id not in placed:
+                    child = events[child_id]
+                    fill(child)
+                    run.children.append(child)
+            event.triggered.append(run)
+
+    roots: list[FlowEvent] = []
+    for event in events.values():
+        if event.raised_from_outside and not event.missing_document:
+            roots.append(event)
+            fill(event)
+    for event in events.values():  # the rest: branches whose parent is not in the tree
+        while event.event_id not in placed:
+            top = _topmost_unplaced(event, events, placed)
+            roots.append(top)
+            fill(top)
+
+    flow = Flow(correlation_id=correlation_id, roots=roots)
+    runs = flow.runs()
+    flow.settled = bool(roots) and all(r.status.settled for r in runs)
+    flow.succeeded = (
+        flow.settled
+        and all(r.status == RunStatus.SUCCEEDED for r in runs)
+        and all(root.handled and root.raised_from_outside for root in roots)
+        and not any(e.missing_document for e in flow.events())
+    )
+    return flow
+
+
+def _topmost_unplaced(
+    event: FlowEvent, events: Mapping[str, FlowEvent], placed: set[str]
+) -> FlowEvent:
+    """The oldest ancestor of `event` not yet in the tree, so a branch is built from its top."""
+    seen = {event.event_id}
+    while True:
+        parent = events.get(event.parent_event_id)
+        if parent is None or parent.event_id in placed or parent.event_id in seen:
+            return event
+        seen.add(parent.event_id)
+        event = parent
+
+
+def _duration(records: Sequence[JobAttempt]) -> float | None:
+    started = [a.started_at for a in records if a.started_at]
+    finished = [a.finished_at for a in records if a.finished_at]
+    if not started or not finished:
+        return None
+    return (max(finished) - min(started)).total_seconds()
+
+
+async def load_flow(
+    meta: MetadataStore, correlation_id: str, subscribers: Mapping[str, Sequence[str]]
+) -> Flow:
+    """Read a flow's documents and attempts from the store and build its tree."""
+    documents = await meta.list_documents(correlation_id)
+    attempts = await meta.list_attempts(correlation_id=correlation_id)
+    return build_flow(correlation_id, documents, attempts, subscribers)
