@@ -243,11 +243,11 @@ _CTX = {"name": "m", "eventId": "e1", "correlationId": "c1", "parentEventId": "p
 @pytest.mark.parametrize(
     ("raw", "reason", "field"),
     [
-        pytest.param(b"not json at all", "NotJson", "", id="not-json"),
-        pytest.param(b"\xff\xfe\x00", "NotJson", "", id="not-utf8"),
-        pytest.param(b"", "NotJson", "", id="empty-body"),
-        pytest.param(b'["a", "list"]', "NotAnEvent", "", id="not-an-object"),
-        pytest.param(b'"a string"', "NotAnEvent", "", id="a-json-string"),
+        pytest.param(b"not json at all", "NotJson", "body", id="not-json"),
+        pytest.param(b"\xff\xfe\x00", "InvalidText", "body", id="not-utf8"),
+        pytest.param(b"", "NotJson", "body", id="empty-body"),
+        pytest.param(b'["a", "list"]', "NotAnEvent", "body", id="not-an-object"),
+        pytest.param(b'"a string"', "NotAnEvent", "body", id="a-json-string"),
         pytest.param(b'{"type": "t"}', "MissingContext", "context", id="no-context"),
         pytest.param(b'{"context": "x", "type": "t"}', "MissingContext", "context", id="ctx-str"),
         pytest.param(
@@ -277,19 +277,19 @@ _CTX = {"name": "m", "eventId": "e1", "correlationId": "c1", "parentEventId": "p
         ),
         pytest.param(
             json.dumps({"context": _CTX, "type": 7}).encode(),
-            "InvalidEvent",
+            "WrongType",
             "type",
             id="type-not-string",
         ),
         pytest.param(
             json.dumps({"context": _CTX, "type": "t", "data": [{"key": "k", "value": 1}]}).encode(),
-            "InvalidEvent",
+            "WrongType",
             "data.0.value",
             id="non-string-value",
         ),
         pytest.param(
             json.dumps({"context": _CTX, "type": "t", "data": {"k": "v"}}).encode(),
-            "InvalidEvent",
+            "WrongType",
             "data",
             id="data-not-a-list",
         ),

@@ -15,7 +15,7 @@ from typing import Any, NewType
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ion.core import errors
+from ion.core import errors, identifiers
 
 EventId = NewType("EventId", str)
 CorrelationId = NewType("CorrelationId", str)
@@ -104,51 +104,124 @@ class Event(BaseModel):
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Event:
-        """Parse a bus message body.
+        """Parse a bus message body, checking every rule of `ion.core.identifiers`.
 
         Raises:
-            errors.PoisonMessageError: not JSON, no context, no event id, or no type; the reason
-                says which, so the message can be dead-lettered with it.
+            errors.PoisonMessageError: for every body that cannot become a valid event, and
+                nothing else: not UTF-8, not JSON, too large, too deep, a wrong value type, a
+                missing, over-long or unsafe id... `reason` is a stable CamelCase word and
+                `field` names what was wrong (`body` for the body as a whole), so the message
+                can be dead-lettered at once with them.
         """
         try:
-            body = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            return cls._from_wire(raw)
+        except errors.PoisonMessageError:
+            raise
+        except errors.ValidationError as err:
             raise errors.PoisonMessageError(
-                f"message body is not JSON: {err}", reason="NotJson"
+                f"message is not a valid event: {err}",
+                reason=err.rule or "InvalidEvent",
+                field=err.field or "body",
             ) from err
+        except Exception as err:  # a rule this parser misses must still dead-letter, not loop
+            raise errors.PoisonMessageError(
+                f"message is not a valid event: {type(err).__name__}: {err}",
+                reason="InvalidEvent",
+                field="body",
+            ) from err
+
+    @classmethod
+    def _from_wire(cls, raw: bytes | str) -> Event:
+        body = identifiers.parse_json(raw, field="body")
         if not isinstance(body, dict):
             raise errors.PoisonMessageError(
-                "message body is JSON but not an object", reason="NotAnEvent"
+                f"message body is JSON but not an object ({type(body).__name__})",
+                reason="NotAnEvent",
+                field="body",
             )
-        if not isinstance(body.get("context"), dict):
+        context = body.get("context")
+        if not isinstance(context, dict):
             raise errors.PoisonMessageError(
                 "message has no 'context' object", reason="MissingContext", field="context"
             )
-        if body.get("type") in (None, ""):
+        event_type = body.get("type")
+        if event_type in (None, ""):
             raise errors.PoisonMessageError(
                 "message has no type", reason="MissingType", field="type"
             )
+        identifiers.check_event_type(event_type, field="type")
+        for name, reason in (
+            ("eventId", "MissingEventId"),
+            ("correlationId", "MissingCorrelationId"),
+        ):
+            if context.get(name) in (None, ""):
+                raise errors.PoisonMessageError(
+                    f"message context has no {name}", reason=reason, field=f"context.{name}"
+                )
+        clean = {
+            name: identifiers.check_id(
+                context.get(name, ""),
+                field=f"context.{name}",
+                allow_empty=name not in ("eventId", "correlationId"),
+            )
+            for name in _CONTEXT_FIELDS
+        }
+        data = body.get("data")
+        pairs_out: list[dict[str, str]] = []
+        if data is not None:
+            if not isinstance(data, list):
+                raise errors.PoisonMessageError(
+                    f"data must be an array of key/value pairs, not {type(data).__name__}",
+                    reason=identifiers.WRONG_TYPE,
+                    field="data",
+                )
+            if len(data) > identifiers.MAX_PAIRS:
+                raise errors.PoisonMessageError(
+                    f"data holds {len(data)} pairs; at most {identifiers.MAX_PAIRS} may be",
+                    reason=identifiers.TOO_LARGE,
+                    field="data",
+                )
+            for i, item in enumerate(data):
+                pairs_out.append(_wire_pair(item, field=f"data.{i}"))
         try:
-            event = cls.model_validate(body)
-        except ValidationError as err:
+            return cls.model_validate({"context": clean, "type": event_type, "data": pairs_out})
+        except ValidationError as err:  # unreachable while the checks above are complete
             first = err.errors()[0]
             field = ".".join(str(p) for p in first["loc"])
             raise errors.PoisonMessageError(
-                f"message is not a valid event: {field}: {first['msg'].removeprefix('Value error, ')}",
+                f"message is not a valid event: {field}: {first['msg']}",
                 reason="InvalidEvent",
-                field=field,
+                field=field or "body",
             ) from err
-        if not event.context.event_id:
+
+
+_CONTEXT_FIELDS = ("name", "eventId", "correlationId", "parentEventId", "documentType")
+
+
+def _wire_pair(item: object, *, field: str) -> dict[str, str]:
+    if not isinstance(item, dict):
+        raise errors.PoisonMessageError(
+            f'{field} must be a {{"key", "value"}} object, not {type(item).__name__}',
+            reason=identifiers.WRONG_TYPE,
+            field=field,
+        )
+    unknown = sorted(set(item) - {"key", "value"})
+    if unknown:
+        raise errors.PoisonMessageError(
+            f"{field} has unknown field(s) {', '.join(identifiers.shown(u, 20) for u in unknown)};"
+            ' a pair is {"key", "value"}',
+            reason="UnknownField",
+            field=field,
+        )
+    for name in ("key", "value"):
+        if name not in item:
             raise errors.PoisonMessageError(
-                "message context has no eventId", reason="MissingEventId", field="context.eventId"
+                f"{field} has no {name!r}", reason="MissingField", field=f"{field}.{name}"
             )
-        if not event.context.correlation_id:
-            raise errors.PoisonMessageError(
-                "message context has no correlationId",
-                reason="MissingCorrelationId",
-                field="context.correlationId",
-            )
-        return event
+    return {
+        "key": identifiers.check_key(item["key"], field=f"{field}.key"),
+        "value": identifiers.check_value(item["value"], field=f"{field}.value"),
+    }
 
 
 def new_root_event(
@@ -158,8 +231,16 @@ def new_root_event(
     correlation_id: str | None = None,
     publisher: str = ROOT_PUBLISHER,
 ) -> Event:
-    """Return a root event (no parent) of a new flow, shaped like the 2018 front API's."""
-    return Event(
+    """Return a root event (no parent) of a new flow, shaped like the 2018 front API's.
+
+    Raises:
+        errors.ValidationError: the event type, correlation id or data break a rule of
+            `ion.core.identifiers` (fields `event_type`, `correlation_id`, `data`), or the
+            event would be larger than a bus message may be (`TooLarge`).
+    """
+    identifiers.check_root_request(event_type, data=data or {}, correlation_id=correlation_id)
+    identifiers.check_id(publisher, field="publisher")
+    event = Event(
         context=Context(
             name=publisher,
             event_id=str(uuid.uuid4()),
@@ -170,6 +251,15 @@ def new_root_event(
         type=event_type,
         data=pairs(data or {}),
     )
+    size = len(event.to_json())
+    if size > identifiers.MAX_EVENT_BYTES:
+        raise errors.ValidationError(
+            f"the event would be {size} bytes on the bus; at most {identifiers.MAX_EVENT_BYTES}"
+            " may be: send large content as a file",
+            field="data",
+            rule=identifiers.TOO_LARGE,
+        )
+    return event
 
 
 def child_event_id(parent_event_id: str, module: str, event_file: str) -> EventId:

@@ -23,15 +23,12 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 
 from ion.core import errors
+from ion.core.identifiers import EVENT_TYPE_RULE, is_event_type
 
 MODULE_NAME_RULE = (
     "lowercase letters, digits and '-', starting with a letter, at most 40 characters"
 )
-EVENT_TYPE_RULE = (
-    "letters, digits, '.', '_' and '-', starting with a letter or digit, at most 120 characters"
-)
 _MODULE_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
-_EVENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 ModuleNameStr = Annotated[str, StringConstraints(strip_whitespace=True)]
@@ -46,7 +43,7 @@ def check_module_name(name: str) -> str:
 
 def check_event_type(event_type: str) -> str:
     """Return `event_type` if it is a valid event type, else raise ValueError naming the rule."""
-    if not _EVENT_TYPE.match(event_type):
+    if not is_event_type(event_type):
         raise ValueError(f"{event_type!r} is not a valid event type: use {EVENT_TYPE_RULE}")
     return event_type
 
