@@ -28,7 +28,7 @@ from pathlib import Path
 
 from opentelemetry import propagate, trace
 
-from ion.core import attempts, errors, logs, naming
+from ion.core import attempts, errors, failpoints, logs, naming
 from ion.core.clock import Clock, SystemClock
 from ion.core.events import Event
 from ion.core.modules import ModuleSpec
@@ -273,6 +273,7 @@ class Dispatcher:
                 self._bus.dead_letter, message, reason=err.reason, description=str(err)[:1000]
             )
             return
+        failpoints.reach("dispatcher.received")
         attempt = attempts.attempt_of(message.properties)
         max_attempt = attempts.int_property(
             message.properties, attempts.MAX_ATTEMPT_PROPERTY, self.spec.max_attempts
@@ -384,12 +385,14 @@ class Dispatcher:
             for failure in outcome:
                 if isinstance(failure, BaseException):
                     raise failure
+            failpoints.reach("dispatcher.submitted")
         else:
             self.stats.adopted += 1
             log.info("adopting job %s (%s)", job, known.state)
             if known.started_at is not None:
                 record = record.evolve(started_at=known.started_at)
         result = await self._wait(job, stop)
+        failpoints.reach("dispatcher.job-finished")
         record = record.evolve(logs_ref=result.logs_ref, exit_code=result.exit_code)
         if result.state != JobState.SUCCEEDED:
             await self._fail(
@@ -405,12 +408,14 @@ class Dispatcher:
             )
         )
         self.stats.succeeded += 1
+        failpoints.reach("dispatcher.recorded")
         log.info(
             "job succeeded: %d output(s), %d event(s)",
             len(result.outputs),
             len(result.child_event_ids),
         )
         if await self._settle(self._bus.complete, message):
+            failpoints.reach("dispatcher.completed")
             await self._executor.delete(job)
 
     async def _wait(self, job: str, stop: asyncio.Event | None) -> JobResult:

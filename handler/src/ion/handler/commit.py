@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from opentelemetry import propagate, trace
 
-from ion.core import errors
+from ion.core import errors, failpoints
 from ion.core.contract import EventFile, parse_event_file, parse_pairs, resolve_inside
 from ion.core.events import (
     Context,
@@ -162,7 +162,9 @@ async def commit(
         for _, event_meta in children:
             await meta.upsert_event_meta(event_meta)
         with tracer.start_as_current_span("publish"):
+            failpoints.reach("commit.before-publish")
             await _publish(bus, [child for child, _ in children])
+            failpoints.reach("commit.published")
         log.info(
             "committed %d file(s), %d insight(s), %d event(s)",
             len(keys),

@@ -38,7 +38,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from ion.core import errors
+from ion.core import errors, failpoints
 from ion.core.clock import Clock, SystemClock
 from ion.core.contract import JobLayout
 from ion.core.ports.blobs import BlobStore
@@ -322,7 +322,9 @@ class LocalExecutor:
             except OSError as err:
                 prepare_error = _os_error_text(err)
         if ended is None and not prepare_error:
+            failpoints.reach("local.prepared")
             ended = await self._start_module(job, paths)
+        failpoints.reach("local.module-ended")
         run = _read_json(paths.module)
         attempt = Attempt(
             job_id=job.job_id,
@@ -341,6 +343,7 @@ class LocalExecutor:
                 bus=self._bus,
                 url_lifetime=self._url_lifetime,
             )
+            failpoints.reach("local.finished")
             await asyncio.to_thread(_write_atomic, paths.result, result.model_dump_json())
         except OSError as err:
             raise errors.TransientError(
@@ -397,6 +400,7 @@ class LocalExecutor:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             # Recorded before the spawn: a restart that finds no trace of this run may start it.
             _write_atomic(paths.module, json.dumps(run))
+            failpoints.reach("local.module-recorded")
             with tracer.start_as_current_span("module", attributes={"ion.job": job.job_id}):
                 try:
                     with paths.log.open("ab") as log_file:
@@ -419,6 +423,7 @@ class LocalExecutor:
         finally:
             os.close(lock_fd)  # the module's processes hold the lock from here on
         self._children[job.job_id] = proc
+        failpoints.reach("local.spawned")
         log.info("started job %s (pid %d)", job.job_id, proc.pid)
         return await self._watch(job, paths, run, child=proc)
 
