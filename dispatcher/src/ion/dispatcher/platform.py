@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -123,7 +125,7 @@ class EmbeddedPlatform:
             receive_wait=timedelta(seconds=s.bus.receive_wait_seconds),
             shutdown_grace=timedelta(seconds=s.dispatcher.shutdown_grace_seconds),
             url_lifetime=timedelta(hours=s.blobs.sas_lifetime_hours),
-            identity=f"{record.id}-{index}",
+            identity=f"{socket.gethostname()}-{os.getpid()}-{record.id}-{index}",
             working_dir=self._working_dir,
         )
 
