@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ion.core import EventMeta
+from ion.core import EventMeta, RunStatus
 from ion.core.config import IonSettings, load_settings
 from ion.core.flow import Flow, FlowEvent
 from ion.core.modules import PipelineSpec
@@ -119,14 +119,16 @@ async def test_example_pipeline_runs_end_to_end(settings: IonSettings) -> None:
     assert {r.module for r in ingested.triggered} == {"thumbnailer", "digit-classifier"}
 
 
-def _run_cli(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def _run_cli(
+    tmp_path: Path, *extra: str, pipeline: Path = EXAMPLE
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ION_HOME": str(tmp_path / "home"), "ION_BUS__RECEIVE_WAIT_SECONDS": "0.2"}
     return subprocess.run(
         [
             str(Path(sys.executable).parent / "ion-dispatcher"),
             "pipeline",
             "run",
-            str(EXAMPLE),
+            str(pipeline),
             *extra,
         ],
         env=env,
@@ -146,11 +148,28 @@ def test_pipeline_command_prints_the_tree_and_exits_zero(tmp_path: Path) -> None
 
 
 def test_pipeline_command_exits_non_zero_when_a_module_fails(tmp_path: Path) -> None:
-    result = _run_cli(tmp_path, "--data", "count=-3")
+    result = _run_cli(tmp_path, "--data", "count=-3", "-o", "json")
     assert result.returncode == 1
-    assert "DEAD_LETTERED" in result.stdout
     assert "did not succeed" in result.stderr
     assert "Traceback" not in result.stderr
+    # -o json is the flow model's JSON: the shape `ion trace flow -o json` prints too
+    flow = Flow.model_validate_json(result.stdout)
+    assert flow.settled and not flow.succeeded
+    assert [r.status for r in flow.runs()] == [RunStatus.DEAD_LETTERED]
+
+
+def test_pipeline_command_fails_when_no_module_handles_the_root_event(tmp_path: Path) -> None:
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(
+        "name: nobody-listens\n"
+        "root_event: thing.new\n"
+        "modules:\n"
+        "  - {name: other, subscribes_to: other.thing, command: [python, -c, pass]}\n"
+    )
+    result = _run_cli(tmp_path, pipeline=pipeline)
+    assert result.returncode == 1, result.stderr
+    assert "no subscribers" in result.stdout
+    assert "no module subscribes to thing.new" in result.stderr
 
 
 def test_one_trace_spans_the_whole_flow_across_the_bus(tmp_path: Path) -> None:

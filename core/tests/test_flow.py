@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import io
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -398,3 +400,30 @@ def test_the_tree_of_an_unhandled_root_says_nobody_subscribes() -> None:
     text = _drawn(flow_of([event("e1", "nobody.listens")], [], SUBS))
     assert "nobody.listens" in text and "no subscribers" in text
     assert "did not succeed" in text
+
+
+def test_a_2018_flow_with_documents_only_builds_its_tree_from_them() -> None:
+    path = Path(__file__).parent / "golden" / "2018_trace_flow.json"
+    docs = [parse_document(d) for d in json.loads(path.read_text())]
+    flow = build_flow("0bff834f-4dfc-484a-80ed-4f2cfc149c23", docs, [], {})
+    [root] = flow.roots  # the downloader's child hangs under the downloader's run
+    [run] = root.triggered
+    assert (run.module, run.status, run.attempts) == ("downloader", RunStatus.SUCCEEDED, [])
+    assert run.insights and len(run.logs) == 1
+    assert [c.files for c in run.children] == [["file.raw"]]
+    assert (flow.settled, flow.succeeded) == (True, True)
+
+
+def test_a_run_known_only_from_a_failed_modulelogs_is_dead_lettered() -> None:
+    failed = ModuleLogs(
+        id="l",
+        context=Context(name="resize", event_id="e1", correlation_id=CORR).as_document(
+            DocumentType.MODULE_LOGS
+        ),
+        desc="",
+        logs="logs/1.log",
+        succeeded=False,
+    )
+    flow = flow_of([event("e1", "image.new"), failed], [], {})
+    assert statuses(flow) == [("resize", RunStatus.DEAD_LETTERED)]
+    assert (flow.settled, flow.succeeded) == (True, False)

@@ -164,7 +164,9 @@ def build_flow(
     """Assemble the tree from a flow's documents and job attempts.
 
     `subscribers` maps an event type to the modules subscribed to it, so runs that have not
-    started yet appear as PENDING. A child event is placed under the run that raised it (its
+    started yet appear as PENDING. A run with documents (insight, modulelogs, child events) but
+    no job attempt, as in a flow the 2018 system ran, is SUCCEEDED if a document shows success
+    and DEAD_LETTERED otherwise. A child event is placed under the run that raised it (its
     `parentEventId` and `context.name`); an event whose parent is not in the tree becomes a root
     of its own branch, and an event that has attempts but no eventMeta document appears as a
     root marked `missing_document`, so no run of the flow is ever left out of `settled`.
@@ -172,13 +174,27 @@ def build_flow(
     metas: dict[str, EventMeta] = {}
     insights: dict[tuple[str, str], list[KeyValuePair]] = defaultdict(list)
     logs: dict[tuple[str, str], list[str]] = defaultdict(list)
+    # Runs the documents show (a 2018 flow has no job attempts), and those they show succeeded:
+    # an insight or a child event is written only by a successful commit.
+    documented: dict[str, list[str]] = defaultdict(list)
+    documented_success: set[tuple[str, str]] = set()
     for doc in documents:
+        key = (doc.context.event_id, doc.context.name)
         if isinstance(doc, EventMeta):
             metas[doc.id] = doc
+            key = (doc.context.parent_event_id, doc.context.name)
+            if key[0] in (ROOT_PUBLISHER, ""):
+                continue
+            documented_success.add(key)
         elif isinstance(doc, Insight):
-            insights[(doc.context.event_id, doc.context.name)].extend(doc.data)
+            insights[key].extend(doc.data)
+            documented_success.add(key)
         else:
-            logs[(doc.context.event_id, doc.context.name)].append(doc.logs)
+            logs[key].append(doc.logs)
+            if doc.succeeded:
+                documented_success.add(key)
+        if key[1] not in documented[key[0]]:
+            documented[key[0]].append(key[1])
 
     tried: dict[tuple[str, str], list[JobAttempt]] = defaultdict(list)
     tried_modules: dict[str, list[str]] = defaultdict(list)
@@ -220,18 +236,28 @@ def build_flow(
         placed.add(event.event_id)
         modules = list(subscribers.get(event.event_type, []))
         modules += [m for m in tried_modules.get(event.event_id, []) if m not in modules]
+        modules += [m for m in documented.get(event.event_id, []) if m not in modules]
         for module in modules:
             key = (event.event_id, module)
             records = sorted(tried.get(key, []), key=lambda a: a.attempt)
+            status, reason = RunStatus.of(records), records[-1].reason if records else ""
+            if not records and module in documented.get(event.event_id, []):
+                # No job attempt, yet documents of the run: it ran outside Ion's dispatchers
+                # (the 2018 system), and nothing here will run it again.
+                if key in documented_success:
+                    status = RunStatus.SUCCEEDED
+                else:
+                    status = RunStatus.DEAD_LETTERED
+                    reason = "failed (its modulelogs say so); no job attempt is recorded"
             run = FlowModuleRun(
                 module=module,
-                status=RunStatus.of(records),
+                status=status,
                 attempts=[FlowAttempt.of(a) for a in records],
                 duration_seconds=_duration(records),
                 outputs=[o for a in records for o in a.outputs],
                 insights=insights.get(key, []),
                 logs=logs.get(key, []),
-                reason=records[-1].reason if records else "",
+                reason=reason,
             )
             for child_id in children_of.get(key, []):
                 if child_id not in placed:
