@@ -327,20 +327,17 @@ class Dispatcher:
         max_attempt: int,
         stop: asyncio.Event | None,
     ) -> None:
-        # A first delivery cannot have a record or a job yet: skip the look-ups (the hot path).
+        # Always looked up: a duplicate of the event can arrive as a first delivery too.
+        record = await self._get_attempt(event, job)
+        if record is not None and record.state == AttemptState.SUCCEEDED:
+            log.info("attempt already succeeded; completing the redelivered message")
+            await self._settle(self._bus.complete, message)
+            return
+        if record is not None and record.state in (AttemptState.FAILED, AttemptState.DEAD_LETTERED):
+            await self._after_failure(message, event, record, max_attempt)
+            return
         known: JobResult | None = None
-        if message.delivery_count > 1:
-            record = await self._get_attempt(event, job)
-            if record is not None and record.state == AttemptState.SUCCEEDED:
-                log.info("attempt already succeeded; completing the redelivered message")
-                await self._settle(self._bus.complete, message)
-                return
-            if record is not None and record.state in (
-                AttemptState.FAILED,
-                AttemptState.DEAD_LETTERED,
-            ):
-                await self._after_failure(message, event, record, max_attempt)
-                return
+        if record is not None or message.delivery_count > 1:
             with contextlib.suppress(errors.NotFoundError):
                 known = await self._executor.status(job)
         record = JobAttempt(
