@@ -19,9 +19,18 @@ demo: .venv/.ion-stamp
 	@rm -rf $(DEMO_HOME)
 	ION_HOME=$(DEMO_HOME) $(VENV)/ion-dispatcher pipeline run examples/media-classifiers/pipeline.yaml
 
+# Installs the pinned Azure emulators (Azurite, cosmosdb-server) for the tests. Without npm they
+# cannot be installed: their suites are then skipped, and the pytest summary says which and why
+# (conftest.py); with ION_REQUIRE_EMULATORS=1 (as .ci/run sets) that is an error instead.
 emulators:
-	@if command -v npm >/dev/null 2>&1 && [ -x tools/emulators/install.sh ]; then tools/emulators/install.sh; \
-	else echo "npm not found: Azure emulator tests will be skipped" >&2; fi
+	@if [ ! -x tools/emulators/install.sh ]; then \
+	  echo "make emulators: tools/emulators/install.sh is missing or not executable" >&2; exit 1; \
+	elif command -v npm >/dev/null 2>&1 || [ "$$ION_REQUIRE_EMULATORS" = "1" ]; then \
+	  tools/emulators/install.sh; \
+	elif ! tools/emulators/install.sh >/dev/null 2>&1; then \
+	  echo "make emulators: npm not found (install Node.js >= 20): the Azurite and Cosmos emulator" \
+	    "suites will be SKIPPED; the pytest summary lists them. ION_REQUIRE_EMULATORS=1 makes this an error." >&2; \
+	fi
 
 test: .venv/.ion-stamp emulators
 	GRPC_VERBOSITY=ERROR $(VENV)/python -m pytest -q

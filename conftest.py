@@ -1,5 +1,50 @@
-"""Repository-wide fixtures: the Azure emulators and the Service Bus fake, started on demand."""
+"""Repository-wide fixtures: the Azure emulators and the Service Bus fake, started on demand.
 
+Tests that need the Azure emulators (Azurite, cosmosdb-server) skip when they are not installed,
+unless ION_REQUIRE_EMULATORS=1 (as `.ci/run` sets), where that is an error. So that a skip is
+never silent, the end of the run says which emulator suites did not run and why.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from tests.fakes.azure_emulators import INSTALL_HINT
 from tests.fakes.fixtures import azurite, cosmos_server, servicebus_fake
 
 __all__ = ["azurite", "cosmos_server", "servicebus_fake"]
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr or "")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say which Azure emulator suites were skipped, why, and how to make that an error."""
+    skipped = [
+        (report.nodeid, reason)
+        for report in terminalreporter.stats.get("skipped", [])
+        if isinstance(report, pytest.TestReport)
+        and INSTALL_HINT in (reason := _skip_reason(report))
+    ]
+    if not skipped:
+        return
+    suites = Counter(nodeid.split("::", 1)[0] for nodeid, _ in skipped)
+    terminalreporter.section("Azure emulator suites skipped", sep="=", yellow=True, bold=True)
+    terminalreporter.line(
+        f"{len(skipped)} test(s) that need the Azure emulators (Azurite, cosmosdb-server)"
+        " did not run:"
+    )
+    for suite, count in sorted(suites.items()):
+        terminalreporter.line(f"  {suite}: {count} test(s) skipped")
+    for reason in sorted({reason for _, reason in skipped}):
+        terminalreporter.line(f"why: {reason}", yellow=True)
+    terminalreporter.line(
+        "CI (.ci/run) sets ION_REQUIRE_EMULATORS=1, which makes this an error;"
+        " set it to make it one here."
+    )
