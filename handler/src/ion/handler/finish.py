@@ -69,13 +69,13 @@ async def finish_job(
         errors.TransientError: a backend failed while storing; the job can be finished again.
     """
     key = naming.logs_key(job.event.correlation_id, job.event.event_id, job.module, attempt.number)
-    output = await asyncio.to_thread(_read, attempt.log_path)
     result: JobResult
     if ended is None or ended.error or ended.timed_out or ended.exit_code != 0:
         if ended is None:
             phase, cause = JobPhase.PREPARE, f"prepare failed: {prepare_error}"
         else:
             phase, cause = JobPhase.MODULE, _module_failure(ended)
+        output = await asyncio.to_thread(_read, attempt.log_path) if ended else b""
         reason = cause if ended is None else with_output(cause, output)
         result = JobResult(
             job_id=attempt.job_id,
