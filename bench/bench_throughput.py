@@ -21,12 +21,12 @@ from pathlib import Path
 
 from _common import note, parse_args, report, scratch
 
+from ion.core import naming
 from ion.core.config import load_settings
 from ion.core.events import new_root_event
 from ion.core.modules import ModuleSpec
 from ion.core.ports.bus import OutgoingMessage
 from ion.core.records import AttemptState, ModuleRecord
-from ion.core import naming
 from ion.dispatcher.platform import EmbeddedPlatform
 
 IN_FLIGHT = 16

@@ -388,7 +388,13 @@ class Dispatcher:
             log.info("adopting job %s (%s)", job, known.state)
             if known.started_at is not None:
                 record = record.evolve(started_at=known.started_at)
-        result = await self._wait(job, stop)
+        try:
+            result = await self._wait(job, stop)
+        except errors.NotFoundError:
+            # Another handler of this message (a redelivery after a lost lock) finished the
+            # job and cleaned it up meanwhile: settle by what it recorded.
+            await self._settle_by_record(message, event, job, max_attempt)
+            return
         failpoints.reach("dispatcher.job-finished")
         record = record.evolve(logs_ref=result.logs_ref, exit_code=result.exit_code)
         if result.state != JobState.SUCCEEDED:
@@ -427,6 +433,21 @@ class Dispatcher:
                 log.warning("job %s could not finish (%s); resuming in %s", job, err, delay)
                 await self._clock.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
+
+    async def _settle_by_record(
+        self, message: ReceivedMessage, event: Event, job: str, max_attempt: int
+    ) -> None:
+        record = await self._get_attempt(event, job)
+        if record is not None and record.state == AttemptState.SUCCEEDED:
+            log.info("job %s was finished by another handler; completing", job)
+            await self._settle(self._bus.complete, message)
+        elif record is not None and record.state in (
+            AttemptState.FAILED,
+            AttemptState.DEAD_LETTERED,
+        ):
+            await self._after_failure(message, event, record, max_attempt)
+        else:
+            raise errors.TransientError(f"job {job} vanished before its result was recorded")
 
     async def _get_attempt(self, event: Event, job: str) -> JobAttempt | None:
         try:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
 
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 
-from ion.core import errors, failpoints
+from ion.core import failpoints
 from ion.core.contract import EventFile, parse_event_file, parse_pairs, resolve_inside
 from ion.core.events import (
     Context,
@@ -31,8 +30,9 @@ from ion.core.events import (
     insight_id,
 )
 from ion.core.ports.blobs import BlobStore
-from ion.core.ports.bus import EventBus, OutgoingMessage
+from ion.core.ports.bus import EventBus
 from ion.core.ports.meta import MetadataStore
+from ion.core.publishing import publish_events
 from ion.handler.job import HandlerJob
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ async def commit(
             await meta.upsert_event_meta(event_meta)
         with tracer.start_as_current_span("publish"):
             failpoints.reach("commit.before-publish")
-            await _publish(bus, [child for child, _ in children])
+            await publish_events(bus, [child for child, _ in children])
             failpoints.reach("commit.published")
         log.info(
             "committed %d file(s), %d insight(s), %d event(s)",
@@ -200,21 +200,3 @@ async def _child_event(
         files_prefix=prefix,
     )
     return Event(context=context, type=ef.event_type), event_meta
-
-
-async def _publish(bus: EventBus, events: list[Event]) -> None:
-    by_topic: dict[str, list[OutgoingMessage]] = defaultdict(list)
-    for event in events:
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
-        by_topic[event.type].append(
-            OutgoingMessage(body=event.to_json(), message_id=event.event_id, properties=carrier)
-        )
-    for topic, messages in by_topic.items():
-        try:
-            await bus.publish(topic, messages)
-        except errors.NotFoundError:
-            # Nobody subscribes yet; create the topic so the event is accepted (and dropped by
-            # the bus only if no subscription ever exists, as Service Bus does).
-            await bus.ensure_topic(topic)
-            await bus.publish(topic, messages)

@@ -19,9 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from ion.core import AttemptState, JobAttempt, ModuleRecord, ModuleSpec, errors
+from ion.core import AttemptState, JobAttempt, ModuleRecord, ModuleSpec, errors, naming
 from ion.core.ports import EventBus, MetadataStore
-from ion.core import naming
 from ion.management.deployers import Deployer, Runtime
 
 log = logging.getLogger(__name__)

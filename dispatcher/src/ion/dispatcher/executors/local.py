@@ -284,6 +284,10 @@ class LocalExecutor:
                 if result is not None:  # another process finished it while we waited
                     return JobResult.model_validate(result)
                 return await self._run(job, paths)
+        except OSError as err:  # the job's directory could not be written (a full disk?)
+            raise errors.TransientError(
+                f"job {job.job_id} could not go on: {_os_error_text(err)}"
+            ) from err
         finally:
             self._children.pop(job.job_id, None)
 
@@ -323,7 +327,10 @@ class LocalExecutor:
                 prepare_error = _os_error_text(err)
         if ended is None and not prepare_error:
             failpoints.reach("local.prepared")
-            ended = await self._start_module(job, paths)
+            with tracer.start_as_current_span(
+                "module", attributes={"ion.module": job.spec.name, "ion.job": job.job_id}
+            ):
+                ended = await self._start_module(job, paths)
         failpoints.reach("local.module-ended")
         run = _read_json(paths.module)
         attempt = Attempt(
@@ -332,23 +339,18 @@ class LocalExecutor:
             log_path=paths.log,
             started_at=datetime.fromisoformat(run["started_at"]) if run else self._clock.now(),
         )
-        try:
-            result = await finish_job(
-                handler_job,
-                attempt,
-                ended=ended,
-                prepare_error=prepare_error,
-                blobs=self._blobs,
-                meta=self._meta,
-                bus=self._bus,
-                url_lifetime=self._url_lifetime,
-            )
-            failpoints.reach("local.finished")
-            _write_atomic(paths.result, result.model_dump_json())
-        except OSError as err:
-            raise errors.TransientError(
-                f"could not finish job {job.job_id}: {_os_error_text(err)}"
-            ) from err
+        result = await finish_job(
+            handler_job,
+            attempt,
+            ended=ended,
+            prepare_error=prepare_error,
+            blobs=self._blobs,
+            meta=self._meta,
+            bus=self._bus,
+            url_lifetime=self._url_lifetime,
+        )
+        failpoints.reach("local.finished")
+        _write_atomic(paths.result, result.model_dump_json())
         log.info("job %s finished: %s %s", job.job_id, result.state, result.reason[:200])
         return result
 
@@ -401,25 +403,24 @@ class LocalExecutor:
             # Recorded before the spawn: a restart that finds no trace of this run may start it.
             _write_atomic(paths.module, json.dumps(run))
             failpoints.reach("local.module-recorded")
-            with tracer.start_as_current_span("module", attributes={"ion.job": job.job_id}):
-                try:
-                    with paths.log.open("ab") as log_file:
-                        proc = await asyncio.create_subprocess_exec(
-                            "/bin/sh",
-                            "-c",
-                            _WRAPPER,
-                            str(marker),
-                            *argv,
-                            env=module_environment(paths.base, job.spec.env),
-                            cwd=cwd,
-                            stdin=asyncio.subprocess.DEVNULL,
-                            stdout=log_file,
-                            stderr=asyncio.subprocess.STDOUT,
-                            start_new_session=True,
-                            pass_fds=(lock_fd,),
-                        )
-                except OSError as err:
-                    return ModuleEnd(error=f"could not start the module: {_os_error_text(err)}")
+            try:
+                with paths.log.open("ab") as log_file:
+                    proc = await asyncio.create_subprocess_exec(
+                        "/bin/sh",
+                        "-c",
+                        _WRAPPER,
+                        str(marker),
+                        *argv,
+                        env=module_environment(paths.base, job.spec.env),
+                        cwd=cwd,
+                        stdin=asyncio.subprocess.DEVNULL,
+                        stdout=log_file,
+                        stderr=asyncio.subprocess.STDOUT,
+                        start_new_session=True,
+                        pass_fds=(lock_fd,),
+                    )
+            except OSError as err:
+                return ModuleEnd(error=f"could not start the module: {_os_error_text(err)}")
         finally:
             os.close(lock_fd)  # the module's processes hold the lock from here on
         self._children[job.job_id] = proc

@@ -7,8 +7,7 @@ runtime) images, so it serves the providers `local` and `docker`.
 
 from __future__ import annotations
 
-from ion.core import ModuleRecord, errors
-from ion.core import naming
+from ion.core import ModuleRecord, errors, naming
 from ion.management.dataplane import Platform
 from ion.management.deployers.base import Runtime
 

@@ -1,0 +1,277 @@
+"""Ion's control plane on one machine: backends, module dispatchers, root events, flows, dead letters.
+
+One object opens the bus, blob store and metadata store from settings (or takes them), runs
+modules' dispatchers through the dispatcher member's pool (jobs on the local executor), raises
+root events (files streamed straight into the blob store, published with the same function a
+commit uses for child events), builds flows from typed documents, and lists and replays dead
+letters. `ion up`, `ion-management serve` and `pipeline run` all drive Ion through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from ion.core import attempts, errors, identifiers, naming
+from ion.core.backends import open_blobs, open_bus, open_meta
+from ion.core.clock import Clock, SystemClock
+from ion.core.config import IonSettings
+from ion.core.events import ROOT_PUBLISHER, Event, EventMeta, KeyValuePair, new_root_event
+from ion.core.flow import Flow, load_flow
+from ion.core.ports.blobs import BlobStore
+from ion.core.ports.bus import EventBus, PeekedMessage
+from ion.core.ports.meta import MetadataStore
+from ion.core.publishing import publish_events
+from ion.core.records import ModuleRecord
+from ion.dispatcher.dispatching import Dispatcher
+from ion.dispatcher.embedded import local_pool
+from ion.dispatcher.pool import DispatcherPool, ModuleRuntime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RootFile:
+    """A file to attach to a root event: its name (relative, '/'-separated) and its content."""
+
+    name: str
+    chunks: AsyncIterator[bytes]
+
+    @classmethod
+    def from_path(cls, path: Path, *, name: str | None = None) -> RootFile:
+        """Stream a local file.
+
+        Raises:
+            errors.NotFoundError: the file does not exist.
+        """
+        if not path.is_file():
+            raise errors.NotFoundError(f"file to attach {str(path)!r} does not exist")
+        return cls(name or path.name, _read_chunks(path))
+
+
+async def _read_chunks(path: Path, size: int = 1024 * 1024) -> AsyncIterator[bytes]:
+    with path.open("rb") as f:
+        while chunk := await asyncio.to_thread(f.read, size):
+            yield chunk
+
+
+class ControlPlane:
+    """Ion on one machine: backends from settings and every module's dispatchers in a pool."""
+
+    def __init__(
+        self,
+        settings: IonSettings,
+        *,
+        clock: Clock | None = None,
+        working_dir: Path | None = None,
+        bus: EventBus | None = None,
+        blobs: BlobStore | None = None,
+        meta: MetadataStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock or SystemClock()
+        self._working_dir = working_dir
+        self.bus: EventBus = bus or open_bus(settings.bus_url, clock=self._clock)
+        self.blobs: BlobStore = blobs or open_blobs(settings.blobs_url)
+        self.meta: MetadataStore = meta or open_meta(settings.meta_url)
+        self._stack = AsyncExitStack()
+        self._pool: DispatcherPool | None = None
+
+    async def __aenter__(self) -> ControlPlane:
+        self._pool = await self._stack.enter_async_context(
+            local_pool(
+                self.settings,
+                bus=self.bus,
+                blobs=self.blobs,
+                meta=self.meta,
+                working_dir=self._working_dir,
+                clock=self._clock,
+            )
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop every dispatcher gracefully, then close the backends; idempotent."""
+        await self._stack.aclose()
+        self._pool = None
+        for backend in (self.bus, self.blobs, self.meta):
+            await backend.aclose()
+
+    @property
+    def pool(self) -> DispatcherPool:
+        """The dispatchers running in this process."""
+        if self._pool is None:
+            raise RuntimeError("use ControlPlane as an async context manager")
+        return self._pool
+
+    # -- modules -------------------------------------------------------------------------
+
+    async def start_module(self, record: ModuleRecord) -> None:
+        """Create the module's subscription and start its dispatchers (instance_count of them)."""
+        await self.pool.start(record)
+
+    async def stop_module(self, module_id: str, *, remove_subscription: bool = True) -> None:
+        """Stop the module's dispatchers (gracefully) and, if asked, remove its subscription.
+
+        Raises:
+            errors.NotFoundError: the module is not running here.
+        """
+        await self.pool.stop(module_id, remove_subscription=remove_subscription)
+
+    def module_status(self, module_id: str) -> ModuleRuntime:
+        """Return how many dispatchers run and how many jobs are in flight for a module."""
+        return self.pool.status(module_id)
+
+    def dispatchers(self, module_id: str) -> list[Dispatcher]:
+        """The module's dispatchers in this process (for their counters)."""
+        return self.pool.dispatchers(module_id)
+
+    def subscribers(self) -> dict[str, list[str]]:
+        """Map each event type to the names of the running modules subscribed to it."""
+        return self.pool.subscribers()
+
+    # -- root events ---------------------------------------------------------------------
+
+    async def raise_event(
+        self,
+        event_type: str,
+        *,
+        data: Mapping[str, str] | None = None,
+        files: Sequence[Path | RootFile] = (),
+        correlation_id: str | None = None,
+    ) -> Event:
+        """Raise a root event: stream its files into the blob store, record it, publish it.
+
+        Raises:
+            errors.ValidationError: the type, data, correlation id or a file name breaks a
+                rule of `ion.core.identifiers` (nothing is stored or published).
+            errors.NotFoundError: a local file to attach does not exist.
+        """
+        event = new_root_event(event_type, data=data or {}, correlation_id=correlation_id)
+        sources = [f if isinstance(f, RootFile) else RootFile.from_path(f) for f in files]
+        names = identifiers.check_file_names([s.name for s in sources])
+        if len(set(names)) != len(names):
+            raise errors.ValidationError(
+                "two attached files have the same name", field="files", rule="Unique"
+            )
+        prefix = f"{event.correlation_id}/{event.event_id}/{ROOT_PUBLISHER}"
+        lifetime = timedelta(hours=self.settings.blobs.sas_lifetime_hours)
+        url_pairs: list[KeyValuePair] = []
+        for source in sources:
+            key = f"{prefix}/{source.name}"
+            await self.blobs.put_stream(key, source.chunks)
+            url_pairs.append(
+                KeyValuePair(
+                    key=source.name, value=await self.blobs.url_for(key, expires_in=lifetime)
+                )
+            )
+        await self.meta.upsert_event_meta(
+            EventMeta(
+                id=event.event_id,
+                context=event.context,
+                type=event_type,
+                files=names,
+                data=[*event.data, *url_pairs],
+                files_prefix=prefix,
+            )
+        )
+        await publish_events(self.bus, [event])
+        log.info("raised %s (correlation %s)", event_type, event.correlation_id)
+        return event
+
+    # -- flows ---------------------------------------------------------------------------
+
+    async def flow(self, correlation_id: str) -> Flow:
+        """Return the flow tree of a correlation id."""
+        return await load_flow(self.meta, correlation_id, self.subscribers())
+
+    async def wait_settled(
+        self,
+        correlation_id: str,
+        *,
+        timeout: float,
+        poll: float = 0.05,
+        on_progress: Callable[[Flow], None] | None = None,
+    ) -> Flow:
+        """Wait until no run of the flow is pending, running or retrying; return the tree.
+
+        Raises:
+            errors.TransientError: the flow did not settle within `timeout` seconds.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            flow = await self.flow(correlation_id)
+            if on_progress is not None:
+                on_progress(flow)
+            if flow.settled:
+                return flow
+            if loop.time() >= deadline:
+                raise errors.TransientError(
+                    f"flow {correlation_id} did not settle within {timeout:g}s"
+                )
+            await asyncio.sleep(poll)
+
+    # -- dead letters --------------------------------------------------------------------
+
+    def _entities(self, module_id: str) -> tuple[str, str, ModuleRecord]:
+        record = self.pool.record(module_id)
+        topic = record.spec.subscribes_to
+        return topic, naming.subscription_name(topic, record.spec.name), record
+
+    async def dead_letters(self, module_id: str, *, max_messages: int = 100) -> list[PeekedMessage]:
+        """Return the module's dead-lettered messages with their reasons.
+
+        Raises:
+            errors.NotFoundError: the module is not running here.
+        """
+        topic, subscription, _ = self._entities(module_id)
+        return await self.bus.peek(topic, subscription, max_messages=max_messages, dead_letter=True)
+
+    async def replay_dead_letter(self, module_id: str, message_id: str) -> None:
+        """Send one dead-lettered message back to the module for a fresh round of attempts.
+
+        Raises:
+            errors.NotFoundError: the module is not running here, or has no such dead letter.
+        """
+        topic, subscription, record = self._entities(module_id)
+        found = None
+        held = []
+        try:
+            while True:
+                batch = await self.bus.receive_dead_letters(
+                    topic, subscription, max_messages=50, max_wait=timedelta(milliseconds=200)
+                )
+                if not batch:
+                    break
+                for m in batch:
+                    if m.message_id == message_id and found is None:
+                        found = m
+                    else:
+                        held.append(m)
+        finally:
+            for m in held:
+                with contextlib.suppress(errors.IonError):
+                    await self.bus.abandon(m)
+        if found is None:
+            raise errors.NotFoundError(f"no dead letter {message_id!r} for module {module_id!r}")
+        last = attempts.attempt_of(found.properties)
+        replay = attempts.next_attempt_message(
+            body=found.body,
+            properties=found.properties,
+            message_id=attempts.replay_message_id(message_id, last + 1),
+            attempt=last + 1,
+            max_attempt=last + record.spec.max_attempts,
+            subscription=subscription,
+        )
+        await self.bus.publish(topic, [replay])
+        await self.bus.complete(found)
