@@ -94,6 +94,10 @@ class ManagementSettings(BaseModel):
     cacertfile: str = ""
     insecure: bool = False
     """Serve plaintext gRPC (warns); mutual TLS otherwise."""
+    front_api_max_request_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    """Largest front API request body, all multipart parts together (413 above it)."""
+    front_api_max_file_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    """Largest single file part of a front API upload (413 above it)."""
 
 
 class TelemetrySettings(BaseModel):

@@ -375,12 +375,13 @@ def parse_json(
     max_bytes: int = MAX_EVENT_BYTES,
     max_depth: int = MAX_JSON_DEPTH,
     max_values: int = MAX_JSON_VALUES,
+    root: str = "",
 ) -> Any:
     """Parse a JSON document within bounds: size, UTF-8, nesting, number of values, text.
 
     Strict JSON: no `NaN`/`Infinity`, no numbers longer than 64 characters, no NUL or lone
     surrogate in any string (escaped or not). Errors name the JSON path in `field`
-    (`data.0.value`; `field` itself for the document as a whole).
+    (`data.0.value`, after `root` if given; `field` itself for the document as a whole).
 
     Raises:
         errors.ValidationError: `TooLarge`, `InvalidText`, `NotJson`, `InvalidNumber`,
@@ -419,6 +420,7 @@ def parse_json(
         max_depth=max_depth,
         max_values=max_values,
         check_strings="\\u" in text,
+        root=root,
     )
     return body
 
@@ -429,7 +431,9 @@ _Path = tuple[Any, str | int] | None
 """A JSON path as a linked list, (parent path, key), rendered only for an error."""
 
 
-def _render(path: _Path, field: str) -> str:
+def _render(path: _Path, field: str, root: str = "") -> str:
+    if path is None:
+        return field
     parts: list[str] = []
     while path is not None:
         path, key = path
@@ -437,11 +441,13 @@ def _render(path: _Path, field: str) -> str:
             parts.append(str(key))
         else:
             parts.append(shown(key, 20))
-    return ".".join(reversed(parts)) or field
+    if root:
+        parts.append(root)
+    return ".".join(reversed(parts))
 
 
 def _check_tree(
-    body: Any, *, field: str, max_depth: int, max_values: int, check_strings: bool
+    body: Any, *, field: str, max_depth: int, max_values: int, check_strings: bool, root: str
 ) -> None:
     """Bound nesting and value count; with `check_strings`, refuse NUL and lone surrogates.
 
@@ -450,7 +456,7 @@ def _check_tree(
     """
 
     def bad_text(text: str, path: _Path, what: str = "") -> errors.ValidationError:
-        where = _render(path, field)
+        where = _render(path, field, root)
         return _fail(
             f"{where}: {what}{shown(text)} holds a NUL character or a lone surrogate",
             field=where,
@@ -468,7 +474,7 @@ def _check_tree(
     while stack:
         node, depth, path = stack.pop()
         if depth >= max_depth:
-            where = _render(path, field)
+            where = _render(path, field, root)
             raise _fail(
                 f"{where} is nested deeper than {max_depth} levels", field=where, rule=TOO_DEEP
             )

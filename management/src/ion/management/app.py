@@ -73,7 +73,13 @@ async def run(
         server = await start_server(platform, registry, host=cfg.host, port=cfg.port, tls=tls)
         try:
             runner, front_port = await start_front_api(
-                platform, host=cfg.host, port=cfg.front_api_port, tls=tls, token=front_api_token
+                platform,
+                host=cfg.host,
+                port=cfg.front_api_port,
+                tls=tls,
+                token=front_api_token,
+                max_request_bytes=cfg.front_api_max_request_bytes,
+                max_file_bytes=cfg.front_api_max_file_bytes,
             )
         except BaseException:
             await server.stop(0)

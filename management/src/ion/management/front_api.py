@@ -10,23 +10,28 @@ Routes:
 
 Every other request needs `Authorization: Bearer <token>` or, when served over TLS, a client
 certificate signed by Ion's CA. Unlike 2018, a body that is not valid JSON is a 400.
+
+Input follows the rules of `ion.core.identifiers`, the same as gRPC `Publish` and the bus
+reader: a broken rule is a 400 `{"error", "field", "reason"}` naming the field (`event_type`,
+`correlation_id`, `data`, `files`, `body`) before anything is stored. A request body over
+`max_request_bytes` (all multipart parts together) or a file part over `max_file_bytes` is a
+413 with the same JSON.
 """
 
 from __future__ import annotations
 
 import asyncio
+import binascii
 import hmac
-import json
 import logging
 import ssl
 import tempfile
-from collections.abc import Awaitable, Callable
-from pathlib import Path, PurePosixPath
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import BodyPartReader, web
 
-from ion.core import Event, errors
-from ion.core.modules import check_event_type
+from ion.core import Event, errors, identifiers
 from ion.management.certs import TlsFiles
 from ion.management.dataplane import Platform
 
@@ -37,12 +42,46 @@ NEW_LINK_EVENT = "frontapi.new_link"
 REQUEST_TIMEOUT_SECONDS = 20.0
 """As the 2018 front API: a request that takes longer answers 503."""
 MAX_BODY_BYTES = 64 * 1024 * 1024
+"""Default cap of a request body, all multipart parts together."""
+MAX_FILE_BYTES = 64 * 1024 * 1024
+"""Default cap of one uploaded file part."""
+_MAX_FIELD_BYTES = 4 * identifiers.MAX_VALUE_CHARS
+"""A multipart text field longer than this cannot be a valid value in any encoding."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+def _error(status: int, message: str, *, field: str = "", reason: str = "") -> web.Response:
+    body = {"error": message}
+    if field:
+        body["field"] = field
+    if reason:
+        body["reason"] = reason
+    return web.json_response(body, status=status)
+
+
+def _invalid(err: errors.ValidationError) -> web.Response:
+    return _error(400, str(err), field=err.field, reason=err.rule)
+
+
+def _part_text(part: BodyPartReader, raw: bytearray, field: str) -> str:
+    """Decode a form field by its transfer encoding and charset (UTF-8 by default)."""
+    try:
+        return bytes(part.decode(raw)).decode(part.get_charset(default="utf-8"))
+    except (LookupError, UnicodeDecodeError, RuntimeError, ValueError, binascii.Error) as err:
+        raise errors.ValidationError(
+            f"{field}: not text in its declared encoding: {err}",
+            field=field,
+            rule=identifiers.INVALID_TEXT,
+        ) from err
+
+
+class _Refused(Exception):
+    """Ends a request early with an error response."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.text)
+        self.response = response
 
 
 def _event_response(event: Event, status: int) -> web.Response:
@@ -62,13 +101,24 @@ def ssl_context(files: TlsFiles) -> ssl.SSLContext:
 class FrontApi:
     """The aiohttp application raising root events on a platform."""
 
-    def __init__(self, platform: Platform, *, token: str | None) -> None:
+    def __init__(
+        self,
+        platform: Platform,
+        *,
+        token: str | None,
+        max_request_bytes: int = MAX_BODY_BYTES,
+        max_file_bytes: int = MAX_FILE_BYTES,
+    ) -> None:
         self._platform = platform
         self._token = token or None
+        self._max_request_bytes = max_request_bytes
+        self._max_file_bytes = max_file_bytes
 
     def app(self) -> web.Application:
         """Return the application with its routes and authentication."""
-        app = web.Application(middlewares=[self._authenticate], client_max_size=MAX_BODY_BYTES)
+        app = web.Application(
+            middlewares=[self._authenticate], client_max_size=self._max_request_bytes
+        )
         app.router.add_get("/healthz", self._healthz)
         app.router.add_post("/events/{type}", self._post_event)
         app.router.add_post("/", self._post_link)
@@ -111,61 +161,152 @@ class FrontApi:
                 event_type, data=data, files=files, correlation_id=correlation_id
             )
 
+    def _too_large(self, what: str, *, field: str) -> _Refused:
+        setting, limit = (
+            ("FILE", self._max_file_bytes)
+            if field == "files"
+            else ("REQUEST", self._max_request_bytes)
+        )
+        return _Refused(
+            _error(
+                413,
+                f"{what} is larger than {limit} bytes (ION_MANAGEMENT__FRONT_API_MAX_{setting}_BYTES)",
+                field=field,
+                reason=identifiers.TOO_LARGE,
+            )
+        )
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge as err:
+            raise self._too_large("the request body", field="body") from err
+
+    def _parse_json(self, raw: bytes, *, root: str = "") -> object:
+        try:
+            return identifiers.parse_json(
+                raw, field="body", max_bytes=self._max_request_bytes, root=root
+            )
+        except errors.ValidationError as err:
+            raise _Refused(_invalid(err)) from err
+
     async def _post_event(self, request: web.Request) -> web.Response:
         event_type = request.match_info["type"]
-        try:
-            check_event_type(event_type)
-        except ValueError as err:
-            return _error(400, str(err))
         correlation_id = request.query.get("correlation_id") or None
+        try:
+            identifiers.check_event_type(event_type, field="event_type")
+            if correlation_id is not None:
+                identifiers.check_id(correlation_id, field="correlation_id")
+        except errors.ValidationError as err:
+            return _invalid(err)
+        if (request.content_length or 0) > self._max_request_bytes:
+            return self._too_large("the request body", field="body").response
         with tempfile.TemporaryDirectory(prefix="ion-front-") as tmp:
             files: list[Path] = []
             data: dict[str, str] = {}
-            if request.content_type.startswith("multipart/"):
-                reader = await request.multipart()
-                while (part := await reader.next()) is not None:
-                    if not isinstance(part, BodyPartReader):
-                        return _error(400, "nested multipart bodies are not supported")
-                    name = part.name or ""
-                    filename = part.filename
-                    if filename:
-                        base = PurePosixPath(filename.replace("\\", "/")).name
-                        if not base or base in (".", ".."):
-                            return _error(400, f"file name {filename!r} is not usable")
-                        target = Path(tmp) / base
-                        if target.exists():
-                            return _error(400, f"two files are named {base!r}")
-                        with target.open("wb") as out:
-                            while chunk := await part.read_chunk():
-                                out.write(chunk)
-                        files.append(target)
-                    elif name:
-                        data[name] = await part.text()
-            else:
-                raw = await request.read()
-                if raw.strip():
-                    try:
-                        body = json.loads(raw)
-                    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-                        return _error(400, f"body is not JSON: {err}")
-                    if not isinstance(body, dict):
-                        return _error(400, "body must be a JSON object of string values")
-                    for key, value in body.items():
-                        if not isinstance(value, str):
-                            return _error(
-                                400, f"data value of {key!r} must be a string (2018 contract)"
-                            )
-                        data[key] = value
+            try:
+                if request.content_type.startswith("multipart/"):
+                    await self._read_multipart(request, Path(tmp), files, data)
+                else:
+                    await self._read_json_data(request, data)
+                identifiers.check_root_request(
+                    event_type,
+                    data=data,
+                    correlation_id=correlation_id,
+                    file_names=[f.name for f in files],
+                )
+            except _Refused as refused:
+                return refused.response
+            except errors.ValidationError as err:
+                return _invalid(err)
             return await self._respond(event_type, data, files, correlation_id, status=201)
+
+    async def _read_json_data(self, request: web.Request, data: dict[str, str]) -> None:
+        raw = await self._read_body(request)
+        if not raw.strip():
+            return
+        body = self._parse_json(raw, root="data")
+        if not isinstance(body, dict):
+            raise _Refused(
+                _error(
+                    400,
+                    "body must be a JSON object of string values",
+                    field="body",
+                    reason=identifiers.WRONG_TYPE,
+                )
+            )
+        for key, value in body.items():
+            identifiers.check_key(key, field="data")
+            data[key] = identifiers.check_value(value, field=f"data.{key}")
+
+    async def _read_multipart(
+        self, request: web.Request, tmp: Path, files: list[Path], data: dict[str, str]
+    ) -> None:
+        """Store file parts under `tmp` and collect text fields, every part size-capped."""
+        reader = await request.multipart()
+        read = [0]  # bytes of every part so far, against max_request_bytes
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                raise _Refused(_error(400, "nested multipart bodies are not supported"))
+            if part.filename:
+                base = identifiers.check_file_name(part.filename, field="files")
+                target = tmp / base
+                if target.exists():
+                    raise errors.ValidationError(
+                        f"files: two files are named {identifiers.shown(base)}",
+                        field="files",
+                        rule=identifiers.DUPLICATE_FILE_NAME,
+                    )
+                if len(files) >= identifiers.MAX_FILES:
+                    raise errors.ValidationError(
+                        f"files: at most {identifiers.MAX_FILES} files may be attached",
+                        field="files",
+                        rule=identifiers.TOO_LARGE,
+                    )
+                too_big = self._too_large(f"file {identifiers.shown(base)}", field="files")
+                with target.open("wb") as out:
+                    async for chunk in self._chunks(part, read, self._max_file_bytes, too_big):
+                        out.write(chunk)
+                files.append(target)
+            elif part.name:
+                key = identifiers.check_key(part.name, field="data")
+                field = f"data.{key}"
+                too_long = errors.ValidationError(
+                    f"{field}: longer than a value may be ({identifiers.MAX_VALUE_CHARS}"
+                    " characters)",
+                    field=field,
+                    rule=identifiers.TOO_LARGE,
+                )
+                raw = bytearray()
+                async for chunk in self._chunks(part, read, _MAX_FIELD_BYTES, too_long):
+                    raw += chunk
+                data[key] = identifiers.check_value(_part_text(part, raw, field), field=field)
+            else:  # neither a file nor a field: read past it, counted like the rest
+                async for _ in self._chunks(part, read, self._max_request_bytes, None):
+                    pass
+
+    async def _chunks(
+        self, part: BodyPartReader, read: list[int], limit: int, over: Exception | None
+    ) -> AsyncIterator[bytes]:
+        """Yield a part's chunks; raise `over` past `limit`, or 413 past the request's cap."""
+        size = 0
+        while chunk := await part.read_chunk():
+            size += len(chunk)
+            read[0] += len(chunk)
+            if read[0] > self._max_request_bytes:
+                raise self._too_large("the request body", field="body")
+            if over is not None and size > limit:
+                raise over
+            yield chunk
 
     async def _post_link(self, request: web.Request) -> web.Response:
         try:
-            body = json.loads(await request.read())
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            return _error(400, f'body is not JSON: {err}; send {{"url": "..."}}')
+            body = self._parse_json(await self._read_body(request))
+        except _Refused as refused:
+            return refused.response
         url = body.get("url") if isinstance(body, dict) else None
         if not isinstance(url, str) or not url:
-            return _error(400, 'body must be {"url": "<string>"}')
+            return _error(400, 'body must be {"url": "<string>"}', field="url")
         return await self._respond(NEW_LINK_EVENT, {"url": url}, [], None, status=200)
 
     async def _respond(
@@ -182,7 +323,7 @@ class FrontApi:
         except TimeoutError:
             return _error(503, "raising the event took too long; try again")
         except errors.ValidationError as err:
-            return _error(400, str(err))
+            return _invalid(err)
         except errors.NotFoundError as err:
             return _error(404, str(err))
         except errors.TransientError as err:
@@ -202,13 +343,18 @@ async def start_front_api(
     port: int,
     tls: TlsFiles | None,
     token: str | None,
+    max_request_bytes: int = MAX_BODY_BYTES,
+    max_file_bytes: int = MAX_FILE_BYTES,
 ) -> tuple[web.AppRunner, int]:
     """Start the front API; return its runner (to clean up) and the bound port.
 
     Raises:
         errors.ConfigError: the port cannot be bound.
     """
-    runner = web.AppRunner(FrontApi(platform, token=token).app(), access_log=None)
+    front = FrontApi(
+        platform, token=token, max_request_bytes=max_request_bytes, max_file_bytes=max_file_bytes
+    )
+    runner = web.AppRunner(front.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(
         runner,

@@ -14,14 +14,13 @@ import json
 import logging
 import tempfile
 from collections.abc import Awaitable, Callable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc  # type: ignore[import-untyped]  # grpcio ships no type information
 
-from ion.core import AttemptState, Event, ModuleRecord, errors
+from ion.core import AttemptState, Event, ModuleRecord, errors, identifiers
 from ion.core.flow import Flow
-from ion.core.modules import check_event_type
 from ion.management import convert
 from ion.management.dataplane import Platform
 from ion.management.deployers import Runtime
@@ -159,6 +158,7 @@ class TraceService(trace_pb2_grpc.TraceServiceServicer):
             raise errors.ValidationError(
                 "field 'correlationID' is required", field="correlationID", rule="required"
             )
+        identifiers.check_id(correlation_id, field="correlationID")
         flow: Flow | None = None
         if request.wait_seconds > 0:
             # Not settled in time is an answer too: the tree as it is now, settled=false.
@@ -179,17 +179,6 @@ class TraceService(trace_pb2_grpc.TraceServiceServicer):
         )
 
 
-def _safe_file_name(name: str) -> str:
-    path = PurePosixPath(name)
-    if not name or path.is_absolute() or len(path.parts) != 1 or name in (".", ".."):
-        raise errors.ValidationError(
-            f"file name {name!r} must be a plain file name (no directories)",
-            field="files",
-            rule="file_name",
-        )
-    return name
-
-
 class EventService(events_pb2_grpc.EventServiceServicer):
     """Raise root events, read events and peek subscriptions."""
 
@@ -202,18 +191,18 @@ class EventService(events_pb2_grpc.EventServiceServicer):
         self, request: events_pb2.PublishEventRequest, context: Any
     ) -> events_pb2.PublishEventResponse:
         """Raise a root event with data and files."""
-        try:
-            event_type = check_event_type(request.event_type.strip())
-        except ValueError as err:
-            raise errors.ValidationError(
-                f"field 'event_type': {err}", field="event_type", rule="event_type"
-            ) from err
-        data = {kv.key: kv.value for kv in request.data}
-        names = [_safe_file_name(f.name) for f in request.files]
-        if len(set(names)) != len(names):
-            raise errors.ValidationError(
-                "two files have the same name", field="files", rule="unique"
-            )
+        # The rules of ion.core.identifiers, as for the front API and the bus reader; a broken
+        # one is INVALID_ARGUMENT with the field in the `ion-field` trailer.
+        event_type = request.event_type.strip()
+        correlation_id = request.correlation_id.strip() or None
+        pairs = [(kv.key, kv.value) for kv in request.data]
+        identifiers.check_root_request(
+            event_type,
+            data=pairs,
+            correlation_id=correlation_id,
+            file_names=[f.name for f in request.files],
+        )
+        data = dict(pairs)
         with tempfile.TemporaryDirectory(prefix="ion-upload-") as tmp:
             paths = []
             for file in request.files:
@@ -221,10 +210,7 @@ class EventService(events_pb2_grpc.EventServiceServicer):
                 path.write_bytes(file.content)
                 paths.append(path)
             event = await self._platform.raise_event(
-                event_type,
-                data=data,
-                files=paths,
-                correlation_id=request.correlation_id.strip() or None,
+                event_type, data=data, files=paths, correlation_id=correlation_id
             )
         log.info(
             "raised %s",
@@ -244,9 +230,11 @@ class EventService(events_pb2_grpc.EventServiceServicer):
             raise errors.ValidationError(
                 "field 'event_id' is required", field="event_id", rule="required"
             )
-        meta = await self._platform.meta.get_event_meta(
-            request.correlation_id.strip(), request.event_id.strip()
+        event_id = identifiers.check_id(request.event_id.strip(), field="event_id")
+        correlation_id = identifiers.check_id(
+            request.correlation_id.strip(), field="correlation_id", allow_empty=True
         )
+        meta = await self._platform.meta.get_event_meta(correlation_id, event_id)
         return events_pb2.GetEventResponse(
             event=convert.meta_event_info(meta),
             files=meta.files,
