@@ -3,6 +3,11 @@
 The 2018 `event` commands spoke AMQP to Service Bus directly; here every command goes through
 the management server, so `--amqp-connection-string` is accepted and ignored (with a note),
 and `event create` writes the event's metadata like a front API event, so modules get its data.
+
+Ids, event types, data and file names follow Ion's one set of rules (`ion.core.identifiers`),
+which the management server applies to every request: a value that breaks one is refused with
+a one-line `invalid request: <field>: ...` error. Only what cannot even be sent is checked
+here: text that is not valid UTF-8 (bytes of another encoding in an argument or a file name).
 """
 
 from __future__ import annotations
@@ -38,6 +43,18 @@ def event(amqp_connection_string: str | None) -> None:
     _note_ignored("--amqp-connection-string", amqp_connection_string)
 
 
+def _text(value: str, what: str) -> str:
+    """Return `value` if it can be sent (valid UTF-8 text), else a one-line CliError."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raise CliError(
+            f"{what} {shown!r} is not valid UTF-8 text; Ion ids, data and file names are UTF-8"
+        ) from err
+    return value
+
+
 def _read_files(paths: tuple[Path, ...]) -> list[tuple[str, bytes]]:
     files: list[tuple[str, bytes]] = []
     total = 0
@@ -52,7 +69,7 @@ def _read_files(paths: tuple[Path, ...]) -> list[tuple[str, bytes]]:
                 f"files add up to more than {MAX_FILE_BYTES // (1024 * 1024)} MiB; upload large"
                 " files with the front API (POST /events/<type>, multipart)"
             )
-        files.append((path.name, content))
+        files.append((_text(path.name, "--file name"), content))
     return files
 
 
@@ -89,8 +106,13 @@ def create(
         ("--parent-event-id", parent_event_id),
     ):
         _note_ignored(name, value)
-    data = key_values(data_items, flag="--data")
-    names = [p.name for p in file_paths]
+    _text(event_type, "--type")
+    _text(correlation_id, "--correlation-id")
+    data = [
+        (_text(k, "--data key"), _text(v, f"--data value of {k!r}"))
+        for k, v in key_values(data_items, flag="--data")
+    ]
+    names = [_text(p.name, "--file name") for p in file_paths]
     if len(set(names)) != len(names):
         raise click.BadParameter("two files have the same name", param_hint="--file")
     files = _read_files(file_paths)
@@ -146,6 +168,8 @@ def get(event_id: str, correlation_id: str, sub_name: str, event_type: str, fmt:
         return
     if not event_id:
         raise click.UsageError("give --event-id (or the 2018 --sub-name with --event-type)")
+    _text(event_id, "--event-id")
+    _text(correlation_id, "--correlation-id")
     got = call(lambda client: client.get_event(event_id, correlation_id=correlation_id))
     data = as_data(got.event)
     data["files"] = list(got.files)
