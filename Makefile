@@ -17,7 +17,7 @@ help:
 
 demo: .venv/.ion-stamp
 	@rm -rf $(DEMO_HOME)
-	ION_HOME=$(DEMO_HOME) $(VENV)/ion-dispatcher pipeline run examples/media-classifiers/pipeline.yaml
+	ION_HOME=$(DEMO_HOME) $(VENV)/ion-management pipeline run examples/media-classifiers/pipeline.yaml
 
 # Installs the pinned Azure emulators (Azurite, cosmosdb-server) for the tests. Without npm they
 # cannot be installed: their suites are then skipped, and the pytest summary says which and why

@@ -1,6 +1,6 @@
 """Per-hop overhead of a 10-module chain of no-op modules, vs a bare spawn of the same command.
 
-Ion: an EmbeddedPlatform (SQLite bus and meta, filesystem blobs under a scratch directory) runs
+Ion: an ControlPlane (SQLite bus and meta, filesystem blobs under a scratch directory) runs
 modules hop-0 .. hop-9; module i subscribes to `hop.i` and publishes `hop.i+1` by writing one
 event file with a tiny sh script (`/bin/sh hop.sh hop.<i+1>`). A root `hop.0` event runs the
 whole chain; per hop = (end of the last module's attempt - raise of the root event) / 10.
@@ -24,7 +24,7 @@ from _common import note, parse_args, report, scratch
 from ion.core.config import load_settings
 from ion.core.modules import ModuleSpec
 from ion.core.records import AttemptState, ModuleRecord
-from ion.dispatcher.platform import EmbeddedPlatform
+from ion.management.control import ControlPlane
 
 HOPS = 10
 SCRIPT = """#!/bin/sh
@@ -51,7 +51,7 @@ async def bare_spawns(script: Path, tmp: Path, count: int) -> float:
 
 async def chain(script: Path, tmp: Path, flows: int) -> float:
     settings = load_settings(environ={"ION_HOME": str(tmp / "home")})
-    async with EmbeddedPlatform(settings, working_dir=tmp) as platform:
+    async with ControlPlane(settings, working_dir=tmp) as platform:
         now = datetime.now(UTC)
         for i in range(HOPS):
             spec = ModuleSpec(

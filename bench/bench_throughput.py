@@ -1,6 +1,6 @@
 """Dispatch throughput of no-op modules, in jobs/s, vs the bare spawn rate of the same command.
 
-Ion: an EmbeddedPlatform (SQLite bus and meta, filesystem blobs under a scratch directory) with
+Ion: an ControlPlane (SQLite bus and meta, filesystem blobs under a scratch directory) with
 one module whose command is `/bin/true` (it writes nothing, so each job is a full prepare,
 run, logs and commit with no files), one dispatcher, `max_in_flight` 16. N events are queued
 on its topic first; the clock runs from starting the module until the subscription is empty
@@ -27,7 +27,7 @@ from ion.core.events import new_root_event
 from ion.core.modules import ModuleSpec
 from ion.core.ports.bus import OutgoingMessage
 from ion.core.records import AttemptState, ModuleRecord
-from ion.dispatcher.platform import EmbeddedPlatform
+from ion.management.control import ControlPlane
 
 IN_FLIGHT = 16
 NOOP = ["/bin/true"]
@@ -58,7 +58,7 @@ async def ion_rate(tmp: Path, n: int) -> float:
     )
     record = ModuleRecord(id=spec.name, spec=spec, created_at=datetime.now(UTC))
     subscription = naming.subscription_name(spec.subscribes_to, spec.name)
-    async with EmbeddedPlatform(settings, working_dir=tmp) as platform:
+    async with ControlPlane(settings, working_dir=tmp) as platform:
         # Create the subscription, then queue every event before the dispatcher runs.
         await platform.start_module(record)
         await platform.stop_module(spec.name, remove_subscription=False)

@@ -27,7 +27,7 @@ from ion.core.modules import ModuleSpec
 from ion.core.ports.bus import SubscriptionOptions
 from ion.core.records import AttemptState, ModuleRecord
 from ion.core.testing import eventually
-from ion.dispatcher.platform import EmbeddedPlatform
+from ion.management.control import ControlPlane
 from tests.fakes.servicebus import FakeServiceBus
 
 pytestmark = pytest.mark.slow
@@ -64,7 +64,7 @@ def settings(tmp_path: Path) -> IonSettings:
 @pytest.fixture
 async def platform(
     fake: FakeServiceBus, settings: IonSettings, tmp_path: Path
-) -> AsyncIterator[EmbeddedPlatform]:
+) -> AsyncIterator[ControlPlane]:
     bus = ServiceBusEventBus.from_url(
         f"servicebus://{fake.host}:{fake.port}",
         environ={
@@ -74,7 +74,7 @@ async def platform(
         },
         options=ServiceBusOptions(operation_timeout=timedelta(seconds=20)),
     )
-    async with EmbeddedPlatform(
+    async with ControlPlane(
         settings,
         working_dir=tmp_path,
         bus=bus,
@@ -102,7 +102,7 @@ def module(tmp_path: Path, name: str, body: str, **spec: object) -> ModuleRecord
 
 
 async def test_a_job_succeeds_and_publishes_its_child_once(
-    platform: EmbeddedPlatform, tmp_path: Path
+    platform: ControlPlane, tmp_path: Path
 ) -> None:
     await platform.start_module(module(tmp_path, "maker", WRITE_EVENT))
     root = await platform.raise_event("thing.new")
@@ -113,7 +113,7 @@ async def test_a_job_succeeds_and_publishes_its_child_once(
 
 
 async def test_a_failing_module_is_retried_then_dead_lettered_with_its_output(
-    platform: EmbeddedPlatform, tmp_path: Path
+    platform: ControlPlane, tmp_path: Path
 ) -> None:
     body = "print('no model file', file=sys.stderr)\nsys.exit(3)\n"
     await platform.start_module(
@@ -134,7 +134,7 @@ async def test_a_failing_module_is_retried_then_dead_lettered_with_its_output(
 
 
 async def test_a_job_longer_than_the_lock_keeps_it_by_renewal_and_runs_once(
-    platform: EmbeddedPlatform, tmp_path: Path
+    platform: ControlPlane, tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
     body = f"open({str(runs)!r}, 'a').write('x')\ntime.sleep(4)\n" + WRITE_EVENT
@@ -143,11 +143,11 @@ async def test_a_job_longer_than_the_lock_keeps_it_by_renewal_and_runs_once(
     flow = await platform.wait_settled(root.correlation_id, timeout=60)
     assert flow.succeeded
     assert runs.read_text() == "x"
-    assert platform._modules["slow"].dispatchers[0].stats.adopted == 0, "the lock lapsed"
+    assert platform.dispatchers("slow")[0].stats.adopted == 0, "the lock lapsed"
 
 
 async def test_a_redelivery_after_a_lost_lock_adopts_the_running_job(
-    platform: EmbeddedPlatform, tmp_path: Path
+    platform: ControlPlane, tmp_path: Path
 ) -> None:
     runs, release = tmp_path / "runs", tmp_path / "release"
     body = (
@@ -165,7 +165,7 @@ async def test_a_redelivery_after_a_lost_lock_adopts_the_running_job(
     platform.bus.renew_lock = lose  # type: ignore[method-assign]  # inject a lost lock
     await platform.start_module(record)
     root = await platform.raise_event("thing.new")
-    held = platform._modules["held"].dispatchers[0]
+    held = platform.dispatchers("held")[0]
 
     async def adopted() -> bool:
         return held.stats.adopted >= 1

@@ -36,7 +36,7 @@ from ion.core.config import load_settings
 from ion.core.ports.bus import OutgoingMessage, SubscriptionOptions
 from ion.core.records import AttemptState
 from ion.core.testing import eventually
-from ion.dispatcher.platform import EmbeddedPlatform
+from ion.management.control import ControlPlane
 
 pytestmark = pytest.mark.slow
 
@@ -234,7 +234,7 @@ async def test_a_dispatcher_rides_out_a_full_disk_and_completes_every_flow(
         "ION_DISPATCHER__SHUTDOWN_GRACE_SECONDS": "10",
     }
     log_path = tmp_path / "dispatcher.log"
-    async with EmbeddedPlatform(load_settings(environ=env)) as platform:
+    async with ControlPlane(load_settings(environ=env)) as platform:
         await platform.bus.ensure_subscription(
             "thing.done", "thing.done_watcher", SubscriptionOptions()
         )
@@ -248,7 +248,7 @@ async def test_a_dispatcher_rides_out_a_full_disk_and_completes_every_flow(
 
 
 async def _run_flows_through_a_full_disk(
-    platform: EmbeddedPlatform,
+    platform: ControlPlane,
     proc: subprocess.Popen[bytes],
     disk: Path,
     tmp_path: Path,

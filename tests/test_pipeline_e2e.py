@@ -21,8 +21,8 @@ from ion.core import EventMeta, RunStatus
 from ion.core.config import IonSettings, load_settings
 from ion.core.flow import Flow, FlowEvent
 from ion.core.modules import PipelineSpec
-from ion.dispatcher.pipeline import run_pipeline
-from ion.dispatcher.platform import EmbeddedPlatform
+from ion.management.control import ControlPlane
+from ion.management.pipeline import run_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "media-classifiers" / "pipeline.yaml"
@@ -106,7 +106,7 @@ async def test_example_pipeline_runs_end_to_end(settings: IonSettings) -> None:
     insights = {p.key: p.value for p in runs["digit-classifier"].insights}
     assert float(insights["heldout_accuracy"]) > 0.9
     # every output the tree lists is really in the blob store, and each event has one document
-    async with EmbeddedPlatform(settings) as platform:
+    async with ControlPlane(settings) as platform:
         for run in runs.values():
             assert run.outputs
             for key in run.outputs:
@@ -125,7 +125,7 @@ def _run_cli(
     env = {**os.environ, "ION_HOME": str(tmp_path / "home"), "ION_BUS__RECEIVE_WAIT_SECONDS": "0.2"}
     return subprocess.run(
         [
-            str(Path(sys.executable).parent / "ion-dispatcher"),
+            str(Path(sys.executable).parent / "ion-management"),
             "pipeline",
             "run",
             str(pipeline),
@@ -181,7 +181,7 @@ def test_one_trace_spans_the_whole_flow_across_the_bus(tmp_path: Path) -> None:
     }
     result = subprocess.run(
         [
-            str(Path(sys.executable).parent / "ion-dispatcher"),
+            str(Path(sys.executable).parent / "ion-management"),
             "pipeline",
             "run",
             str(EXAMPLE),

@@ -1,4 +1,4 @@
-"""Fixtures for dispatcher tests: an embedded platform on tmp_path and module scripts."""
+"""Fixtures for dispatcher tests: a dispatcher pool over embedded backends, and module scripts."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from dispatcher.tests.harness import Harness, harness
 from ion.core.config import IonSettings, load_settings
-from ion.dispatcher.platform import EmbeddedPlatform
 
 
 @pytest.fixture
@@ -28,9 +28,10 @@ def settings(tmp_path: Path) -> IonSettings:
 
 
 @pytest.fixture
-async def platform(settings: IonSettings, tmp_path: Path) -> AsyncIterator[EmbeddedPlatform]:
-    async with EmbeddedPlatform(settings, working_dir=tmp_path) as p:
-        yield p
+async def platform(settings: IonSettings, tmp_path: Path) -> AsyncIterator[Harness]:
+    """A running pool over embedded backends under tmp_path."""
+    async with harness(settings, tmp_path) as h:
+        yield h
 
 
 ScriptMaker = Callable[[str, str], list[str]]

@@ -11,13 +11,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from dispatcher.tests.harness import Harness
 from ion.core import errors, naming
 from ion.core.events import Event
 from ion.core.modules import ModuleSpec
 from ion.core.ports.bus import OutgoingMessage, SubscriptionOptions
 from ion.core.records import AttemptState, ModuleRecord
 from ion.core.testing import eventually
-from ion.dispatcher.platform import EmbeddedPlatform
 
 ScriptMaker = Callable[[str, str], list[str]]
 
@@ -44,12 +44,12 @@ WRITE_EVENT = """
 """
 
 
-async def _raise(platform: EmbeddedPlatform, event_type: str = "thing.new") -> Event:
+async def _raise(platform: Harness, event_type: str = "thing.new") -> Event:
     return await platform.raise_event(event_type, data={"k": "v"})
 
 
 async def test_a_successful_job_commits_and_completes(
-    platform: EmbeddedPlatform, script: ScriptMaker
+    platform: Harness, script: ScriptMaker
 ) -> None:
     spec = ModuleSpec(
         name="maker",
@@ -74,7 +74,7 @@ async def test_a_successful_job_commits_and_completes(
 
 
 async def test_poison_messages_are_dead_lettered_at_once_and_the_dispatcher_keeps_running(
-    platform: EmbeddedPlatform, script: ScriptMaker
+    platform: Harness, script: ScriptMaker
 ) -> None:
     spec = ModuleSpec(
         name="maker",
@@ -109,7 +109,7 @@ async def test_poison_messages_are_dead_lettered_at_once_and_the_dispatcher_keep
 
 
 async def test_a_failing_module_is_retried_with_backoff_then_dead_lettered_with_reason_and_logs(
-    platform: EmbeddedPlatform, script: ScriptMaker
+    platform: Harness, script: ScriptMaker
 ) -> None:
     argv = script("fails", "print('about to fail', flush=True)\nsys.exit(3)\n")
     spec = ModuleSpec(
@@ -147,7 +147,7 @@ async def test_a_failing_module_is_retried_with_backoff_then_dead_lettered_with_
 
 
 async def test_a_module_that_succeeds_on_retry_completes_the_flow(
-    platform: EmbeddedPlatform, script: ScriptMaker, tmp_path: Path
+    platform: Harness, script: ScriptMaker, tmp_path: Path
 ) -> None:
     counter = tmp_path / "count"
     argv = script(
@@ -176,7 +176,7 @@ sys.exit(1 if n == 0 else 0)
 
 
 async def test_a_module_that_hangs_is_killed_at_its_deadline_with_its_children(
-    platform: EmbeddedPlatform, script: ScriptMaker, tmp_path: Path
+    platform: Harness, script: ScriptMaker, tmp_path: Path
 ) -> None:
     pids = tmp_path / "pids"
     argv = script(
@@ -206,7 +206,7 @@ time.sleep(300)
 
 
 async def test_in_flight_jobs_are_bounded(
-    platform: EmbeddedPlatform, script: ScriptMaker, tmp_path: Path
+    platform: Harness, script: ScriptMaker, tmp_path: Path
 ) -> None:
     spans = tmp_path / "spans"
     spans.mkdir()
@@ -229,7 +229,7 @@ start = time.time(); time.sleep(0.4)
 
 
 async def test_a_redelivered_message_of_a_finished_attempt_is_only_completed(
-    platform: EmbeddedPlatform, script: ScriptMaker, tmp_path: Path
+    platform: Harness, script: ScriptMaker, tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
     argv = script("counts", f"open({str(runs)!r}, 'a').write('x')\n" + WRITE_EVENT)
@@ -261,7 +261,7 @@ async def test_a_redelivered_message_of_a_finished_attempt_is_only_completed(
 
 
 async def test_stopping_a_module_leaves_no_dispatcher_running(
-    platform: EmbeddedPlatform, script: ScriptMaker
+    platform: Harness, script: ScriptMaker
 ) -> None:
     spec = ModuleSpec(name="maker", subscribes_to="thing.new", command=script("noop", "pass\n"))
     await platform.start_module(record(spec))
@@ -271,7 +271,7 @@ async def test_stopping_a_module_leaves_no_dispatcher_running(
 
 
 async def test_a_subscription_deleted_under_a_running_dispatcher_is_recreated(
-    platform: EmbeddedPlatform, script: ScriptMaker
+    platform: Harness, script: ScriptMaker
 ) -> None:
     spec = ModuleSpec(
         name="maker",

@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
+from dispatcher.tests.harness import Harness, harness
 from ion.core import errors
-from ion.core.backends import open_blobs, open_bus, open_meta
+from ion.core.backends import open_bus, open_meta
 from ion.core.config import IonSettings
 from ion.core.modules import ModuleSpec
 from ion.core.ports.bus import SubscriptionOptions
 from ion.core.records import AttemptState, ModuleRecord
 from ion.core.testing import eventually
-from ion.dispatcher.platform import EmbeddedPlatform
 
 ScriptMaker = Any
 
@@ -62,11 +62,9 @@ WRITE_EVENT = """
 @pytest.fixture
 async def faulty(
     settings: IonSettings, tmp_path: Path
-) -> AsyncIterator[tuple[EmbeddedPlatform, Faulty, Faulty]]:
+) -> AsyncIterator[tuple[Harness, Faulty, Faulty]]:
     bus, meta = Faulty(open_bus(settings.bus_url)), Faulty(open_meta(settings.meta_url))
-    async with EmbeddedPlatform(
-        settings, working_dir=tmp_path, bus=bus, meta=meta, blobs=open_blobs(settings.blobs_url)
-    ) as p:
+    async with harness(settings, tmp_path, bus=bus, meta=meta) as p:
         await p.bus.ensure_subscription("thing.done", "watcher", SubscriptionOptions())
         yield p, bus, meta
 
@@ -83,7 +81,7 @@ def maker(script: ScriptMaker, body: str) -> ModuleRecord:
 
 
 async def test_a_lost_lock_is_logged_the_job_goes_on_and_the_redelivery_adopts_it(
-    faulty: tuple[EmbeddedPlatform, Faulty, Faulty], script: ScriptMaker, tmp_path: Path
+    faulty: tuple[Harness, Faulty, Faulty], script: ScriptMaker, tmp_path: Path
 ) -> None:
     platform, bus, _ = faulty
     runs, release = tmp_path / "runs", tmp_path / "release"
@@ -96,7 +94,7 @@ async def test_a_lost_lock_is_logged_the_job_goes_on_and_the_redelivery_adopts_i
         )
     )
     root = await platform.raise_event("thing.new")
-    running = platform._modules["maker"].dispatchers[0]
+    running = platform.dispatchers("maker")[0]
 
     async def adopted() -> bool:
         return running.stats.adopted >= 1
@@ -114,7 +112,7 @@ async def test_a_lost_lock_is_logged_the_job_goes_on_and_the_redelivery_adopts_i
 
 
 async def test_backend_errors_on_receive_settle_and_records_are_retried_and_flows_complete(
-    faulty: tuple[EmbeddedPlatform, Faulty, Faulty], script: ScriptMaker
+    faulty: tuple[Harness, Faulty, Faulty], script: ScriptMaker
 ) -> None:
     platform, bus, meta = faulty
     transient = (
@@ -136,7 +134,7 @@ async def test_backend_errors_on_receive_settle_and_records_are_retried_and_flow
 
 
 async def test_an_unexpected_error_on_receive_does_not_stop_the_dispatcher(
-    faulty: tuple[EmbeddedPlatform, Faulty, Faulty], script: ScriptMaker
+    faulty: tuple[Harness, Faulty, Faulty], script: ScriptMaker
 ) -> None:
     platform, bus, _ = faulty
     bus.fail("receive", RuntimeError("a bug in a backend (injected)"))

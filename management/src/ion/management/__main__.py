@@ -272,6 +272,97 @@ def generate(state: _State, directory: Path | None, hosts: tuple[str, ...], forc
     )
 
 
+@cli.group()
+def pipeline() -> None:
+    """Run pipeline files on this machine."""
+
+
+@pipeline.command("run")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--data", "-d", multiple=True, help="Root event data as key=value (repeatable).")
+@click.option(
+    "--timeout", default=300.0, show_default=True, help="Seconds to wait for the flow to settle."
+)
+@click.option(
+    "-o", "--output", type=click.Choice(["tree", "json"]), default="tree", show_default=True
+)
+@click.option("--log-level", default="WARNING", show_default=True, help="Log below the tree.")
+@click.pass_obj
+def pipeline_run(
+    state: _State, path: Path, data: tuple[str, ...], timeout: float, output: str, log_level: str
+) -> None:
+    """Start PATH's modules, raise its root event, wait until the flow settles, print the tree.
+
+    Exits 0 only if the flow succeeded: every module run in it succeeded, and at least one
+    module handled the root event.
+    """
+    from rich.console import Console
+
+    from ion.core import entrypoint
+    from ion.core.flow import Flow
+    from ion.core.flowtree import print_flow
+    from ion.core.modules import PipelineSpec
+    from ion.core.records import RunStatus
+    from ion.management.pipeline import run_pipeline
+
+    program = "ion-management pipeline run"
+    console = Console(stderr=True)
+    try:
+        settings = entrypoint.start(
+            "ion-management",
+            home=state.home,
+            log_level=log_level,
+            environ=os.environ,
+            config_file=state.config,
+        )
+        spec = PipelineSpec.load(path)
+        extra = dict(_pair(d) for d in data)
+        with console.status(f"running {spec.name} ...") as status:
+
+            def progress(flow: Flow) -> None:
+                runs = flow.runs()
+                done = sum(1 for r in runs if r.status.settled)
+                active = ", ".join(
+                    r.module for r in runs if r.status in (RunStatus.RUNNING, RunStatus.RETRYING)
+                )
+                status.update(f"running {spec.name}: {done}/{len(runs)} module runs done  {active}")
+
+            flow = asyncio.run(
+                run_pipeline(spec, settings, data=extra, timeout=timeout, on_progress=progress)
+            )
+    except KeyboardInterrupt:
+        console.print("[bold red]interrupted[/]; jobs still running finish on their own")
+        sys.exit(130)
+    except Exception as err:
+        if state.debug:
+            traceback.print_exception(err)
+        entrypoint.fail(program, err)
+    if output == "json":
+        # the same shape as `ion trace flow -o json`
+        click.echo(json.dumps(flow.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    else:
+        print_flow(flow)
+        console.print(f"outputs: {settings.blobs_url}/{flow.correlation_id}/", soft_wrap=True)
+        console.print(f"logs:    {settings.blobs_url}/logs/{flow.correlation_id}/", soft_wrap=True)
+    if not flow.succeeded:
+        unhandled = [r.event_type for r in flow.roots if not r.handled]
+        if unhandled:
+            console.print(
+                f"[bold red]the flow did not succeed[/]: no module subscribes to"
+                f" {', '.join(unhandled)}, so nothing ran"
+            )
+        else:
+            console.print("[bold red]the flow did not succeed[/]; see the reasons and logs above")
+        sys.exit(1)
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise errors.ValidationError(f"--data {text!r} must look like key=value", field="data")
+    return key, value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run `ion-management`."""
     cli.main(args=argv, prog_name="ion-management")

@@ -15,8 +15,8 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from ion.core.config import IonSettings
-from ion.dispatcher.platform import EmbeddedPlatform
 from ion.management.certs import TlsFiles
+from ion.management.control import ControlPlane
 from ion.management.dataplane import Platform
 from ion.management.deployers import InProcessDeployer
 from ion.management.front_api import start_front_api
@@ -45,8 +45,8 @@ class Endpoints:
 
 
 def embedded_platform(settings: IonSettings) -> AbstractAsyncContextManager[Platform]:
-    """Return the embedded platform (dispatchers in this process) for `settings`."""
-    return EmbeddedPlatform(settings)
+    """Return the control plane with every module's dispatchers in this process."""
+    return ControlPlane(settings)
 
 
 async def run(

@@ -1,6 +1,6 @@
 """What the management server needs from the platform it manages, as typed protocols.
 
-The embedded platform (`ion.dispatcher.platform.EmbeddedPlatform`) satisfies `Platform`
+The control plane (`ion.management.control.ControlPlane`) satisfies `Platform`
 structurally; a cloud deployment will provide the same operations over its backends. Flows are
 `ion.core.flow.Flow`, built from the metadata store by whichever side holds it.
 """

@@ -1,6 +1,7 @@
-"""Run a pipeline file on the embedded platform: start every module, raise the root event, wait.
+"""Run a pipeline file on this machine: start every module, raise the root event, wait.
 
-This is what `make demo` runs. The same machinery (EmbeddedPlatform) backs `ion up`.
+This is what `make demo` runs (`ion-management pipeline run FILE`, also `ion pipeline run`).
+It drives the same control plane as `ion up`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from ion.core.config import IonSettings
 from ion.core.flow import Flow
 from ion.core.modules import PipelineSpec
 from ion.core.records import ModuleRecord
-from ion.dispatcher.platform import EmbeddedPlatform
+from ion.management.control import ControlPlane
 
 
 async def run_pipeline(
@@ -26,15 +27,16 @@ async def run_pipeline(
     """Start the pipeline's modules, raise its root event, and return the settled flow.
 
     Raises:
+        errors.ValidationError: the root event's data break a rule.
         errors.TransientError: the flow did not settle within `timeout` seconds.
     """
-    async with EmbeddedPlatform(settings, working_dir=pipeline.base_dir) as platform:
+    async with ControlPlane(settings, working_dir=pipeline.base_dir) as plane:
         now = datetime.now(UTC)
         for spec in pipeline.modules:
-            await platform.start_module(ModuleRecord(id=spec.name, spec=spec, created_at=now))
-        root = await platform.raise_event(
+            await plane.start_module(ModuleRecord(id=spec.name, spec=spec, created_at=now))
+        root = await plane.raise_event(
             pipeline.root_event, data={**pipeline.root_data, **(data or {})}
         )
-        return await platform.wait_settled(
+        return await plane.wait_settled(
             root.correlation_id, timeout=timeout, on_progress=on_progress
         )
