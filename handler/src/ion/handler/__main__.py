@@ -7,7 +7,6 @@ Ion's settings (`ION_BUS__URL`, `ION_BLOBS__URL`, `ION_META__URL`), never from f
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -48,32 +47,31 @@ def _job_options(fn: F) -> F:
 
 
 @click.group()
-@click.option("--loglevel", "-l", default="info", help="debug, info, warning or error.")
-def main(loglevel: str) -> None:
+@click.option("--loglevel", "-l", default=None, help="debug, info, warning or error [info].")
+@click.pass_context
+def main(ctx: click.Context, loglevel: str | None) -> None:
     """Prepare a module's job directory, commit its outputs, or do both around a run."""
-    logging.basicConfig(
-        level=loglevel.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    ctx.obj = loglevel
 
 
 @main.command("prepare")
 @_job_options
-def prepare_command(**kw: Any) -> None:
+@click.pass_obj
+def prepare_command(loglevel: str | None, /, **kw: Any) -> None:
     """Lay out the job directory and download the parent's files and data."""
     from ion.handler import actions
 
-    sys.exit(actions.prepare_job(kw))
+    sys.exit(actions.prepare_job({**kw, "loglevel": loglevel}))
 
 
 @main.command("commit")
 @_job_options
-def commit_command(**kw: Any) -> None:
+@click.pass_obj
+def commit_command(loglevel: str | None, /, **kw: Any) -> None:
     """Upload outputs, store insights, and publish the module's events."""
     from ion.handler import actions
 
-    sys.exit(actions.commit_job(kw))
+    sys.exit(actions.commit_job({**kw, "loglevel": loglevel}))
 
 
 @main.command("run", context_settings={"ignore_unknown_options": True})
@@ -82,11 +80,18 @@ def commit_command(**kw: Any) -> None:
     "--max-exec-seconds", default=600.0, show_default=True, help="Kill the module after this."
 )
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run_command(command: tuple[str, ...], max_exec_seconds: float, **kw: Any) -> None:
+@click.pass_obj
+def run_command(
+    loglevel: str | None, /, command: tuple[str, ...], max_exec_seconds: float, **kw: Any
+) -> None:
     """Prepare, run COMMAND as the module, and commit only if it exits 0."""
     from ion.handler import actions
 
-    sys.exit(actions.run_job(kw, command=list(command), max_exec_seconds=max_exec_seconds))
+    sys.exit(
+        actions.run_job(
+            {**kw, "loglevel": loglevel}, command=list(command), max_exec_seconds=max_exec_seconds
+        )
+    )
 
 
 @main.command("start", hidden=True)
@@ -95,7 +100,8 @@ def run_command(command: tuple[str, ...], max_exec_seconds: float, **kw: Any) ->
 @click.pass_context
 def start_command(ctx: click.Context, /, action: str, **kw: Any) -> None:
     """2018 form: `handler start --action=prepare|commit`."""
-    ctx.invoke(prepare_command if action == "prepare" else commit_command, **kw)
+    target = prepare_command if action == "prepare" else commit_command
+    ctx.invoke(target, **kw)
 
 
 if __name__ == "__main__":

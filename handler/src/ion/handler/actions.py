@@ -13,9 +13,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from ion.core import errors
+from ion.core import entrypoint, errors, logs
 from ion.core.backends import open_blobs, open_bus, open_meta
-from ion.core.config import IonSettings, load_settings
+from ion.core.config import IonSettings
 from ion.core.contract import JobLayout
 from ion.core.events import Context, Event
 from ion.core.ports.blobs import BlobStore
@@ -108,7 +108,7 @@ def _job(settings: IonSettings, flags: Mapping[str, Any]) -> HandlerJob:
 
 def _run(flags: Mapping[str, Any], action: Action) -> int:
     async def go() -> int:
-        settings = load_settings()
+        settings = entrypoint.start("ion-handler", log_level=flags.get("loglevel"))
         job = _job(settings, flags)
         bus, blobs, meta = (
             open_bus(settings.bus_url),
@@ -116,7 +116,12 @@ def _run(flags: Mapping[str, Any], action: Action) -> int:
             open_meta(settings.meta_url),
         )
         try:
-            return await action(job, settings, bus, blobs, meta)
+            with logs.bind(
+                correlation_id=job.event.correlation_id,
+                event_id=job.event.event_id,
+                module=job.module,
+            ):
+                return await action(job, settings, bus, blobs, meta)
         finally:
             for backend in (bus, blobs, meta):
                 await backend.aclose()
