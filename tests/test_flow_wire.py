@@ -1,5 +1,5 @@
 """A flow survives the trip server -> `ion.v1.Flow` -> CLI unchanged, so `ion trace flow -o json`
-and `ion-dispatcher pipeline run -o json` print the same JSON and the same tree."""
+and `ion-management pipeline run -o json` print the same JSON and the same tree."""
 
 from __future__ import annotations
 

@@ -139,3 +139,16 @@ def test_image_only_modules_run_in_a_container_with_the_job_dir_at_ion(
     assert f"{tmp_path}:/ion" in argv and "HANDLER_BASE_DIR=/ion" in argv
     assert argv[argv.index("SIZE") - 1] == "-e"
     assert argv[-1] == "example/resize:1"
+
+
+async def test_a_hostile_insights_file_is_a_refused_commit_not_a_crash(
+    backends: EmbeddedBackends, request_factory: RequestFactory, tmp_path: Path
+) -> None:
+    job = request_factory(
+        "python3 -c \"print('[' * 200000)\" > $HANDLER_BASE_DIR/out/insights.json"
+    )
+    executor = local(backends, tmp_path / "jobs")
+    await executor.submit(job)
+    result = await executor.wait(job.job_id)
+    assert (result.state, result.commit_refused) == (JobState.FAILED, True)
+    assert "insights.json" in result.reason

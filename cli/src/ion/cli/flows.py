@@ -1,7 +1,7 @@
 """The flow the server sends (`ion.v1.Flow`) back as Ion's flow model (`ion.core.flow.Flow`).
 
 The inverse of the server's `flow_message`: the CLI draws the model with the same renderer as
-`ion-dispatcher pipeline run` (`ion.core.flowtree`) and writes the same JSON
+`ion-management pipeline run` (`ion.core.flowtree`) and writes the same JSON
 (`Flow.model_dump(mode="json")`). A test holds the two conversions to a lossless round trip.
 """
 

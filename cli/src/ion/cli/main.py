@@ -143,12 +143,13 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from ion.cli.commands import certs, dev, event, module, trace, up, version
+    from ion.cli.commands import certs, dev, event, module, pipeline, trace, up, version
 
     cli.add_command(module.module)
     cli.add_command(event.event)
     cli.add_command(trace.trace)
     cli.add_command(dev.dev)
+    cli.add_command(pipeline.pipeline)
     cli.add_command(certs.certs)
     cli.add_command(up.up)
     cli.add_command(version.version)

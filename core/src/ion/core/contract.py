@@ -8,11 +8,10 @@ symlinks that resolve outside are refused with `PathEscapeError`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ion.core import errors
+from ion.core import errors, identifiers
 from ion.core.events import KeyValuePair
 
 EVENT_TYPE_KEY = "eventType"
@@ -65,6 +64,10 @@ class EventFile:
     files_index: int
 
 
+MAX_PAIRS_FILE_BYTES = 16 * 1024 * 1024
+"""Largest event or insights file a module may write."""
+
+
 def parse_pairs(raw: bytes | str, *, source: str) -> list[KeyValuePair]:
     """Parse a JSON array of `{"key", "value"}` string pairs.
 
@@ -74,8 +77,9 @@ def parse_pairs(raw: bytes | str, *, source: str) -> list[KeyValuePair]:
     if not raw.strip():
         return []
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        # Bounded like a bus message: depth, size, text, numbers (a module's output is input).
+        body = identifiers.parse_json(raw, field=source, max_bytes=MAX_PAIRS_FILE_BYTES)
+    except errors.ValidationError as err:
         raise errors.ValidationError(
             f"{source} is not valid JSON: {err}", field=source, rule="json"
         ) from err

@@ -1,7 +1,7 @@
 """Draw a flow (`ion.core.flow.Flow`) as a tree in the terminal: events, the modules they
 triggered, each run's status, attempts, duration, insights, outputs and log locations.
 
-The one renderer of flows: `ion-dispatcher pipeline run` draws the flow it built and `ion trace
+The one renderer of flows: `ion-management pipeline run` draws the flow it built and `ion trace
 flow` the one the server sent (as `ion.v1.Flow`, turned back into the model). Needs `rich`
 (`ion-core[tree]`); nothing else in ion.core imports this module.
 """

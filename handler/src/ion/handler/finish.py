@@ -10,6 +10,7 @@ is a failure everywhere: in the result, in the stored log and in the `modulelogs
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +23,8 @@ from ion.core.ports.executor import JobPhase, JobResult, JobState, with_output
 from ion.core.ports.meta import MetadataStore
 from ion.handler.commit import commit
 from ion.handler.job import HandlerJob
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,6 +113,18 @@ async def finish_job(
             if isinstance(err, errors.TransientError):
                 raise
             reason = f"commit failed: {err}"
+            result = JobResult(
+                job_id=attempt.job_id,
+                state=JobState.FAILED,
+                phase=JobPhase.COMMIT,
+                exit_code=0,
+                reason=reason,
+            )
+            await _note(attempt.log_path, reason)
+        except Exception as err:  # a bug, not the module's fault: fail the attempt, say why
+            await asyncio.gather(upload, return_exceptions=True)
+            log.exception("commit of %s failed unexpectedly", attempt.job_id)
+            reason = f"commit failed unexpectedly: {type(err).__name__}: {err}"
             result = JobResult(
                 job_id=attempt.job_id,
                 state=JobState.FAILED,

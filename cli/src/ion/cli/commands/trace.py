@@ -50,7 +50,7 @@ def flow(correlation_id: str, wait: float, fmt: str, show_logs: bool) -> None:
 
     tree = flow_from_message(reply.flow)
     if fmt in ("json", "yaml"):
-        # the same shape as `ion-dispatcher pipeline run -o json`
+        # the same shape as `ion-management pipeline run -o json`
         render_one(tree.model_dump(mode="json"), fmt)
         return
     from ion.core.flowtree import flow_tree

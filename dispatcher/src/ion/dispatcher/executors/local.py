@@ -325,6 +325,9 @@ class LocalExecutor:
                 prepare_error = str(err) or type(err).__name__
             except OSError as err:
                 prepare_error = _os_error_text(err)
+            except Exception as err:  # a bug, not the input's fault: fail the attempt, say why
+                log.exception("prepare of %s failed unexpectedly", job.job_id)
+                prepare_error = f"unexpected {type(err).__name__}: {err}"
         if ended is None and not prepare_error:
             failpoints.reach("local.prepared")
             with tracer.start_as_current_span(
