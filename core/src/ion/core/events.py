@@ -230,8 +230,12 @@ def new_root_event(
     data: Mapping[str, str] | None = None,
     correlation_id: str | None = None,
     publisher: str = ROOT_PUBLISHER,
+    event_id: str | None = None,
 ) -> Event:
     """Return a root event (no parent) of a new flow, shaped like the 2018 front API's.
+
+    `event_id` is a fresh UUID unless given (an entry point that stores the event's files
+    before it publishes the event names them by its id).
 
     Raises:
         errors.ValidationError: the event type, correlation id or data break a rule of
@@ -243,7 +247,7 @@ def new_root_event(
     event = Event(
         context=Context(
             name=publisher,
-            event_id=str(uuid.uuid4()),
+            event_id=event_id or str(uuid.uuid4()),
             correlation_id=correlation_id or str(uuid.uuid4()),
             parent_event_id=ROOT_PUBLISHER,
             document_type=DocumentType.EVENT_META.value,

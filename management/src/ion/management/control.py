@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -61,6 +62,145 @@ async def _read_chunks(path: Path, size: int = 1024 * 1024) -> AsyncIterator[byt
             yield chunk
 
 
+class RootEvent:
+    """A root event being raised: files streamed into the blob store first, then the event.
+
+    Use as `async with RootEvent(...) as root:`; `await root.attach(name, chunks)` streams a
+    file straight into the blob store, `root.data` takes the key/value pairs; on leaving the
+    block the event is recorded and published (`root.event`). If the block raises, the files
+    stored so far are deleted and nothing is published.
+    """
+
+    def __init__(
+        self,
+        *,
+        bus: EventBus,
+        blobs: BlobStore,
+        meta: MetadataStore,
+        url_lifetime: timedelta,
+        event_type: str,
+        correlation_id: str | None = None,
+    ) -> None:
+        identifiers.check_event_type(event_type, field="event_type")
+        if correlation_id:
+            identifiers.check_id(correlation_id, field="correlation_id")
+        correlation_id = correlation_id or str(uuid.uuid4())
+        self._bus, self._blobs, self._meta = bus, blobs, meta
+        self._url_lifetime = url_lifetime
+        self.event_type = event_type
+        self.correlation_id = correlation_id
+        self.event_id = str(uuid.uuid4())
+        self.prefix = f"{correlation_id}/{self.event_id}/{ROOT_PUBLISHER}"
+        self.data: dict[str, str] = {}
+        self.files: list[str] = []
+        self._event: Event | None = None
+
+    @property
+    def event(self) -> Event:
+        """The event, once raised."""
+        if self._event is None:
+            raise RuntimeError("the root event has not been raised yet")
+        return self._event
+
+    async def attach(self, name: str, chunks: AsyncIterator[bytes]) -> None:
+        """Stream one file into the blob store under the event's prefix.
+
+        Raises:
+            errors.ValidationError: the name breaks a rule, repeats one, or is one too many.
+        """
+        identifiers.check_file_names([*self.files, name])
+        await self._blobs.put_stream(f"{self.prefix}/{name}", chunks)
+        self.files.append(name)
+
+    async def __aenter__(self) -> RootEvent:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if kind is not None:
+            await self._discard()
+            return
+        try:
+            self._event = await self._raise()
+        except BaseException:
+            await self._discard()
+            raise
+
+    async def _discard(self) -> None:
+        for name in self.files:
+            with contextlib.suppress(errors.IonError):
+                await self._blobs.delete(f"{self.prefix}/{name}")
+
+    async def _raise(self) -> Event:
+        event = new_root_event(
+            self.event_type,
+            data=self.data,
+            correlation_id=self.correlation_id,
+            event_id=self.event_id,
+        )
+        url_pairs = [
+            KeyValuePair(
+                key=name,
+                value=await self._blobs.url_for(
+                    f"{self.prefix}/{name}", expires_in=self._url_lifetime
+                ),
+            )
+            for name in self.files
+        ]
+        await self._meta.upsert_event_meta(
+            EventMeta(
+                id=event.event_id,
+                context=event.context,
+                type=event.type,
+                files=list(self.files),
+                data=[*event.data, *url_pairs],
+                files_prefix=self.prefix,
+            )
+        )
+        await publish_events(self._bus, [event])
+        log.info("raised %s (correlation %s)", event.type, event.correlation_id)
+        return event
+
+
+async def raise_root_event(
+    *,
+    bus: EventBus,
+    blobs: BlobStore,
+    meta: MetadataStore,
+    url_lifetime: timedelta,
+    event_type: str,
+    data: Mapping[str, str] | None = None,
+    files: Sequence[Path | RootFile] = (),
+    correlation_id: str | None = None,
+) -> Event:
+    """Raise a root event: stream its files into the blob store, record it, publish it.
+
+    Raises:
+        errors.ValidationError: the type, data, correlation id or a file name breaks a rule
+            of `ion.core.identifiers` (nothing is stored or published).
+        errors.NotFoundError: a local file to attach does not exist.
+    """
+    identifiers.check_root_request(
+        event_type,
+        data=data or {},
+        correlation_id=correlation_id,
+        file_names=[f.name for f in files],
+    )
+    sources = [f if isinstance(f, RootFile) else RootFile.from_path(f) for f in files]
+    root = RootEvent(
+        bus=bus,
+        blobs=blobs,
+        meta=meta,
+        url_lifetime=url_lifetime,
+        event_type=event_type,
+        correlation_id=correlation_id,
+    )
+    async with root:
+        root.data.update(data or {})
+        for source in sources:
+            await root.attach(source.name, source.chunks)
+    return root.event
+
+
 class ControlPlane:
     """Ion on one machine: backends from settings and every module's dispatchers in a pool."""
 
@@ -80,6 +220,7 @@ class ControlPlane:
         self.bus: EventBus = bus or open_bus(settings.bus_url, clock=self._clock)
         self.blobs: BlobStore = blobs or open_blobs(settings.blobs_url)
         self.meta: MetadataStore = meta or open_meta(settings.meta_url)
+        self._url_lifetime = timedelta(hours=settings.blobs.sas_lifetime_hours)
         self._stack = AsyncExitStack()
         self._pool: DispatcherPool | None = None
 
@@ -141,6 +282,21 @@ class ControlPlane:
 
     # -- root events ---------------------------------------------------------------------
 
+    def root_event(self, event_type: str, *, correlation_id: str | None = None) -> RootEvent:
+        """Begin a root event whose files and data arrive one by one (see `RootEvent`).
+
+        Raises:
+            errors.ValidationError: the type or correlation id breaks a rule.
+        """
+        return RootEvent(
+            bus=self.bus,
+            blobs=self.blobs,
+            meta=self.meta,
+            url_lifetime=self._url_lifetime,
+            event_type=event_type,
+            correlation_id=correlation_id,
+        )
+
     async def raise_event(
         self,
         event_type: str,
@@ -149,44 +305,17 @@ class ControlPlane:
         files: Sequence[Path | RootFile] = (),
         correlation_id: str | None = None,
     ) -> Event:
-        """Raise a root event: stream its files into the blob store, record it, publish it.
-
-        Raises:
-            errors.ValidationError: the type, data, correlation id or a file name breaks a
-                rule of `ion.core.identifiers` (nothing is stored or published).
-            errors.NotFoundError: a local file to attach does not exist.
-        """
-        event = new_root_event(event_type, data=data or {}, correlation_id=correlation_id)
-        sources = [f if isinstance(f, RootFile) else RootFile.from_path(f) for f in files]
-        names = identifiers.check_file_names([s.name for s in sources])
-        if len(set(names)) != len(names):
-            raise errors.ValidationError(
-                "two attached files have the same name", field="files", rule="Unique"
-            )
-        prefix = f"{event.correlation_id}/{event.event_id}/{ROOT_PUBLISHER}"
-        lifetime = timedelta(hours=self.settings.blobs.sas_lifetime_hours)
-        url_pairs: list[KeyValuePair] = []
-        for source in sources:
-            key = f"{prefix}/{source.name}"
-            await self.blobs.put_stream(key, source.chunks)
-            url_pairs.append(
-                KeyValuePair(
-                    key=source.name, value=await self.blobs.url_for(key, expires_in=lifetime)
-                )
-            )
-        await self.meta.upsert_event_meta(
-            EventMeta(
-                id=event.event_id,
-                context=event.context,
-                type=event_type,
-                files=names,
-                data=[*event.data, *url_pairs],
-                files_prefix=prefix,
-            )
+        """Raise a root event (see `raise_root_event`)."""
+        return await raise_root_event(
+            bus=self.bus,
+            blobs=self.blobs,
+            meta=self.meta,
+            url_lifetime=self._url_lifetime,
+            event_type=event_type,
+            data=data,
+            files=files,
+            correlation_id=correlation_id,
         )
-        await publish_events(self.bus, [event])
-        log.info("raised %s (correlation %s)", event_type, event.correlation_id)
-        return event
 
     # -- flows ---------------------------------------------------------------------------
 

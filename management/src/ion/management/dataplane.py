@@ -14,6 +14,7 @@ from typing import Protocol
 from ion.core import Event, ModuleRecord
 from ion.core.flow import Flow
 from ion.core.ports import BlobStore, EventBus, MetadataStore
+from ion.management.control import RootEvent, RootFile
 
 
 class ModuleRuntimeLike(Protocol):
@@ -60,12 +61,16 @@ class Platform(Protocol):
         """Return what runs for the module now."""
         ...
 
+    def root_event(self, event_type: str, *, correlation_id: str | None = None) -> RootEvent:
+        """Begin a root event whose files stream in one by one (`ion.management.control`)."""
+        ...
+
     async def raise_event(
         self,
         event_type: str,
         *,
         data: Mapping[str, str] = ...,
-        files: Sequence[Path] = ...,
+        files: Sequence[Path | RootFile] = ...,
         correlation_id: str | None = None,
     ) -> Event:
         """Raise a root event: upload files, write its eventMeta, publish it."""

@@ -25,14 +25,13 @@ import binascii
 import hmac
 import logging
 import ssl
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 from aiohttp import BodyPartReader, web
 
 from ion.core import Event, errors, identifiers
 from ion.management.certs import TlsFiles
+from ion.management.control import RootEvent
 from ion.management.dataplane import Platform
 
 log = logging.getLogger(__name__)
@@ -150,15 +149,11 @@ class FrontApi:
         return web.json_response({"status": "ok"})
 
     async def _raise(
-        self,
-        event_type: str,
-        data: dict[str, str],
-        files: list[Path],
-        correlation_id: str | None,
+        self, event_type: str, data: dict[str, str], correlation_id: str | None
     ) -> Event:
         async with asyncio.timeout(REQUEST_TIMEOUT_SECONDS):
             return await self._platform.raise_event(
-                event_type, data=data, files=files, correlation_id=correlation_id
+                event_type, data=data, correlation_id=correlation_id
             )
 
     def _too_large(self, what: str, *, field: str) -> _Refused:
@@ -201,25 +196,30 @@ class FrontApi:
             return _invalid(err)
         if (request.content_length or 0) > self._max_request_bytes:
             return self._too_large("the request body", field="body").response
-        with tempfile.TemporaryDirectory(prefix="ion-front-") as tmp:
-            files: list[Path] = []
+        if not request.content_type.startswith("multipart/"):
             data: dict[str, str] = {}
             try:
-                if request.content_type.startswith("multipart/"):
-                    await self._read_multipart(request, Path(tmp), files, data)
-                else:
-                    await self._read_json_data(request, data)
-                identifiers.check_root_request(
-                    event_type,
-                    data=data,
-                    correlation_id=correlation_id,
-                    file_names=[f.name for f in files],
-                )
+                await self._read_json_data(request, data)
             except _Refused as refused:
                 return refused.response
             except errors.ValidationError as err:
                 return _invalid(err)
-            return await self._respond(event_type, data, files, correlation_id, status=201)
+            return await self._respond(
+                event_type, self._raise(event_type, data, correlation_id), status=201
+            )
+        # Files stream straight into the blob store; a refusal deletes what was stored.
+        root = self._platform.root_event(event_type, correlation_id=correlation_id)
+        try:
+            async with root:
+                await self._read_multipart(request, root)
+                identifiers.check_data(root.data, field="data")
+        except _Refused as refused:
+            return refused.response
+        except errors.ValidationError as err:
+            return _invalid(err)
+        except errors.TransientError as err:
+            return _error(503, str(err))
+        return self._raised(root.event, status=201)
 
     async def _read_json_data(self, request: web.Request, data: dict[str, str]) -> None:
         raw = await self._read_body(request)
@@ -239,10 +239,8 @@ class FrontApi:
             identifiers.check_key(key, field="data")
             data[key] = identifiers.check_value(value, field=f"data.{key}")
 
-    async def _read_multipart(
-        self, request: web.Request, tmp: Path, files: list[Path], data: dict[str, str]
-    ) -> None:
-        """Store file parts under `tmp` and collect text fields, every part size-capped."""
+    async def _read_multipart(self, request: web.Request, root: RootEvent) -> None:
+        """Stream file parts into the root event and collect text fields, every part capped."""
         reader = await request.multipart()
         read = [0]  # bytes of every part so far, against max_request_bytes
         while (part := await reader.next()) is not None:
@@ -250,24 +248,8 @@ class FrontApi:
                 raise _Refused(_error(400, "nested multipart bodies are not supported"))
             if part.filename:
                 base = identifiers.check_file_name(part.filename, field="files")
-                target = tmp / base
-                if target.exists():
-                    raise errors.ValidationError(
-                        f"files: two files are named {identifiers.shown(base)}",
-                        field="files",
-                        rule=identifiers.DUPLICATE_FILE_NAME,
-                    )
-                if len(files) >= identifiers.MAX_FILES:
-                    raise errors.ValidationError(
-                        f"files: at most {identifiers.MAX_FILES} files may be attached",
-                        field="files",
-                        rule=identifiers.TOO_LARGE,
-                    )
                 too_big = self._too_large(f"file {identifiers.shown(base)}", field="files")
-                with target.open("wb") as out:
-                    async for chunk in self._chunks(part, read, self._max_file_bytes, too_big):
-                        out.write(chunk)
-                files.append(target)
+                await root.attach(base, self._chunks(part, read, self._max_file_bytes, too_big))
             elif part.name:
                 key = identifiers.check_key(part.name, field="data")
                 field = f"data.{key}"
@@ -280,7 +262,7 @@ class FrontApi:
                 raw = bytearray()
                 async for chunk in self._chunks(part, read, _MAX_FIELD_BYTES, too_long):
                     raw += chunk
-                data[key] = identifiers.check_value(_part_text(part, raw, field), field=field)
+                root.data[key] = identifiers.check_value(_part_text(part, raw, field), field=field)
             else:  # neither a file nor a field: read past it, counted like the rest
                 async for _ in self._chunks(part, read, self._max_request_bytes, None):
                     pass
@@ -307,19 +289,15 @@ class FrontApi:
         url = body.get("url") if isinstance(body, dict) else None
         if not isinstance(url, str) or not url:
             return _error(400, 'body must be {"url": "<string>"}', field="url")
-        return await self._respond(NEW_LINK_EVENT, {"url": url}, [], None, status=200)
+        return await self._respond(
+            NEW_LINK_EVENT, self._raise(NEW_LINK_EVENT, {"url": url}, None), status=200
+        )
 
     async def _respond(
-        self,
-        event_type: str,
-        data: dict[str, str],
-        files: list[Path],
-        correlation_id: str | None,
-        *,
-        status: int,
+        self, event_type: str, raising: Awaitable[Event], *, status: int
     ) -> web.Response:
         try:
-            event = await self._raise(event_type, data, files, correlation_id)
+            event = await raising
         except TimeoutError:
             return _error(503, "raising the event took too long; try again")
         except errors.ValidationError as err:
@@ -328,9 +306,12 @@ class FrontApi:
             return _error(404, str(err))
         except errors.TransientError as err:
             return _error(503, str(err))
+        return self._raised(event, status=status)
+
+    def _raised(self, event: Event, *, status: int) -> web.Response:
         log.info(
             "front API raised %s",
-            event_type,
+            event.type,
             extra={"event_id": event.event_id, "correlation_id": event.correlation_id},
         )
         return _event_response(event, status)

@@ -12,9 +12,7 @@ import contextlib
 import functools
 import json
 import logging
-import tempfile
-from collections.abc import Awaitable, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc  # type: ignore[import-untyped]  # grpcio ships no type information
@@ -22,6 +20,7 @@ import grpc  # type: ignore[import-untyped]  # grpcio ships no type information
 from ion.core import AttemptState, Event, ModuleRecord, errors, identifiers
 from ion.core.flow import Flow
 from ion.management import convert
+from ion.management.control import RootFile
 from ion.management.dataplane import Platform
 from ion.management.deployers import Runtime
 from ion.management.registry import ModuleRegistry, state_of, subscription_of
@@ -203,15 +202,11 @@ class EventService(events_pb2_grpc.EventServiceServicer):
             file_names=[f.name for f in request.files],
         )
         data = dict(pairs)
-        with tempfile.TemporaryDirectory(prefix="ion-upload-") as tmp:
-            paths = []
-            for file in request.files:
-                path = Path(tmp) / file.name
-                path.write_bytes(file.content)
-                paths.append(path)
-            event = await self._platform.raise_event(
-                event_type, data=data, files=paths, correlation_id=correlation_id
-            )
+        # The request holds the files already: each goes to the blob store as it is.
+        files = [RootFile(f.name, _one_chunk(f.content)) for f in request.files]
+        event = await self._platform.raise_event(
+            event_type, data=data, files=files, correlation_id=correlation_id
+        )
         log.info(
             "raised %s",
             event_type,
@@ -323,3 +318,7 @@ class DeadLetterService(events_pb2_grpc.DeadLetterServiceServicer):
         return events_pb2.ReplayDeadLetterResponse(
             module=record.id, message_id=request.message_id.strip()
         )
+
+
+async def _one_chunk(content: bytes) -> AsyncIterator[bytes]:
+    yield content

@@ -19,7 +19,7 @@ from typing import Any, Self
 
 import grpc  # type: ignore[import-untyped]  # grpcio ships no type information
 
-from ion.core import DocumentType, Event, EventMeta, ModuleRecord, errors, new_root_event, pairs
+from ion.core import Event, ModuleRecord, errors
 from ion.core.backends import open_blobs, open_bus, open_meta
 from ion.core.config import IonSettings
 from ion.core.flow import Flow, load_flow
@@ -33,6 +33,7 @@ from ion.management.certs import (
     new_ca,
     write_pem,
 )
+from ion.management.control import RootEvent, RootFile, raise_root_event
 from ion.management.deployers import InProcessDeployer
 from ion.management.registry import ModuleRegistry, subscription_of
 from ion.management.server import ManagementServer, start_server
@@ -44,6 +45,9 @@ class StubRuntime:
 
     dispatchers_running: int
     jobs_in_flight: int = 0
+
+
+URL_LIFETIME = timedelta(days=7)
 
 
 class StubPlatform:
@@ -87,34 +91,36 @@ class StubPlatform:
         record = self.started.get(module_id)
         return StubRuntime(dispatchers_running=record.spec.instance_count if record else 0)
 
+    def root_event(self, event_type: str, *, correlation_id: str | None = None) -> RootEvent:
+        """Begin a root event whose files and data arrive one by one."""
+        return RootEvent(
+            bus=self.bus,
+            blobs=self.blobs,
+            meta=self.meta,
+            url_lifetime=URL_LIFETIME,
+            event_type=event_type,
+            correlation_id=correlation_id,
+        )
+
     async def raise_event(
         self,
         event_type: str,
         *,
         data: Mapping[str, str] | None = None,
-        files: Sequence[Path] = (),
+        files: Sequence[Path | RootFile] = (),
         correlation_id: str | None = None,
     ) -> Event:
-        """Upload files, write the eventMeta and publish a root event."""
-        event = new_root_event(event_type, data=data or {}, correlation_id=correlation_id)
-        prefix = f"{event.correlation_id}/{event.event_id}/root/"
-        for path in files:
-            await self.blobs.put_file(prefix + path.name, path)
-        await self.meta.upsert_event_meta(
-            EventMeta(
-                id=event.event_id,
-                context=event.context.as_document(DocumentType.EVENT_META),
-                type=event_type,
-                files=[p.name for p in files],
-                data=pairs(data or {}),
-                files_prefix=prefix,
-            )
+        """Stream the files, write the eventMeta and publish a root event."""
+        return await raise_root_event(
+            bus=self.bus,
+            blobs=self.blobs,
+            meta=self.meta,
+            url_lifetime=URL_LIFETIME,
+            event_type=event_type,
+            data=data,
+            files=files,
+            correlation_id=correlation_id,
         )
-        await self.bus.ensure_topic(event_type)
-        await self.bus.publish(
-            event_type, [OutgoingMessage(body=event.to_json(), message_id=event.event_id)]
-        )
-        return event
 
     async def flow(self, correlation_id: str) -> Flow:
         """Return the flow's events; no module runs here, so nothing handles them."""
