@@ -158,7 +158,7 @@ def test_event_with_a_file_then_get_and_peek(ion: Any, tmp_path: Path) -> None:
     got = _json(ion("event", "get", "--event-id", event_id, "-o", "json"))
     assert got["files"] == ["note.txt"] and got["data"]["a"] == "b"  # type: ignore[index]
     peeked = ion("event", "peek", "--module", "ingest", "-o", "json")
-    assert peeked.exit_code == 0 and json.loads(peeked.stdout) == []
+    assert peeked.exit_code == 0 and json.loads(peeked.stdout) == [], peeked.output
     dead = ion("event", "peek", "--module", "ingest", "--dead-letter")
     assert dead.exit_code == 0 and "MESSAGE ID" in dead.stdout
 
