@@ -90,52 +90,33 @@ async def finish_job(
         )
         await _note(attempt.log_path, cause)
     else:
-        # The log is stored while the outputs commit; a refusal stores it again with the note.
+        # The log is stored while the outputs commit; a failure stores it again with the note.
         upload = asyncio.create_task(blobs.put_file(key, attempt.log_path))
         try:
             committed = await commit(
                 job, blobs=blobs, meta=meta, bus=bus, url_lifetime=url_lifetime
             )
-        except errors.ValidationError as err:
+        except BaseException as err:
             await asyncio.gather(upload, return_exceptions=True)
-            reason = f"commit refused the outputs: {err}"
-            result = JobResult(
-                job_id=attempt.job_id,
-                state=JobState.FAILED,
-                phase=JobPhase.COMMIT,
-                exit_code=0,
-                commit_refused=True,
-                reason=reason,
-            )
-            await _note(attempt.log_path, reason)
-        except errors.IonError as err:
-            await asyncio.gather(upload, return_exceptions=True)
-            if isinstance(err, errors.TransientError):
+            if isinstance(err, errors.TransientError) or not isinstance(err, Exception):
                 raise
-            reason = f"commit failed: {err}"
+            refused = isinstance(err, errors.ValidationError)
+            if refused:
+                reason = f"commit refused the outputs: {err}"
+            elif isinstance(err, errors.IonError):
+                reason = f"commit failed: {err}"
+            else:  # a bug, not the module's fault: fail the attempt and say why
+                log.exception("commit of %s failed unexpectedly", attempt.job_id)
+                reason = f"commit failed unexpectedly: {type(err).__name__}: {err}"
             result = JobResult(
                 job_id=attempt.job_id,
                 state=JobState.FAILED,
                 phase=JobPhase.COMMIT,
                 exit_code=0,
+                commit_refused=refused,
                 reason=reason,
             )
             await _note(attempt.log_path, reason)
-        except Exception as err:  # a bug, not the module's fault: fail the attempt, say why
-            await asyncio.gather(upload, return_exceptions=True)
-            log.exception("commit of %s failed unexpectedly", attempt.job_id)
-            reason = f"commit failed unexpectedly: {type(err).__name__}: {err}"
-            result = JobResult(
-                job_id=attempt.job_id,
-                state=JobState.FAILED,
-                phase=JobPhase.COMMIT,
-                exit_code=0,
-                reason=reason,
-            )
-            await _note(attempt.log_path, reason)
-        except BaseException:
-            await asyncio.gather(upload, return_exceptions=True)
-            raise
         else:
             await upload
             result = JobResult(
