@@ -73,7 +73,11 @@ async def test_modules_run_a_flow_that_settles_with_counts_and_dead_letters(
         failer = module_pb2.ModuleCreateRequest(
             modulename="failer",
             eventsubscriptions="echo.done",
-            command=[sys.executable, "-c", "raise SystemExit(3)"],
+            command=[
+                sys.executable,
+                "-c",
+                f"open({str(tmp_path / 'failer-runs')!r}, 'a').write('x'); raise SystemExit(3)",
+            ],
             retrycount=1,
         )
         failer.retry_backoff_seconds = 0.05
@@ -122,6 +126,13 @@ async def test_modules_run_a_flow_that_settles_with_counts_and_dead_letters(
             return got.dead_lettered == 2 and got.dead_letter_queue == 1
 
         await eventually(replayed_and_dead_again, timeout=30)
+        # The replay is a fresh round of attempts that really ran the module again.
+        assert (tmp_path / "failer-runs").read_text() == "xxxx"
+        reply = await trace.GetFlow(
+            trace_pb2.GetFlowRequest(correlationID=raised.event.correlation_id), timeout=10
+        )
+        [fail_run] = reply.flow.root.triggered[0].children[0].triggered
+        assert [a.attempt for a in fail_run.attempts] == [1, 2, 3, 4]
 
         await modules.Delete(module_pb2.ModuleDeleteRequest(name=failing.name), timeout=10)
         got = await modules.Get(module_pb2.ModuleGetRequest(name=failing.name), timeout=10)
