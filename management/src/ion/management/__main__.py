@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import secrets
-import signal
 import sys
 import traceback
 from collections.abc import Callable, Mapping
@@ -21,7 +20,7 @@ from typing import Any
 
 import click
 
-from ion.core import errors, logs
+from ion.core import entrypoint, errors, logs, telemetry
 from ion.core.config import IonSettings, load_settings
 from ion.management import app
 from ion.management.certs import DEFAULT_HOSTS, TlsFiles, ensure_local_pki
@@ -53,6 +52,7 @@ def _fail(state: _State, err: BaseException) -> None:
 
 def _serve(state: _State, settings: IonSettings, tls: TlsFiles | None, token: str | None) -> None:
     logs.configure(level=settings.telemetry.log_level, fmt=settings.telemetry.log_format)
+    telemetry.configure_tracing(settings.telemetry.traces, service_name="ion-management")
 
     def ready(endpoints: app.Endpoints) -> None:
         mode = "mutual TLS" if endpoints.tls else "PLAINTEXT"
@@ -62,15 +62,11 @@ def _serve(state: _State, settings: IonSettings, tls: TlsFiles | None, token: st
             err=True,
         )
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    async def main(stop: asyncio.Event) -> None:
         await app.run(settings, stop=stop, tls=tls, front_api_token=token, on_ready=ready)
 
     try:
-        asyncio.run(main())
+        entrypoint.run_until_signal(main)
     except errors.IonError as err:
         _fail(state, err)
 
