@@ -1,12 +1,19 @@
 """Benchmark AzureBlobStore against the bare azure-storage-blob SDK, on a local Azurite.
 
-Run: ``.venv/bin/python bench/bench_azure_blob.py [--small]``. It starts Azurite (in memory) from
-tools/emulators, writes the data under bench/.work/ (streamed: one big file, many 4 KiB files),
-and measures upload and download of each through AzureBlobStore and through the SDK alone
-(``upload_blob``/``download_blob().readinto`` with the same max_concurrency and 4 MiB blocks) in
-the same run, each side on a fresh container. One line per measure:
-``name value unit baseline=<v> ratio=<r>`` where ratio = ours / baseline (higher is better).
-AzureBlobStore does more per byte (whole-blob and per-block MD5, atomic temp-file downloads).
+Run: ``.venv/bin/python bench/bench_azure_blob.py [--small] [--skip-big]``. It writes the data
+under bench/.work/ (streamed: one big file, many 4 KiB files) and measures upload and download of
+each through AzureBlobStore and through the SDK alone (``upload_blob``/``download_blob().readinto``
+with the same max_concurrency and 4 MiB blocks): the same files, the same number of files at once.
+The small files are measured two ways: `put_file`/`get_file` called per file, `--files-concurrency`
+at once (the SDK side the same), and one `put_files`/`get_files` call for the whole set (what the
+handler does) against the SDK with as many files at once as the store's batches use.
+
+Each side of each round runs on a fresh Azurite of its own (in memory, from tools/emulators), in
+alternating order, so neither side inherits the other's garbage or always runs first. One line
+per measure: ``name value unit baseline=<v> ratio=<r> rounds=<lo>-<hi>``: value and baseline are
+each side's best round, ratio = ours / baseline (higher is better), rounds is the range of the
+per-round ratios. AzureBlobStore does more per file (whole-blob and per-block MD5, downloads
+written to a temporary file renamed into place, parent directories made).
 """
 
 from __future__ import annotations
@@ -28,11 +35,17 @@ if str(_ROOT) not in sys.path:
 
 from azure.storage.blob.aio import BlobServiceClient  # noqa: E402
 
-from ion.core.backends.azure.blobs import AzureBlobOptions, AzureBlobStore  # noqa: E402
+from ion.core.backends.azure.blobs import (  # noqa: E402
+    BATCH_CONCURRENCY,
+    AzureBlobOptions,
+    AzureBlobStore,
+)
 from tests.fakes import azure_emulators  # noqa: E402
 
 MiB = 1024 * 1024
 CHUNK = 4 * MiB
+BATCH_FILES = BATCH_CONCURRENCY
+"""Files at once of the SDK side of the batch measures: as many as AzureBlobStore's batches."""
 
 
 def make_big_file(path: Path, size: int) -> None:
@@ -105,6 +118,12 @@ class Sdk:
         with destination.open("wb") as out:
             await downloader.readinto(out)
 
+    async def put_files(self, items: list[tuple[str, Path]]) -> None:
+        await bounded(len(items), BATCH_FILES, lambda i: self.put_file(*items[i]))
+
+    async def get_files(self, items: list[tuple[str, Path]]) -> None:
+        await bounded(len(items), BATCH_FILES, lambda i: self.get_file(*items[i]))
+
     async def aclose(self) -> None:
         await self.container.delete_container()
         await self.service.close()
@@ -130,6 +149,12 @@ class Ours:
     async def get_file(self, key: str, destination: Path) -> None:
         await self.store.get_file(key, destination)
 
+    async def put_files(self, items: list[tuple[str, Path]]) -> None:
+        await self.store.put_files(items)
+
+    async def get_files(self, items: list[tuple[str, Path]]) -> None:
+        await self.store.get_files(items)
+
     async def aclose(self) -> None:
         await self.store.aclose()
         async with BlobServiceClient.from_connection_string(self.connection_string) as service:
@@ -138,7 +163,7 @@ class Ours:
 
 async def measure(
     side: Sdk | Ours,
-    big: Path,
+    big: Path | None,
     small: list[Path],
     out: Path,
     files_concurrency: int,
@@ -147,29 +172,45 @@ async def measure(
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     results: dict[str, float] = {}
-    size_mib = big.stat().st_size / MiB
     small_mib = sum(p.stat().st_size for p in small) / MiB
 
-    seconds = await timed(lambda: side.put_file("big/file.bin", big))
-    results["big_upload"] = size_mib / seconds
-    seconds = await timed(lambda: side.get_file("big/file.bin", out / "big.bin"))
-    results["big_download"] = size_mib / seconds
-    if (out / "big.bin").stat().st_size != big.stat().st_size:
-        raise SystemExit("big download has the wrong size")
-    (out / "big.bin").unlink()
+    if big is not None:
+        size_mib = big.stat().st_size / MiB
+        seconds = await timed(lambda: side.put_file("big/file.bin", big))
+        results["big_upload"] = size_mib / seconds
+        seconds = await timed(lambda: side.get_file("big/file.bin", out / "big.bin"))
+        results["big_download"] = size_mib / seconds
+        if (out / "big.bin").stat().st_size != big.stat().st_size:
+            raise SystemExit("big download has the wrong size")
+        (out / "big.bin").unlink()
 
     async def put_one(i: int) -> None:
         await side.put_file(f"small/{i:05d}", small[i])
 
     async def get_one(i: int) -> None:
-        await side.get_file(f"small/{i:05d}", out / f"{i:05d}")
+        await side.get_file(f"small/{i:05d}", out / "each" / f"{i:05d}")
 
+    (out / "each").mkdir()
     seconds = await timed(lambda: bounded(len(small), files_concurrency, put_one))
     results["small_upload"] = len(small) / seconds
     results["small_upload_mib"] = small_mib / seconds
     seconds = await timed(lambda: bounded(len(small), files_concurrency, get_one))
     results["small_download"] = len(small) / seconds
     results["small_download_mib"] = small_mib / seconds
+
+    # The handler's way: one call for the whole tree, into a directory that does not exist yet
+    # (the bare SDK makes no directories, so its side gets it made).
+    puts = [(f"batch/{i:05d}", path) for i, path in enumerate(small)]
+    gets = [(f"batch/{i:05d}", out / "batch" / f"{i:05d}") for i in range(len(small))]
+    seconds = await timed(lambda: side.put_files(puts))
+    results["small_upload_batch"] = len(small) / seconds
+    if isinstance(side, Sdk):
+        (out / "batch").mkdir()
+    seconds = await timed(lambda: side.get_files(gets))
+    results["small_download_batch"] = len(small) / seconds
+    for _, path in gets[:: max(1, len(gets) // 100)]:
+        if path.stat().st_size != small[0].stat().st_size:
+            raise SystemExit(f"{path} has the wrong size")
     await side.aclose()
     return results
 
@@ -181,44 +222,74 @@ UNITS = {
     "small_upload_mib": "MiB/s",
     "small_download": "files/s",
     "small_download_mib": "MiB/s",
+    "small_upload_batch": "files/s",
+    "small_download_batch": "files/s",
 }
 
 
-async def run(args: argparse.Namespace, connection_string: str, work: Path) -> None:
+async def run_side(
+    args: argparse.Namespace, name: str, big: Path | None, small: list[Path], logs: Path
+) -> dict[str, float]:
+    """Measure one side on a fresh Azurite of its own, stopped afterwards."""
+    with azure_emulators.running_azurite(logs) as azurite:
+        container = f"bench-{name}-{uuid.uuid4().hex[:8]}"
+        side: Sdk | Ours = (
+            Sdk(azurite.connection_string, container, args.concurrency)
+            if name == "sdk"
+            else Ours(azurite.connection_string, container, args.concurrency, args.chunk_mib * MiB)
+        )
+        return await measure(side, big, small, args.workdir / "out", args.files_concurrency)
+
+
+async def run(args: argparse.Namespace, logs: Path) -> None:
+    work: Path = args.workdir
     big_size = 64 * MiB if args.small else 1024 * MiB
     count = 1_000 if args.small else 10_000
-    big = work / f"big-{big_size // MiB}MiB.bin"
+    big: Path | None = None
     print(f"# preparing data in {work}", file=sys.stderr)
-    make_big_file(big, big_size)
+    if not args.skip_big:
+        big = work / f"big-{big_size // MiB}MiB.bin"
+        make_big_file(big, big_size)
     small = make_small_files(work / "small", count, 4 * 1024)
     print(
-        f"# {big_size // MiB} MiB file, {count} x 4 KiB files, max_concurrency={args.concurrency},"
-        f" ours: {f'{args.chunk_mib} MiB' if args.chunk_mib else 'default'} blocks/ranges, SDK: 4 MiB blocks, 32+4 MiB gets,"
-        f" {args.files_concurrency} files at once, best of {args.repeat}",
+        f"# {'no big file' if big is None else f'{big_size // MiB} MiB file'}, {count} x 4 KiB"
+        f" files, max_concurrency={args.concurrency}, ours:"
+        f" {f'{args.chunk_mib} MiB' if args.chunk_mib else 'default'} blocks/ranges, SDK: 4 MiB"
+        f" blocks, 32+4 MiB gets, {args.files_concurrency} files at once ({BATCH_FILES} in the"
+        f" batch measures), a fresh Azurite per side and round, best of {args.repeat};"
+        f" load {os.getloadavg()[0]:.2f}",
         file=sys.stderr,
     )
-    best: dict[str, dict[str, float]] = {"ours": {}, "sdk": {}}
+    rounds: dict[str, list[dict[str, float]]] = {"ours": [], "sdk": []}
     for round_ in range(args.repeat):
-        # Alternate who goes first, so neither side always gets the warmer server.
+        # Alternate who goes first, so neither side always gets the quieter machine.
         order = ("sdk", "ours") if round_ % 2 == 0 else ("ours", "sdk")
         for name in order:
-            container = f"bench-{name}-{uuid.uuid4().hex[:8]}"
-            side: Sdk | Ours = (
-                Sdk(connection_string, container, args.concurrency)
-                if name == "sdk"
-                else Ours(connection_string, container, args.concurrency, args.chunk_mib * MiB)
-            )
-            results = await measure(side, big, small, work / "out", args.files_concurrency)
-            for key, value in results.items():
-                best[name][key] = max(best[name].get(key, 0.0), value)
+            rounds[name].append(await run_side(args, name, big, small, logs / f"{round_}-{name}"))
+        ours, sdk = rounds["ours"][-1], rounds["sdk"][-1]
+        ratios = " ".join(f"{key}={ours[key] / sdk[key]:.2f}" for key in UNITS if key in ours)
+        print(
+            f"# round {round_ + 1}: {ratios}; load {os.getloadavg()[0]:.2f}",
+            file=sys.stderr,
+            flush=True,
+        )
     for key, unit in UNITS.items():
-        ours, base = best["ours"][key], best["sdk"][key]
-        print(f"{key} {ours:.1f} {unit} baseline={base:.1f} ratio={ours / base:.2f}")
+        if key not in rounds["ours"][0]:
+            continue
+        ours_best = max(r[key] for r in rounds["ours"])
+        sdk_best = max(r[key] for r in rounds["sdk"])
+        each = [o[key] / b[key] for o, b in zip(rounds["ours"], rounds["sdk"], strict=True)]
+        print(
+            f"{key} {ours_best:.1f} {unit} baseline={sdk_best:.1f} ratio={ours_best / sdk_best:.2f}"
+            f" rounds={min(each):.2f}-{max(each):.2f}",
+            flush=True,
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="64 MiB and 1,000 files (quick)")
+    parser.add_argument("--skip-big", action="store_true", help="only the small-file measures")
     parser.add_argument("--concurrency", type=int, default=8, help="blocks in flight per file")
     parser.add_argument(
         "--chunk-mib", type=int, default=0, help="AzureBlobStore block/range MiB (0: its default)"
@@ -237,11 +308,8 @@ def main() -> int:
         print(f"bench_azure_blob: {reason}", file=sys.stderr)
         return 2
     args.workdir.mkdir(parents=True, exist_ok=True)
-    with (
-        tempfile.TemporaryDirectory(prefix="azurite-", dir=args.workdir) as logs,
-        azure_emulators.running_azurite(Path(logs)) as azurite,
-    ):
-        asyncio.run(run(args, azurite.connection_string, args.workdir))
+    with tempfile.TemporaryDirectory(prefix="azurite-", dir=args.workdir) as logs:
+        asyncio.run(run(args, Path(logs)))
     return 0
 
 

@@ -50,7 +50,7 @@ _CHUNK = 8 * _MiB
 Memory per transfer is at most about max_concurrency x chunk_size (64 MiB by default)."""
 _READ_ATTEMPTS = 3
 """Whole re-reads of a blob that was replaced while being downloaded, before giving up."""
-_BATCH_CONCURRENCY = 16
+BATCH_CONCURRENCY = 16
 """Files in flight in `put_files`/`get_files` (each with up to max_concurrency blocks)."""
 _CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
@@ -118,7 +118,7 @@ def blob_name(key: str) -> str:
 async def _each(
     items: Sequence[tuple[str, Path]], fn: Callable[[str, Path], Awaitable[BlobInfo]]
 ) -> list[BlobInfo]:
-    """Run `fn(key, path)` per item, `_BATCH_CONCURRENCY` at a time; results in item order.
+    """Run `fn(key, path)` per item, `BATCH_CONCURRENCY` at a time; results in item order.
 
     The first failure stops new transfers; the running ones are waited for (not cancelled:
     their disk work runs in threads, which a cancel would not stop), then it is raised.
@@ -138,7 +138,7 @@ async def _each(
                 return
 
     async with asyncio.TaskGroup() as group:
-        for _ in range(min(_BATCH_CONCURRENCY, len(items))):
+        for _ in range(min(BATCH_CONCURRENCY, len(items))):
             group.create_task(worker())
     if failures:
         raise failures[0]
