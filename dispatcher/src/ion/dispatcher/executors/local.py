@@ -4,11 +4,10 @@ A job's directory (`<jobs dir>/<job id>`) records each step before it happens, s
 that restarts after `kill -9` at any point knows where the job is:
 
 - `job.json`: the request, created exclusively before anything else (a second `submit` of the
-  same id starts nothing);
-- `drive.lock`: held (flock) by the one process driving the job through its phases;
-- `module.json`: written after prepare and before the module starts, with a fresh run token;
-- `module.lock`: locked before the module is spawned and inherited by it, so it stays locked
-  exactly while any process of the module's run is alive, whoever started it;
+  same id starts nothing); the one process driving the job through its phases holds its flock;
+- `module.lock`: after prepare and before the module starts, locked and filled with the run's
+  record (a fresh run token, its start and deadline); the module inherits the lock, so it stays
+  locked exactly while any process of the module's run is alive, whoever started it;
 - `run-<token>.started` (the module's pid) and `run-<token>.exit` (its exit code), written by a
   tiny `sh` wrapper around the module; a token per run, so a stale exit code is never read;
 - `result.json`: the job's outcome, written once the attempt's log and commit are stored.
@@ -81,26 +80,36 @@ def container_argv(runtime: str, job: JobRequest, base_dir: Path) -> list[str]:
     return [*argv, job.spec.image, *job.spec.command]
 
 
-def _write_atomic(path: Path, text: str, *, exclusive: bool = False) -> bool:
-    """Write a file whole; with `exclusive`, only if it does not exist (False if it did)."""
+def _write_atomic(path: Path, text: str) -> None:
+    """Write a file whole (a reader sees the old content or the new, never a part)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
     tmp.write_text(text)
-    if not exclusive:
-        tmp.replace(path)
-        return True
+    tmp.replace(path)
+
+
+def _create_exclusive(path: Path, text: str) -> bool:
+    """Create `path` with `text` unless a whole one exists; False if it did.
+
+    A file left half-written by a process killed while writing it is replaced.
+    """
     try:
-        os.link(tmp, path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     except FileExistsError:
-        return False
-    finally:
-        tmp.unlink()
+        if _read_json(path) is not None:
+            return False
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     return True
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`; None if it is missing or not whole (killed mid-write)."""
     try:
-        value = json.loads(path.read_text())
+        value = json.loads(path.read_bytes() or b"null")
     except FileNotFoundError:
+        return None
+    except ValueError:
         return None
     return value if isinstance(value, dict) else None
 
@@ -137,8 +146,6 @@ class _Job:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         self.request = directory / "job.json"
-        self.drive_lock = directory / "drive.lock"
-        self.module = directory / "module.json"
         self.module_lock = directory / "module.lock"
         self.log = directory / "module.log"
         self.result = directory / "result.json"
@@ -198,7 +205,7 @@ class LocalExecutor:
     @staticmethod
     def _create(paths: _Job, job: JobRequest) -> bool:
         paths.dir.mkdir(parents=True, exist_ok=True)
-        return _write_atomic(paths.request, job.model_dump_json(), exclusive=True)
+        return _create_exclusive(paths.request, job.model_dump_json())
 
     async def status(self, job_id: str) -> JobResult:
         """Return the job's state; raise NotFoundError if it was never submitted here."""
@@ -208,7 +215,7 @@ class LocalExecutor:
             return JobResult.model_validate(result)
         if job_id not in self._drivers and not paths.request.exists():
             raise errors.NotFoundError(f"job {job_id!r} is unknown to the local executor")
-        run = _read_json(paths.module)
+        run = _read_json(paths.module_lock)
         started = datetime.fromisoformat(run["started_at"]) if run else None
         return JobResult(job_id=job_id, state=JobState.RUNNING, started_at=started)
 
@@ -238,7 +245,7 @@ class LocalExecutor:
     async def cancel(self, job_id: str) -> None:
         """Kill the job's module; the job then fails with reason `cancelled`."""
         paths = self._job(job_id)
-        run = _read_json(paths.module)
+        run = _read_json(paths.module_lock)
         if run is not None:
             await self._kill(paths, run["token"], why="cancelled")
 
@@ -279,7 +286,7 @@ class LocalExecutor:
     async def _drive(self, job: JobRequest) -> JobResult:
         paths = self._job(job.job_id)
         try:
-            async with self._holding(paths.drive_lock):
+            async with self._holding(paths.request):
                 result = _read_json(paths.result)
                 if result is not None:  # another process finished it while we waited
                     return JobResult.model_validate(result)
@@ -294,7 +301,7 @@ class LocalExecutor:
     @contextlib.asynccontextmanager
     async def _holding(self, lock: Path) -> AsyncIterator[None]:
         """Hold `lock` (waiting while another process drives the job)."""
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
         try:
             delay = _POLL
             while True:
@@ -315,7 +322,7 @@ class LocalExecutor:
             publishes=frozenset(job.spec.publishes),
             layout=JobLayout(paths.base),
         )
-        run = _read_json(paths.module)
+        run = _read_json(paths.module_lock)
         ended = await self._resume(job, paths, run) if run is not None else None
         prepare_error = ""
         if ended is None and run is None:
@@ -335,7 +342,7 @@ class LocalExecutor:
             ):
                 ended = await self._start_module(job, paths)
         failpoints.reach("local.module-ended")
-        run = _read_json(paths.module)
+        run = _read_json(paths.module_lock)
         attempt = Attempt(
             job_id=job.job_id,
             number=job.attempt,
@@ -400,11 +407,12 @@ class LocalExecutor:
             "argv": list(argv),
         }
         marker = paths.dir / f"run-{token}"
-        lock_fd = os.open(paths.module_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+        lock_fd = os.open(paths.module_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             # Recorded before the spawn: a restart that finds no trace of this run may start it.
-            _write_atomic(paths.module, json.dumps(run))
+            os.ftruncate(lock_fd, 0)
+            os.write(lock_fd, json.dumps(run).encode())
             failpoints.reach("local.module-recorded")
             try:
                 with paths.log.open("ab") as log_file:
