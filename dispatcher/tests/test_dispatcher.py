@@ -13,11 +13,17 @@ from pathlib import Path
 
 from dispatcher.tests.harness import Harness
 from ion.core import errors, naming
+from ion.core.backends import open_blobs, open_bus, open_meta
+from ion.core.clock import ManualClock
+from ion.core.config import IonSettings
 from ion.core.events import Event
 from ion.core.modules import ModuleSpec
 from ion.core.ports.bus import OutgoingMessage, SubscriptionOptions
 from ion.core.records import AttemptState, ModuleRecord
 from ion.core.testing import eventually
+from ion.dispatcher.embedded import dispatcher_options
+from ion.dispatcher.executors.local import LocalExecutor
+from ion.dispatcher.pool import DispatcherPool
 
 ScriptMaker = Callable[[str, str], list[str]]
 
@@ -176,7 +182,7 @@ sys.exit(1 if n == 0 else 0)
 
 
 async def test_a_module_that_hangs_is_killed_at_its_deadline_with_its_children(
-    platform: Harness, script: ScriptMaker, tmp_path: Path
+    settings: IonSettings, script: ScriptMaker, tmp_path: Path
 ) -> None:
     pids = tmp_path / "pids"
     argv = script(
@@ -195,12 +201,30 @@ time.sleep(300)
         retry_count=0,
         max_execution_seconds=1.0,
     )
-    await platform.start_module(record(spec))
-    root = await _raise(platform)
-    flow = await platform.wait_settled(root.correlation_id, timeout=20)
+    # The executor's time is the test's: the deadline passes once the module has started its
+    # child, however slowly a loaded machine starts them.
+    clock = ManualClock(datetime.now(UTC))
+    bus, blobs, meta = (
+        open_bus(settings.bus_url),
+        open_blobs(settings.blobs_url),
+        open_meta(settings.meta_url),
+    )
+    executor = LocalExecutor(settings.jobs_dir, bus=bus, blobs=blobs, meta=meta, clock=clock)
+    options = dispatcher_options(settings, working_dir=tmp_path)
+    try:
+        async with DispatcherPool(bus=bus, meta=meta, executor=executor, options=options) as pool:
+            platform = Harness(pool, bus=bus, blobs=blobs, meta=meta)
+            await platform.start_module(record(spec))
+            root = await _raise(platform)
+            await eventually(pids.exists, timeout=30)
+            await clock.advance(timedelta(seconds=1.5))
+            flow = await platform.wait_settled(root.correlation_id, timeout=30)
+    finally:
+        for backend in (bus, blobs, meta):
+            await backend.aclose()
     [run] = flow.runs()
     assert run.status == "DEAD_LETTERED"
-    assert "max execution time" in run.reason
+    assert "max execution time of 1s" in run.reason
     for pid in map(int, pids.read_text().split()):
         await eventually(lambda pid=pid: not pid_alive(pid), timeout=5)
 
@@ -208,24 +232,31 @@ time.sleep(300)
 async def test_in_flight_jobs_are_bounded(
     platform: Harness, script: ScriptMaker, tmp_path: Path
 ) -> None:
-    spans = tmp_path / "spans"
-    spans.mkdir()
+    running, seen = tmp_path / "running", tmp_path / "seen"
+    running.mkdir()
+    seen.mkdir()
+    # Each job notes how many jobs run with it, then waits (a while) for a partner, so two run
+    # together whenever the dispatcher allows two, and more would be seen if it allowed more.
     argv = script(
         "slow",
         f"""
-start = time.time(); time.sleep(0.4)
-(pathlib.Path({str(spans)!r}) / str(os.getpid())).write_text(f"{{start}} {{time.time()}}")
+me = pathlib.Path({str(running)!r}) / str(os.getpid()); me.touch()
+(pathlib.Path({str(seen)!r}) / str(os.getpid())).write_text(str(len(os.listdir(me.parent))))
+end = time.time() + 3
+while len(os.listdir(me.parent)) < 2 and time.time() < end:
+    time.sleep(0.01)
+time.sleep(0.2)
+me.unlink()
 """,
     )
     spec = ModuleSpec(name="slow", subscribes_to="thing.new", command=argv, max_in_flight=2)
     await platform.start_module(record(spec))
     roots = [await _raise(platform) for _ in range(6)]
     for root in roots:
-        assert (await platform.wait_settled(root.correlation_id, timeout=30)).succeeded
-    intervals = [tuple(map(float, p.read_text().split())) for p in spans.iterdir()]
-    assert len(intervals) == 6
-    most = max(sum(1 for s, e in intervals if s <= t < e) for t, _ in intervals)
-    assert most == 2, intervals
+        assert (await platform.wait_settled(root.correlation_id, timeout=60)).succeeded
+    counts = [int(p.read_text()) for p in seen.iterdir()]
+    assert len(counts) == 6
+    assert max(counts) == 2, counts
 
 
 async def test_a_redelivered_message_of_a_finished_attempt_is_only_completed(
