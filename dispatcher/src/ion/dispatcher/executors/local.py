@@ -196,7 +196,12 @@ class LocalExecutor:
         paths = self._job(job.job_id)
         if job.job_id in self._drivers:
             return await self.status(job.job_id)
-        created = self._create(paths, job)  # two small writes: cheaper than a thread hop
+        try:
+            created = self._create(paths, job)  # two small writes: cheaper than a thread hop
+        except OSError as err:
+            raise errors.TransientError(
+                f"could not record job {job.job_id}: {_os_error_text(err)}"
+            ) from err
         if not created:
             return await self.status(job.job_id)
         self._start_driver(job)
