@@ -9,6 +9,7 @@ event. A commit that crashes half-way can therefore simply be run again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -51,22 +52,37 @@ class CommitResult:
     """Number of insight pairs stored."""
 
 
-def _output_files(out_data: Path) -> tuple[list[str], frozenset[str]]:
+INLINE_ENTRIES = 64
+"""Outputs of at most this many entries (files and directories under out/data, event files)
+are read on the event loop: a few dozen syscalls cost less than the hop to a thread."""
+INLINE_BYTES = 256 * 1024
+"""...and at most this many bytes of event and insights files."""
+
+
+class _TooMany(Exception):
+    """The module's outputs are more than `INLINE_ENTRIES`/`INLINE_BYTES`: read them on a thread."""
+
+
+def _output_files(out_data: Path, limit: int | None = None) -> tuple[list[str], frozenset[str]]:
     """Every file under out/data as a relative '/'-path (sorted), refusing symlinks that leave it.
 
     Also returns the plain files among them: regular files reached through real directories
     only, which therefore cannot resolve outside out/data (event files naming them need no
-    further checks).
+    further checks). Raises `_TooMany` once more than `limit` entries are seen.
     """
     if not out_data.is_dir():
         return [], frozenset()
     found: list[str] = []
     plain: set[str] = set()
     pending = [""]
+    seen = 0
     while pending:
         rel_dir = pending.pop()
         with os.scandir(f"{out_data}/{rel_dir}" if rel_dir else out_data) as entries:
             for entry in entries:
+                seen += 1
+                if limit is not None and seen > limit:
+                    raise _TooMany
                 rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
                 if entry.is_symlink():
                     target = resolve_inside(out_data, PurePosixPath(rel), what="output file")
@@ -81,11 +97,35 @@ def _output_files(out_data: Path) -> tuple[list[str], frozenset[str]]:
     return found, frozenset(plain)
 
 
-def _read_outputs(job: HandlerJob) -> tuple[list[str], list[EventFile], list[KeyValuePair]]:
-    """Find and validate everything the module wrote (off the event loop: it is all disk)."""
+def _event_paths(out_events: Path, limit: int | None) -> list[Path]:
+    """The `*.json` files in out/events, sorted; `_TooMany` past `limit` entries or bytes."""
+    try:
+        with os.scandir(out_events) as entries:
+            found = [e for e in entries if e.name.endswith(".json") and e.is_file()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    if limit is not None and (
+        len(found) > limit or sum(e.stat().st_size for e in found) > INLINE_BYTES
+    ):
+        raise _TooMany
+    return sorted(Path(e.path) for e in found)
+
+
+def _read_outputs(
+    job: HandlerJob, *, limit: int | None = None
+) -> tuple[list[str], list[EventFile], list[KeyValuePair]]:
+    """Find and validate everything the module wrote.
+
+    With a `limit`, raises `_TooMany` (having read nothing that matters) if the outputs are
+    more than can be read on the event loop; without one, it runs on a thread.
+    """
     layout = job.layout
-    outputs, plain_files = _output_files(layout.out_data)
-    event_paths = sorted(p for p in layout.out_events.glob("*.json") if p.is_file())
+    outputs, plain_files = _output_files(layout.out_data, limit)
+    event_paths = _event_paths(layout.out_events, limit)
+    if limit is not None:
+        with contextlib.suppress(FileNotFoundError):
+            if layout.out_insights.stat().st_size > INLINE_BYTES:
+                raise _TooMany
     event_files = [
         parse_event_file(
             p,
@@ -123,7 +163,10 @@ async def commit(
     with tracer.start_as_current_span("commit", attributes={"ion.module": job.module}):
         # Validate everything first: a failed commit must leave no trace downstream.
         out_data = layout.out_data
-        outputs, event_files, insights = await asyncio.to_thread(_read_outputs, job)
+        try:
+            outputs, event_files, insights = _read_outputs(job, limit=INLINE_ENTRIES)
+        except _TooMany:
+            outputs, event_files, insights = await asyncio.to_thread(_read_outputs, job)
 
         prefix = job.output_prefix
         keys = [f"{prefix}/{rel}" for rel in outputs]

@@ -29,6 +29,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
@@ -78,6 +79,80 @@ def container_argv(runtime: str, job: JobRequest, base_dir: Path) -> list[str]:
     for key in job.spec.env:
         argv += ["-e", key]
     return [*argv, job.spec.image, *job.spec.command]
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write a file in one write; a reader treats a part (killed mid-write) as no file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        data = text.encode()
+        while data:
+            data = data[os.write(fd, data) :]
+    finally:
+        os.close(fd)
+
+
+def _spawn(
+    argv: list[str], *, env: dict[str, str], cwd: Path | None, output: int, keep: int
+) -> subprocess.Popen[bytes]:
+    """Start a process in a session of its own, output to `output`, `keep` inherited.
+
+    As asyncio's subprocess API does, on the event loop (a vfork and exec).
+    """
+    return subprocess.Popen(
+        argv,
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        pass_fds=(keep,),
+    )
+
+
+class _Child:
+    """The module's wrapper process, its end awaited without a thread where Linux allows.
+
+    asyncio's child watcher starts a thread per process to block in `waitpid`; a pidfd becomes
+    readable when the process exits, so the event loop itself sees it end.
+    """
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self._popen = popen
+        self.pid = popen.pid
+        loop = asyncio.get_running_loop()
+        self._ended: asyncio.Future[int] = loop.create_future()
+        try:
+            fd = os.pidfd_open(popen.pid)
+        except (AttributeError, OSError):  # not Linux, or an old kernel: a thread waits
+            waiting = loop.run_in_executor(None, popen.wait)
+            waiting.add_done_callback(self._waited)
+            return
+
+        def exited() -> None:
+            loop.remove_reader(fd)
+            os.close(fd)
+            self._set(popen.wait())  # reaps it; it has exited, so this does not block
+
+        loop.add_reader(fd, exited)
+
+    def _waited(self, waiting: asyncio.Future[int]) -> None:
+        if not waiting.cancelled() and waiting.exception() is None:
+            self._set(waiting.result())
+
+    def _set(self, code: int) -> None:
+        if not self._ended.done():
+            self._ended.set_result(code)
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once the process has ended and been reaped, else None."""
+        return self._ended.result() if self._ended.done() else None
+
+    async def wait(self) -> int:
+        """Wait for the process to end; return its exit status."""
+        return await asyncio.shield(self._ended)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -179,7 +254,7 @@ class LocalExecutor:
         self._keep = keep_job_dirs
         self._url_lifetime = url_lifetime
         self._drivers: dict[str, asyncio.Task[JobResult]] = {}
-        self._children: dict[str, asyncio.subprocess.Process] = {}
+        self._children: dict[str, _Child] = {}
         self._cleanups: set[asyncio.Task[None]] = set()
 
     def job_dir(self, job_id: str) -> Path:
@@ -365,7 +440,7 @@ class LocalExecutor:
             url_lifetime=self._url_lifetime,
         )
         failpoints.reach("local.finished")
-        _write_atomic(paths.result, result.model_dump_json())
+        _write_whole(paths.result, result.model_dump_json())
         log.info("job %s finished: %s %s", job.job_id, result.state, result.reason[:200])
         return result
 
@@ -420,21 +495,21 @@ class LocalExecutor:
             os.write(lock_fd, json.dumps(run).encode())
             failpoints.reach("local.module-recorded")
             try:
-                with paths.log.open("ab") as log_file:
-                    proc = await asyncio.create_subprocess_exec(
-                        "/bin/sh",
-                        "-c",
-                        _WRAPPER,
-                        str(marker),
-                        *argv,
-                        env=module_environment(paths.base, job.spec.env),
-                        cwd=cwd,
-                        stdin=asyncio.subprocess.DEVNULL,
-                        stdout=log_file,
-                        stderr=asyncio.subprocess.STDOUT,
-                        start_new_session=True,
-                        pass_fds=(lock_fd,),
+                log_fd = os.open(
+                    paths.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644
+                )
+                try:
+                    proc = _Child(
+                        _spawn(
+                            ["/bin/sh", "-c", _WRAPPER, str(marker), *argv],
+                            env=module_environment(paths.base, job.spec.env),
+                            cwd=cwd,
+                            output=log_fd,
+                            keep=lock_fd,
+                        )
                     )
+                finally:
+                    os.close(log_fd)
             except OSError as err:
                 return ModuleEnd(error=f"could not start the module: {_os_error_text(err)}")
         finally:
@@ -450,7 +525,7 @@ class LocalExecutor:
         paths: _Job,
         run: dict[str, Any],
         *,
-        child: asyncio.subprocess.Process | None,
+        child: _Child | None,
     ) -> ModuleEnd:
         """Wait for the run to end, killing it at its deadline; then make sure none of it lives."""
         token = run["token"]

@@ -15,6 +15,11 @@ never a raw `sqlite3.OperationalError`; the transaction is rolled back and, wher
 connection may be broken, it is closed and opened again on the next call, so the store works
 again as soon as the disk does.
 
+Point reads (`read`: one row by key, a cheap existence check) run inline on the event loop,
+on a read-only connection of their own: in WAL mode a reader never waits for a writer, and a
+read of a page or two costs less than the hop to the worker thread and back. One that cannot
+run inline at once (the file is busy, not there yet, or failing) is simply run on the worker.
+
 A write given an `undo` is cancellable: if its caller is cancelled, the write is skipped if it
 has not run yet, rolled back if it ran but has not committed, and undone (`undo` runs in a
 transaction of its own) if it committed already. A receive uses this so that a receive
@@ -143,6 +148,8 @@ class SqliteWorker:
         self._closed = False
         self._pending: list[_Write] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._reader: sqlite3.Connection | None = None
+        """Read-only connection for inline point reads, opened on first use."""
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -195,6 +202,46 @@ class SqliteWorker:
             raise RuntimeError(f"{self.path} is closed")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._call, fn)
+
+    def _inline_reader(self) -> sqlite3.Connection | None:
+        if self._reader is None and self._conn is not None:  # the schema exists by then
+            try:
+                reader = sqlite3.connect(
+                    f"{self.path.as_uri()}?mode=ro",
+                    uri=True,
+                    timeout=0,
+                    isolation_level=None,
+                    check_same_thread=False,  # used only on the event loop, one call at a time
+                )
+            except sqlite3.Error:
+                return None
+            self._reader = reader
+        return self._reader
+
+    def _drop_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            with contextlib.suppress(sqlite3.Error):
+                reader.close()
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a small read `fn(connection)` inline if it can run at once, else on the worker.
+
+        For reads of one row or a count: they block the event loop while they run (tens of
+        microseconds). `fn` must only read; it may run twice (inline, then on the worker).
+
+        Raises:
+            errors.TransientError: the disk is failing or the file is locked (from the worker).
+        """
+        if self._closed:
+            raise RuntimeError(f"{self.path} is closed")
+        reader = self._inline_reader()
+        if reader is not None:
+            try:
+                return fn(reader)
+            except sqlite3.Error:
+                self._drop_reader()  # busy, gone or failing: the worker says what it is
+        return await self.run(fn)
 
     async def write(
         self,
@@ -349,6 +396,7 @@ class SqliteWorker:
             with contextlib.suppress(Exception):
                 await self._flusher
 
+        self._drop_reader()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._pool, self._discard_connection)
         self._pool.shutdown(wait=True)

@@ -218,7 +218,7 @@ class SqliteEventBus:
             published.clear()
             # A poll (no wake-up: another process may have published) looks before it locks,
             # so idle receivers do not take the database's write lock every few milliseconds.
-            if woken or await self._db.run(
+            if woken or await self._db.read(
                 lambda c: self._maybe_ready(c, topic, subscription, dead)
             ):
                 # Cancellable: a receive cancelled (a dispatcher stopping) before its locks
@@ -250,7 +250,7 @@ class SqliteEventBus:
             " EXISTS(SELECT 1 FROM messages WHERE topic = ? AND subscription = ? AND dead = ?"
             " AND visible_at <= ? AND locked_until <= ?)",
             (topic, subscription, topic, subscription, int(dead), now, now),
-        ).fetchone()
+        ).fetchall()[0]
         return not row[0] or bool(row[1])
 
     def _lock_batch(

@@ -82,14 +82,14 @@ class SqliteMetadataStore:
 
     async def get_event_meta(self, correlation_id: str, event_id: str) -> EventMeta:
         """Return an event's eventMeta; raise NotFoundError if missing."""
-        row = await self._db.run(
+        rows = await self._db.read(
             lambda c: c.execute(
                 "SELECT body FROM documents WHERE doc_type = 'eventMeta' AND id = ?", (event_id,)
-            ).fetchone()
+            ).fetchall()
         )
-        if row is None:
+        if not rows:
             raise errors.NotFoundError(f"no eventMeta for event {event_id!r}")
-        return EventMeta.model_validate_json(row[0])
+        return EventMeta.model_validate_json(rows[0][0])
 
     async def upsert_insight(self, doc: Insight) -> None:
         """Insert or replace an insight document by id."""
@@ -187,12 +187,12 @@ class SqliteMetadataStore:
 
     async def get_attempt(self, correlation_id: str, attempt_id: str) -> JobAttempt:
         """Return a job attempt; raise NotFoundError if missing."""
-        row = await self._db.run(
-            lambda c: c.execute("SELECT body FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
+        rows = await self._db.read(
+            lambda c: c.execute("SELECT body FROM attempts WHERE id = ?", (attempt_id,)).fetchall()
         )
-        if row is None:
+        if not rows:
             raise errors.NotFoundError(f"no job attempt {attempt_id!r}")
-        return JobAttempt.model_validate_json(row[0])
+        return JobAttempt.model_validate_json(rows[0][0])
 
     async def list_attempts(
         self,
