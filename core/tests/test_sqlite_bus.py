@@ -92,6 +92,7 @@ async def test_a_receive_cancelled_mid_transaction_locks_nothing(
         return out
 
     monkeypatch.setattr(bus, "_lock_batch", slow_lock_batch)
+    monkeypatch.setattr(bus._db, "_inline_group", lambda writes: None)  # on the worker thread
     task = asyncio.create_task(bus.receive(topic, sub, max_wait=timedelta(seconds=5)))
     assert await asyncio.to_thread(locked.wait, 10)
     await _cancel(task)
@@ -115,11 +116,37 @@ async def test_a_receive_cancelled_just_after_its_commit_releases_its_locks(
         return out
 
     monkeypatch.setattr(worker, "_run_group", slow_run_group)
+    monkeypatch.setattr(worker, "_inline_group", lambda writes: None)  # on the worker thread
     task = asyncio.create_task(bus.receive(topic, sub, max_wait=timedelta(seconds=5)))
     assert await asyncio.to_thread(committed.wait, 10)
     await _cancel(task)
     monkeypatch.setattr(worker, "_run_group", original)
     go_on.set()
+    await _receivable_again(bus, topic, sub)
+
+
+async def test_a_receive_cancelled_after_its_inline_commit_before_it_resumes_releases_its_locks(
+    one_message: tuple[SqliteEventBus, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bus, topic, sub = one_message
+    worker = bus._db
+    original = worker._inline_group
+    task: asyncio.Task[Any] | None = None
+
+    def inline_then_cancel(writes: Any) -> Any:
+        out = original(writes)
+        assert out is not None, "the lock transaction should have run inline"
+        assert task is not None
+        # Runs before the receive resumes: its result is set, then it is cancelled.
+        asyncio.get_running_loop().call_soon(task.cancel)
+        return out
+
+    monkeypatch.setattr(worker, "_inline_group", inline_then_cancel)
+    task = asyncio.create_task(bus.receive(topic, sub, max_wait=timedelta(seconds=5)))
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert task.cancelled(), f"the receive finished instead: {task.result()!r}"
+    monkeypatch.setattr(worker, "_inline_group", original)
     await _receivable_again(bus, topic, sub)
 
 

@@ -127,6 +127,9 @@ class Dispatcher:
         with logs.bind(module=self.spec.name):
             while not stop.is_set():
                 await slots.acquire()
+                if stop.is_set():  # stopped while every slot was busy: receive nothing more
+                    slots.release()
+                    break
                 free = self.spec.max_in_flight - len(handlers)
                 try:
                     messages = await self._receive(stop, max_messages=max(1, free))

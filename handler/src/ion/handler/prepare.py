@@ -45,8 +45,12 @@ def build_layout(layout: JobLayout) -> None:
     layout.out_insights.write_bytes(b"")
 
 
-async def prepare(job: HandlerJob, *, blobs: BlobStore, meta: MetadataStore) -> PreparedInput:
+async def prepare(
+    job: HandlerJob, *, blobs: BlobStore, meta: MetadataStore, layout_ready: bool = False
+) -> PreparedInput:
     """Lay out the job directory and download the parent's files and key/value data.
+
+    `layout_ready`: the caller made the empty tree `build_layout` makes, moments ago.
 
     Raises:
         errors.PathEscapeError: the parent's metadata names a file outside in/data.
@@ -54,7 +58,9 @@ async def prepare(job: HandlerJob, *, blobs: BlobStore, meta: MetadataStore) -> 
     """
     with tracer.start_as_current_span("prepare", attributes={"ion.module": job.module}):
         layout = job.layout
-        if layout.base.exists():  # a prepare repeated after a crash: clear what is there
+        if layout_ready:
+            pass
+        elif layout.base.exists():  # a prepare repeated after a crash: clear what is there
             await asyncio.to_thread(build_layout, layout)
         else:  # a new job: a few mkdirs, cheaper than a thread hop
             build_layout(layout)

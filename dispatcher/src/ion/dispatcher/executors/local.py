@@ -4,7 +4,10 @@ A job's directory (`<jobs dir>/<job id>`) records each step before it happens, s
 that restarts after `kill -9` at any point knows where the job is:
 
 - `job.json`: the request, created exclusively before anything else (a second `submit` of the
-  same id starts nothing); the one process driving the job through its phases holds its flock;
+  same id starts nothing); the one process driving the job through its phases holds its flock.
+  Usually the whole directory appears at once: a spare one, made ahead of need with the empty
+  tree and empty files (which mean "not yet" to every reader), gets the request and is renamed
+  into place (see `_spares`);
 - `module.lock`: after prepare and before the module starts, locked and filled with the run's
   record (a fresh run token, its start and deadline); the module inherits the lock, so it stays
   locked exactly while any process of the module's run is alive, whoever started it;
@@ -45,9 +48,10 @@ from ion.core.ports.blobs import BlobStore
 from ion.core.ports.bus import EventBus
 from ion.core.ports.executor import JobRequest, JobResult, JobState
 from ion.core.ports.meta import MetadataStore
+from ion.dispatcher.executors._spares import SparePool
 from ion.handler.finish import Attempt, ModuleEnd, finish_job
 from ion.handler.job import HandlerJob
-from ion.handler.prepare import prepare
+from ion.handler.prepare import build_layout, prepare
 from ion.handler.supervisor import kill_group, module_environment
 
 log = logging.getLogger(__name__)
@@ -61,6 +65,8 @@ _POLL_MAX = 0.25
 KILL_GRACE = timedelta(seconds=2)
 LINGER_GRACE = timedelta(seconds=5)
 """How long processes a module left behind may take to die before the attempt fails."""
+SPARE_DIRS = 8
+"""Job directories kept ready ahead of need (see `_spares`)."""
 
 
 def container_argv(runtime: str, job: JobRequest, base_dir: Path) -> list[str]:
@@ -83,13 +89,24 @@ def container_argv(runtime: str, job: JobRequest, base_dir: Path) -> list[str]:
 
 def _write_whole(path: Path, text: str) -> None:
     """Write a file in one write; a reader treats a part (killed mid-write) as no file."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        data = text.encode()
-        while data:
-            data = data[os.write(fd, data) :]
+        _rewrite(fd, text.encode())
     finally:
         os.close(fd)
+
+
+def _rewrite(fd: int, data: bytes) -> None:
+    """Replace an open file's content with `data`.
+
+    An empty file (a spare's) is not truncated: on ext4 a truncate to zero makes the last
+    close of the file flush it to disk at once (`auto_da_alloc`), which costs a write-out.
+    """
+    if os.fstat(fd).st_size:
+        os.ftruncate(fd, 0)
+    offset = 0
+    while offset < len(data):
+        offset += os.pwrite(fd, data[offset:], offset)
 
 
 def _spawn(
@@ -256,6 +273,13 @@ class LocalExecutor:
         self._drivers: dict[str, asyncio.Task[JobResult]] = {}
         self._children: dict[str, _Child] = {}
         self._cleanups: set[asyncio.Task[None]] = set()
+        self._spares = SparePool(
+            jobs_dir,
+            size=SPARE_DIRS,
+            make_layout=lambda directory: build_layout(JobLayout(directory / "ion")),
+        )
+        self._fresh: set[str] = set()
+        """Jobs whose directory this process made from a spare and has not prepared yet."""
 
     def job_dir(self, job_id: str) -> Path:
         """Directory of one job (the module's base dir is `<job dir>/ion`)."""
@@ -272,7 +296,7 @@ class LocalExecutor:
         if job.job_id in self._drivers:
             return await self.status(job.job_id)
         try:
-            created = self._create(paths, job)  # two small writes: cheaper than a thread hop
+            created = self._create(paths, job)  # a write and a rename: cheaper than a thread hop
         except OSError as err:
             raise errors.TransientError(
                 f"could not record job {job.job_id}: {_os_error_text(err)}"
@@ -282,10 +306,22 @@ class LocalExecutor:
         self._start_driver(job)
         return JobResult(job_id=job.job_id, state=JobState.RUNNING, started_at=self._clock.now())
 
-    @staticmethod
-    def _create(paths: _Job, job: JobRequest) -> bool:
+    def _create(self, paths: _Job, job: JobRequest) -> bool:
+        request = job.model_dump_json()
+        spare = self._spares.take()
+        if spare is not None:
+            try:
+                _write_whole(spare / paths.request.name, request)
+                # Fails if a job of that id has a directory with anything in it (a second
+                # submit); replaces an empty one (left by a process killed right after mkdir).
+                os.rename(spare, paths.dir)
+            except OSError:
+                self._spares.discard(spare)
+            else:
+                self._fresh.add(job.job_id)
+                return True
         paths.dir.mkdir(parents=True, exist_ok=True)
-        return _create_exclusive(paths.request, job.model_dump_json())
+        return _create_exclusive(paths.request, request)
 
     async def status(self, job_id: str) -> JobResult:
         """Return the job's state; raise NotFoundError if it was never submitted here."""
@@ -335,6 +371,8 @@ class LocalExecutor:
             return []
         out = []
         for entry in sorted(self.jobs_dir.iterdir()):
+            if entry.name.startswith("."):  # spares (job ids never start with a dot)
+                continue
             with contextlib.suppress(errors.NotFoundError):
                 out.append(await self.status(entry.name))
         return out
@@ -343,6 +381,7 @@ class LocalExecutor:
         """Forget a finished job; its directory is removed in the background (unless kept)."""
         self._drivers.pop(job_id, None)
         self._children.pop(job_id, None)
+        self._fresh.discard(job_id)
         if self._keep:
             return
         task = asyncio.create_task(
@@ -353,6 +392,7 @@ class LocalExecutor:
 
     async def aclose(self) -> None:
         """Wait for background clean-ups; jobs still running are left to be adopted later."""
+        await self._spares.aclose()
         if self._cleanups:
             await asyncio.gather(*self._cleanups, return_exceptions=True)
 
@@ -406,8 +446,10 @@ class LocalExecutor:
         ended = await self._resume(job, paths, run) if run is not None else None
         prepare_error = ""
         if ended is None and run is None:
+            fresh = job.job_id in self._fresh
+            self._fresh.discard(job.job_id)
             try:
-                await prepare(handler_job, blobs=self._blobs, meta=self._meta)
+                await prepare(handler_job, blobs=self._blobs, meta=self._meta, layout_ready=fresh)
             except errors.IonError as err:
                 prepare_error = str(err) or type(err).__name__
             except OSError as err:
@@ -491,8 +533,7 @@ class LocalExecutor:
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             # Recorded before the spawn: a restart that finds no trace of this run may start it.
-            os.ftruncate(lock_fd, 0)
-            os.write(lock_fd, json.dumps(run).encode())
+            _rewrite(lock_fd, json.dumps(run).encode())
             failpoints.reach("local.module-recorded")
             try:
                 log_fd = os.open(

@@ -414,7 +414,7 @@ class SqliteEventBus:
                 for r in rows
             ]
 
-        return await self._db.run(read)
+        return await self._db.query(read)
 
     async def counts(self, topic: str, subscription: str) -> SubscriptionCounts:
         """Return how many messages the subscription holds, by kind."""
@@ -429,7 +429,7 @@ class SqliteEventBus:
             ).fetchone()
             return SubscriptionCounts(active=row[0], dead_lettered=row[1], scheduled=row[2])
 
-        return await self._db.run(read)
+        return await self._db.query(read)
 
     async def aclose(self) -> None:
         """Close the database; idempotent."""

@@ -105,7 +105,7 @@ class SqliteMetadataStore:
 
     async def list_documents(self, correlation_id: str) -> list[FlowDocument]:
         """Return every document of a flow as its model, oldest first."""
-        rows = await self._db.run(
+        rows = await self._db.query(
             lambda c: c.execute(
                 "SELECT body FROM documents WHERE correlation_id = ? ORDER BY rowid",
                 (correlation_id,),
@@ -131,7 +131,7 @@ class SqliteMetadataStore:
 
     async def get_module(self, module_id: str) -> ModuleRecord:
         """Return a module; raise NotFoundError if missing."""
-        row = await self._db.run(
+        row = await self._db.query(
             lambda c: c.execute("SELECT body FROM modules WHERE id = ?", (module_id,)).fetchone()
         )
         if row is None:
@@ -143,7 +143,7 @@ class SqliteMetadataStore:
     async def list_modules(self, *, include_deleted: bool = False) -> list[ModuleRecord]:
         """Return modules sorted by id."""
         sql = "SELECT body FROM modules" + ("" if include_deleted else " WHERE deleted = 0")
-        rows = await self._db.run(lambda c: c.execute(sql + " ORDER BY id").fetchall())
+        rows = await self._db.query(lambda c: c.execute(sql + " ORDER BY id").fetchall())
         return [ModuleRecord.model_validate_json(r[0]) for r in rows]
 
     async def replace_module(self, record: ModuleRecord) -> ModuleRecord:
@@ -214,7 +214,7 @@ class SqliteMetadataStore:
             clauses.append(f"state IN ({', '.join('?' * len(states))})")
             args.extend(sorted(s.value for s in states))
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = await self._db.run(
+        rows = await self._db.query(
             lambda c: c.execute(f"SELECT body FROM attempts{where} ORDER BY rowid", args).fetchall()
         )
         return [JobAttempt.model_validate_json(r[0]) for r in rows]
