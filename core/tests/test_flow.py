@@ -25,7 +25,7 @@ from ion.core.events import (
     ModuleLogs,
     pairs,
 )
-from ion.core.flow import Flow, build_flow
+from ion.core.flow import Flow, build_flow, load_flow
 from ion.core.flowtree import flow_tree
 from ion.core.records import AttemptState, JobAttempt, RunStatus
 
@@ -427,3 +427,32 @@ def test_a_run_known_only_from_a_failed_modulelogs_is_dead_lettered() -> None:
     flow = flow_of([event("e1", "image.new"), failed], [], {})
     assert statuses(flow) == [("resize", RunStatus.DEAD_LETTERED)]
     assert (flow.settled, flow.succeeded) == (True, False)
+
+
+# -- reading a flow while it runs -----------------------------------------------------------------
+
+
+async def test_a_run_that_ends_between_the_reads_never_settles_the_flow_early() -> None:
+    """The documents are read before the run's commit, the attempts after its success record."""
+    before = [event("e1", "image.new")]
+    after = [*before, event("e2", "image.small", parent="e1", by="resize")]
+    running = attempt("resize", "e1", 1, AttemptState.RUNNING, finished=None)
+    done = attempt("resize", "e1", 1, AttemptState.SUCCEEDED)
+
+    class Racing:
+        """A store in which the run commits and succeeds right after each read of documents."""
+
+        def __init__(self) -> None:
+            self.documents_read = 0
+
+        async def list_documents(self, correlation_id: str) -> list[FlowDocument]:
+            self.documents_read += 1
+            return before if self.documents_read == 1 else after
+
+        async def list_attempts(self, *, correlation_id: str) -> list[JobAttempt]:
+            return [running] if self.documents_read == 0 else [done]
+
+    flow = await load_flow(Racing(), CORR, SUBS)  # type: ignore[arg-type]
+    # e2 (raised by resize's commit) is in the tree, and its subscriber has not run yet.
+    assert statuses(flow) == [("resize", RunStatus.SUCCEEDED), ("tag", RunStatus.PENDING)]
+    assert (flow.settled, flow.succeeded) == (False, False)

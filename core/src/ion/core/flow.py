@@ -313,7 +313,23 @@ def _duration(records: Sequence[JobAttempt]) -> float | None:
 async def load_flow(
     meta: MetadataStore, correlation_id: str, subscribers: Mapping[str, Sequence[str]]
 ) -> Flow:
-    """Read a flow's documents and attempts from the store and build its tree."""
-    documents = await meta.list_documents(correlation_id)
+    """Read a flow's documents and attempts from the store and build its tree.
+
+    The two are separate reads, and runs go on between them. Documents read before the attempts
+    could show a run succeeded by its attempt record but not yet the events its commit raised
+    (the flow would look settled too early), so the attempts are read before and after the
+    documents, again until they agree: every document of a run then belongs to an attempt state
+    the tree shows.
+    """
     attempts = await meta.list_attempts(correlation_id=correlation_id)
+    for _ in range(_CONSISTENT_READS):
+        documents = await meta.list_documents(correlation_id)
+        again = await meta.list_attempts(correlation_id=correlation_id)
+        if again == attempts:
+            break
+        attempts = again
     return build_flow(correlation_id, documents, attempts, subscribers)
+
+
+_CONSISTENT_READS = 20
+"""Most rereads of a flow whose attempts keep changing (one of many runs ends every time)."""
