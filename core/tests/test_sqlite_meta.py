@@ -9,7 +9,9 @@ import pytest
 
 from ion.core import errors
 from ion.core.backends.sqlite.meta import SqliteMetadataStore
+from ion.core.events import Context, DocumentType, EventMeta
 from ion.core.ports.meta import MetadataStore
+from ion.core.records import JobAttempt
 from ion.core.testing.meta_contract import MetadataStoreContract
 
 
@@ -33,5 +35,26 @@ async def test_a_stored_document_of_no_known_type_is_refused_by_name(tmp_path: P
         )
         with pytest.raises(errors.ValidationError, match="'odd' has documentType 'mystery'"):
             await store.list_documents("c")
+    finally:
+        await store.aclose()
+
+
+async def test_a_flow_s_documents_and_attempts_are_read_as_of_one_moment(tmp_path: Path) -> None:
+    store = SqliteMetadataStore(tmp_path / "meta.db")
+    try:
+        context = Context(name="m", event_id="e1", correlation_id="c", parent_event_id="")
+        doc = EventMeta(id="e1", context=context.as_document(DocumentType.EVENT_META), type="t.new")
+        attempt = JobAttempt(id="m-e1-a1", module="m", event_id="e1", correlation_id="c")
+        await store.upsert_event_meta(doc)
+        await store.upsert_attempt(attempt)
+        assert await store.flow_records("c") == (
+            await store.list_documents("c"),
+            await store.list_attempts(correlation_id="c"),
+        )
+        # The snapshot ends with the read: a later write is seen by the next one.
+        await store.upsert_attempt(attempt.evolve(module="m"))
+        assert len((await store.flow_records("c"))[1]) == 1
+        await store.upsert_attempt(attempt.model_copy(update={"id": "m-e1-a2"}))
+        assert len((await store.flow_records("c"))[1]) == 2
     finally:
         await store.aclose()

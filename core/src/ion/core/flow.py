@@ -315,12 +315,16 @@ async def load_flow(
 ) -> Flow:
     """Read a flow's documents and attempts from the store and build its tree.
 
-    The two are separate reads, and runs go on between them. Documents read before the attempts
-    could show a run succeeded by its attempt record but not yet the events its commit raised
-    (the flow would look settled too early), so the attempts are read before and after the
-    documents, again until they agree: every document of a run then belongs to an attempt state
-    the tree shows.
+    Both must be of one moment: documents read before the attempts could show a run succeeded by
+    its attempt record but not yet the events its commit raised (the flow would look settled too
+    early). A store that can read both at once (`flow_records`, the embedded one) does; with
+    another, the attempts are read before and after the documents, again until they agree, so
+    every document of a run belongs to an attempt state the tree shows.
     """
+    at_once = getattr(meta, "flow_records", None)
+    if at_once is not None:
+        documents, attempts = await at_once(correlation_id)
+        return build_flow(correlation_id, documents, attempts, subscribers)
     attempts = await meta.list_attempts(correlation_id=correlation_id)
     for _ in range(_CONSISTENT_READS):
         documents = await meta.list_documents(correlation_id)

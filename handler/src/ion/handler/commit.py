@@ -12,9 +12,11 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from opentelemetry import trace
 
@@ -27,6 +29,7 @@ from ion.core.events import (
     EventMeta,
     Insight,
     KeyValuePair,
+    ModuleLogs,
     child_event_id,
     insight_id,
 )
@@ -151,8 +154,13 @@ async def commit(
     meta: MetadataStore,
     bus: EventBus,
     url_lifetime: timedelta = timedelta(days=7),
+    logs: ModuleLogs | None = None,
 ) -> CommitResult:
     """Upload out/data, store insights, record and publish one child event per event file.
+
+    `logs`, the attempt's `modulelogs` document (succeeded), is recorded with the other
+    documents once the outputs are accepted: all of them are written at once (one transaction
+    on the embedded store), before the events are published.
 
     Raises:
         errors.ValidationError: an event or insights file is malformed or names an undeclared
@@ -172,10 +180,14 @@ async def commit(
         keys = [f"{prefix}/{rel}" for rel in outputs]
         # One batch: the store moves the whole tree in a few worker-thread calls. The child
         # events (one URL per listed file, no side effects) are built while the files copy.
-        upload = asyncio.create_task(
-            blobs.put_files(
-                [(key, Path(f"{out_data}/{rel}")) for key, rel in zip(keys, outputs, strict=True)]
+        upload = (
+            asyncio.create_task(
+                blobs.put_files(
+                    [(key, Path(f"{out_data}/{r}")) for key, r in zip(keys, outputs, strict=True)]
+                )
             )
+            if keys
+            else None
         )
         try:
             children = [
@@ -183,12 +195,15 @@ async def commit(
                 for ef in event_files
             ]
         except BaseException:
-            await asyncio.wait([upload])  # nothing of the commit may still be writing
-            if not upload.cancelled():
-                upload.exception()  # the first error wins; this one is only retrieved
+            if upload is not None:
+                await asyncio.wait([upload])  # nothing of the commit may still be writing
+                if not upload.cancelled():
+                    upload.exception()  # the first error wins; this one is only retrieved
             raise
-        await upload
+        if upload is not None:
+            await upload
 
+        writes: list[Coroutine[Any, Any, None]] = []
         if insights:
             context = Context(
                 name=job.module,
@@ -196,14 +211,26 @@ async def commit(
                 correlation_id=job.event.correlation_id,
                 parent_event_id=job.event.context.parent_event_id,
             ).as_document(DocumentType.INSIGHT)
-            await meta.upsert_insight(
-                Insight(
-                    id=insight_id(job.event.event_id, job.module), context=context, data=insights
+            writes.append(
+                meta.upsert_insight(
+                    Insight(
+                        id=insight_id(job.event.event_id, job.module),
+                        context=context,
+                        data=insights,
+                    )
                 )
             )
-
-        for _, event_meta in children:
-            await meta.upsert_event_meta(event_meta)
+        writes += [meta.upsert_event_meta(event_meta) for _, event_meta in children]
+        if logs is not None:
+            writes.append(meta.upsert_module_logs(logs))
+        # Issued together: the store may commit them in one transaction (every one is an upsert,
+        # so a commit repeated after a failure part-way writes the same documents again).
+        if len(writes) == 1:
+            await writes[0]
+        elif writes:
+            for outcome in await asyncio.gather(*writes, return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    raise outcome
         with tracer.start_as_current_span("publish"):
             failpoints.reach("commit.before-publish")
             await publish_events(bus, [child for child, _ in children])

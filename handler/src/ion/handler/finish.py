@@ -90,11 +90,20 @@ async def finish_job(
         )
         await _note(attempt.log_path, cause)
     else:
-        # The log is stored while the outputs commit; a failure stores it again with the note.
+        # The log is stored while the outputs commit, and its modulelogs document is written
+        # with theirs; a failure stores the log again with the note, and the document again
+        # with `succeeded: false`.
         upload = asyncio.create_task(blobs.put_file(key, attempt.log_path))
         try:
             committed = await commit(
-                job, blobs=blobs, meta=meta, bus=bus, url_lifetime=url_lifetime
+                job,
+                blobs=blobs,
+                meta=meta,
+                bus=bus,
+                url_lifetime=url_lifetime,
+                logs=await _logs_document(
+                    job, attempt, key, succeeded=True, blobs=blobs, url_lifetime=url_lifetime
+                ),
             )
         except BaseException as err:
             await asyncio.gather(upload, return_exceptions=True)
@@ -126,12 +135,13 @@ async def finish_job(
                 outputs=committed.outputs,
                 child_event_ids=[e.event_id for e in committed.events],
             )
-    succeeded = result.state == JobState.SUCCEEDED
-    if not succeeded:
+    if result.state != JobState.SUCCEEDED:
         await blobs.put_file(key, attempt.log_path)
-    await _record_logs(
-        job, attempt, key, succeeded=succeeded, blobs=blobs, meta=meta, url_lifetime=url_lifetime
-    )
+        await meta.upsert_module_logs(
+            await _logs_document(
+                job, attempt, key, succeeded=False, blobs=blobs, url_lifetime=url_lifetime
+            )
+        )
     return result.model_copy(
         update={
             "logs_ref": key,
@@ -159,28 +169,25 @@ async def _note(log_path: Path, text: str) -> None:
     await asyncio.to_thread(append)
 
 
-async def _record_logs(
+async def _logs_document(
     job: HandlerJob,
     attempt: Attempt,
     key: str,
     *,
     succeeded: bool,
     blobs: BlobStore,
-    meta: MetadataStore,
     url_lifetime: timedelta,
-) -> None:
+) -> ModuleLogs:
     doc_id = module_logs_id(job.module, job.event.event_id, attempt.number)
-    await meta.upsert_module_logs(
-        ModuleLogs(
-            id=doc_id,
-            context=Context(
-                name=job.module,
-                event_id=job.event.event_id,
-                correlation_id=job.event.correlation_id,
-                parent_event_id=job.event.context.parent_event_id,
-            ).as_document(DocumentType.MODULE_LOGS),
-            desc=doc_id,
-            logs=await blobs.url_for(key, expires_in=url_lifetime),
-            succeeded=succeeded,
-        )
+    return ModuleLogs(
+        id=doc_id,
+        context=Context(
+            name=job.module,
+            event_id=job.event.event_id,
+            correlation_id=job.event.correlation_id,
+            parent_event_id=job.event.context.parent_event_id,
+        ).as_document(DocumentType.MODULE_LOGS),
+        desc=doc_id,
+        logs=await blobs.url_for(key, expires_in=url_lifetime),
+        succeeded=succeeded,
     )

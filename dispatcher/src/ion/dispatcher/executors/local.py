@@ -280,6 +280,9 @@ class LocalExecutor:
         )
         self._fresh: set[str] = set()
         """Jobs whose directory this process made from a spare and has not prepared yet."""
+        self._processes_only: set[str] = set()
+        """Jobs driven here whose module runs as a process (no container): their directory
+        may be recycled as a spare once they are deleted."""
 
     def job_dir(self, job_id: str) -> Path:
         """Directory of one job (the module's base dir is `<job dir>/ion`)."""
@@ -382,7 +385,11 @@ class LocalExecutor:
         self._drivers.pop(job_id, None)
         self._children.pop(job_id, None)
         self._fresh.discard(job_id)
+        processes_only = job_id in self._processes_only
+        self._processes_only.discard(job_id)
         if self._keep:
+            return
+        if processes_only and self._spares.recycle(self.job_dir(job_id)):
             return
         task = asyncio.create_task(
             asyncio.to_thread(shutil.rmtree, self.job_dir(job_id), ignore_errors=True)
@@ -436,6 +443,8 @@ class LocalExecutor:
             os.close(fd)
 
     async def _run(self, job: JobRequest, paths: _Job) -> JobResult:
+        if job.spec.command:
+            self._processes_only.add(job.job_id)
         handler_job = HandlerJob(
             module=job.spec.name,
             event=job.event,

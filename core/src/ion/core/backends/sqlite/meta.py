@@ -113,6 +113,35 @@ class SqliteMetadataStore:
         )
         return [parse_document(json.loads(r[0])) for r in rows]
 
+    async def flow_records(
+        self, correlation_id: str
+    ) -> tuple[list[FlowDocument], list[JobAttempt]]:
+        """A flow's documents and attempts (each oldest first) as of one moment.
+
+        One read transaction: no run can finish between the two reads (see `load_flow`).
+        """
+
+        def read(c: sqlite3.Connection) -> tuple[list[Any], list[Any]]:
+            c.execute("BEGIN")
+            try:
+                documents = c.execute(
+                    "SELECT body FROM documents WHERE correlation_id = ? ORDER BY rowid",
+                    (correlation_id,),
+                ).fetchall()
+                attempts = c.execute(
+                    "SELECT body FROM attempts WHERE correlation_id = ? ORDER BY rowid",
+                    (correlation_id,),
+                ).fetchall()
+            finally:
+                c.execute("COMMIT")  # a read transaction: ends the snapshot
+            return documents, attempts
+
+        documents, attempts = await self._db.query(read)
+        return (
+            [parse_document(json.loads(r[0])) for r in documents],
+            [JobAttempt.model_validate_json(r[0]) for r in attempts],
+        )
+
     async def create_module(self, record: ModuleRecord) -> ModuleRecord:
         """Store a new module; raise ConflictError if the id exists."""
         stored = record.model_copy(update={"etag": uuid.uuid4().hex})
