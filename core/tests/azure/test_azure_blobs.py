@@ -2,7 +2,9 @@
 
 Beyond the contract: SAS URLs are plain-HTTP downloadable and read-only, transfers run in
 parallel blocks/ranges, MD5 is stored and checked, a blob replaced mid-download is re-read, a
-staged upload stays invisible until commit, and from_url reads only the environment.
+staged upload stays invisible until commit, and from_url reads only the environment. The small
+files' fast path: proxies read from the environment once, disk work shared between thread hops,
+and still no partial file, a plain file mode, and a failed check that writes nothing.
 """
 
 from __future__ import annotations
@@ -30,12 +32,18 @@ from yarl import URL
 from ion.core import errors
 from ion.core.backends import open_blobs
 from ion.core.backends.azure import _blob_transfer
+from ion.core.backends.azure import blobs as azure_blobs
 from ion.core.backends.azure.blobs import AzureBlobStore
 from ion.core.ports.blobs import BlobStore
 from ion.core.testing.blobs_contract import BlobStoreContract
 
 MiB = 1024 * 1024
 LIVE_VARIABLE = "ION_TEST_AZURE_STORAGE_CONNECTION_STRING"
+PROXY_VARIABLES = [
+    variable
+    for scheme in ("http", "https", "all", "no")
+    for variable in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY")
+]
 
 
 def _write_random(path: Path, size: int) -> str:
@@ -275,6 +283,49 @@ class AzureBlobSpecifics:
         assert info.key == "n/a/b"
         assert (await blobs.stat("n/a/b")).size == 1
 
+    async def test_small_downloads_are_whole_plain_files(
+        self, blobs: BlobStore, tmp_path: Path
+    ) -> None:
+        """Many small blobs at once: each lands whole, in new directories, with the umask's mode."""
+        sources = []
+        for i in range(40):
+            src = tmp_path / "src" / f"{i:02d}"
+            src.parent.mkdir(exist_ok=True)
+            src.write_bytes(os.urandom(i * 97))
+            sources.append((f"small/{i % 4}/{i:02d}", src))
+        await blobs.put_files(sources)
+        gets = [(key, tmp_path / "dst" / key) for key, _ in sources]
+        infos = await blobs.get_files(gets)
+        umask = os.umask(0)
+        os.umask(umask)
+        for (key, dst), (_, src), info in zip(gets, sources, infos, strict=True):
+            assert dst.read_bytes() == src.read_bytes()
+            assert (info.key, info.size, info.md5) == (key, src.stat().st_size, _md5_of(src))
+            assert dst.stat().st_mode & 0o777 == 0o666 & ~umask
+        assert sorted(p.name for p in (tmp_path / "dst").rglob("*") if p.is_file()) == sorted(
+            f"{i:02d}" for i in range(40)
+        )
+
+    async def test_a_small_blob_failing_its_check_in_a_batch_writes_nothing(
+        self, blobs: BlobStore, service: BlobServiceClient, container: str, tmp_path: Path
+    ) -> None:
+        items = []
+        for i in range(20):
+            src = tmp_path / f"s{i:02d}"
+            src.write_bytes(b"%d" % i * 100)
+            items.append((f"chk/{i:02d}", src))
+        await blobs.put_files(items)
+        await service.get_blob_client(container, "chk/07").set_http_headers(
+            ContentSettings(content_md5=bytearray(16))
+        )
+        with pytest.raises(errors.TransientError, match="MD5"):
+            await blobs.get_files([(key, tmp_path / "dl" / key) for key, _ in items])
+        assert not (tmp_path / "dl" / "chk" / "07").exists()
+        for path in (tmp_path / "dl").rglob("*"):
+            assert not path.name.endswith(".part")
+            if path.is_file():
+                assert path.read_bytes() == (tmp_path / f"s{path.name}").read_bytes()
+
     async def test_concurrent_operations_share_one_store(
         self, blobs: BlobStore, tmp_path: Path
     ) -> None:
@@ -371,6 +422,62 @@ class TestAzureBlobStoreOnAzurite(BlobStoreContract, AzureBlobSpecifics):
         assert failures["served"] == 1
         assert (tmp_path / "out").read_bytes() == b"through a flaky proxy"
 
+    async def test_proxy_variables_are_read_when_the_store_is_made(
+        self, azurite: Any, container: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """HTTP_PROXY is honoured, but looked up once per store, not on every request."""
+        for name in PROXY_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+        relayed: list[str] = []
+        hop = {"host", "content-length", "transfer-encoding", "connection", "proxy-connection"}
+        async with aiohttp.ClientSession(auto_decompress=False) as session:
+
+            async def forward(request: web.Request) -> web.Response:
+                relayed.append(request.method)  # an absolute-form target: a proxied request
+                async with session.request(
+                    request.method,
+                    URL(request.raw_path, encoded=True),
+                    headers={k: v for k, v in request.headers.items() if k.lower() not in hop},
+                    data=await request.read(),
+                    skip_auto_headers=["Content-Type"],
+                ) as answer:
+                    return web.Response(
+                        status=answer.status,
+                        body=await answer.read(),
+                        headers={k: v for k, v in answer.headers.items() if k.lower() not in hop},
+                    )
+
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", forward)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            try:
+                monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{runner.addresses[0][1]}")
+                src = tmp_path / "f"
+                src.write_bytes(b"through a forward proxy")
+                async with AzureBlobStore.from_connection_string(
+                    azurite.connection_string, container
+                ) as store:
+                    await store.put_file("proxied/f", src)
+                    await store.get_file("proxied/f", tmp_path / "via-proxy")
+                assert relayed
+                assert (tmp_path / "via-proxy").read_bytes() == src.read_bytes()
+
+                monkeypatch.delenv("HTTP_PROXY")
+                store = AzureBlobStore.from_connection_string(azurite.connection_string, container)
+                try:
+                    # Set after the store was made: no request looks at it any more.
+                    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+                    before = len(relayed)
+                    await store.get_file("proxied/f", tmp_path / "direct")
+                    assert len(relayed) == before
+                    assert (tmp_path / "direct").read_bytes() == src.read_bytes()
+                finally:
+                    await store.aclose()
+            finally:
+                await runner.cleanup()
+
     async def test_an_unreachable_service_is_a_transient_error(self, tmp_path: Path) -> None:
         with socket.socket() as probe:  # a port nothing listens on
             probe.bind(("127.0.0.1", 0))
@@ -411,6 +518,92 @@ class TestAzureBlobStoreLive(BlobStoreContract, AzureBlobSpecifics):
         store = AzureBlobStore.from_connection_string(connection_string, container)
         yield store
         await store.aclose()
+
+
+class TestEnvironmentProxies:
+    """The proxies a store takes from the environment, looked up once; no service is contacted."""
+
+    @pytest.fixture(autouse=True)
+    def _clean(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in PROXY_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+
+    def test_none_without_variables(self) -> None:
+        assert azure_blobs._env_proxies("https://acct.blob.core.windows.net") == {}
+
+    def test_the_variables_name_the_proxies(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+        monkeypatch.setenv("HTTP_PROXY", "http://plain.example:3128")
+        assert azure_blobs._env_proxies("https://acct.blob.core.windows.net") == {
+            "https": "http://proxy.example:3128",
+            "http": "http://plain.example:3128",
+        }
+
+    def test_no_proxy_covers_the_endpoint(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+        monkeypatch.setenv("NO_PROXY", ".core.windows.net")
+        assert azure_blobs._env_proxies("https://acct.blob.core.windows.net") == {}
+        assert azure_blobs._env_proxies("https://acct.privatelink.example") != {}
+
+
+class TestDiskOffload:
+    """The small files' disk work: calls queued together share one thread hop."""
+
+    async def test_calls_queued_together_share_a_hop(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        hops: list[int] = []
+        original = _blob_transfer._call_each
+
+        def counted(fns: list[Callable[[], Any]]) -> list[tuple[bool, Any]]:
+            hops.append(len(fns))
+            return original(fns)
+
+        monkeypatch.setattr(_blob_transfer, "_call_each", counted)
+        offload = _blob_transfer.DiskOffload(max_share=64)
+        results = await asyncio.gather(*(offload.call(lambda i=i: i * i) for i in range(50)))
+        assert results == [i * i for i in range(50)]
+        assert hops == [50]
+
+    async def test_an_error_reaches_its_own_caller_only(self) -> None:
+        offload = _blob_transfer.DiskOffload()
+
+        def fail() -> int:
+            raise OSError("disk full")
+
+        outcomes = await asyncio.gather(
+            offload.call(lambda: 1),
+            offload.call(fail),
+            offload.call(lambda: 3),
+            return_exceptions=True,
+        )
+        assert outcomes[0] == 1 and outcomes[2] == 3
+        assert isinstance(outcomes[1], OSError)
+
+    async def test_a_call_cancelled_before_its_turn_does_not_run(self) -> None:
+        offload = _blob_transfer.DiskOffload(runners=1, max_share=1)
+        ran: list[str] = []
+        first = asyncio.ensure_future(offload.call(lambda: ran.append("first")))
+        second = asyncio.ensure_future(offload.call(lambda: ran.append("second")))
+        await asyncio.sleep(0)
+        second.cancel()
+        await first
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        await asyncio.sleep(0.05)
+        assert ran == ["first"]
+
+    def test_temporary_files_are_hidden_beside_the_target_and_make_its_parents(
+        self, tmp_path: Path
+    ) -> None:
+        target = tmp_path / "a" / "b" / ("n" * 200)
+        tmp, fd = _blob_transfer.open_temporary(target)
+        os.close(fd)
+        os.unlink(tmp)
+        assert os.path.dirname(tmp) == str(target.parent)
+        assert os.path.basename(tmp).startswith(".") and tmp.endswith(".part")
+        assert len(os.path.basename(tmp)) < 255
+        md5 = _blob_transfer.save_checked(target, b"data", lambda md5: None)
+        assert target.read_bytes() == b"data" and md5 == hashlib.md5(b"data").digest()
+        assert [p.name for p in target.parent.iterdir()] == [target.name]
 
 
 class TestFromUrl:

@@ -5,24 +5,27 @@ read, so memory stays bounded), each with its MD5 for the service to check, unde
 a fresh per-upload prefix, then commit them at once with the whole-blob MD5. Downloads read the
 first chunk and the properties in one request, then fetch the remaining ranges ahead in a window
 and hand them out in order, pinned to the first response's etag. Disk and hashing run in worker
-threads; everything here is private to `ion.core.backends.azure.blobs`.
+threads; the small files' disk work goes through a `DiskOffload`, which takes every queued call
+to a thread in one hop. Everything here is private to `ion.core.backends.azure.blobs`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
+import itertools
 import mimetypes
 import os
-import tempfile
+import secrets
 import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceModifiedError
@@ -35,6 +38,13 @@ from ion.core.ports.blobs import BlobInfo
 
 SINGLE_PUT_MAX = 1024 * 1024
 """Largest upload sent as one Put Blob; aiohttp also warns about raw bodies above 1 MiB."""
+
+T = TypeVar("T")
+
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+_tmp_counter = itertools.count()
+_TMP_TOKEN = secrets.token_hex(4)
+"""Per process, so a `.part` left by a crashed process that had our pid never collides."""
 
 
 class BlobChangedError(Exception):
@@ -99,22 +109,120 @@ def write_block(handle: IO[bytes], block: bytes, whole: Any) -> None:
     whole.update(block)
 
 
+def open_temporary(destination: Path) -> tuple[str, int]:
+    """Create a new hidden `.part` file beside `destination`; return its path and its fd.
+
+    Its parents are made only when they are missing (no stat per file). The mode is 0o666 less
+    the umask, as `open()` and the filesystem store give: a module running as another user can
+    read its inputs.
+    """
+    directory, name = os.path.split(destination)
+    directory = directory or "."
+    for _ in range(100):
+        tmp = f"{directory}/.{name[:100]}.{os.getpid()}-{_TMP_TOKEN}-{next(_tmp_counter)}.part"
+        try:
+            return tmp, os.open(tmp, _CREATE_FLAGS, 0o666)
+        except FileExistsError:
+            continue  # taken by another writer: try the next name
+        except FileNotFoundError:
+            os.makedirs(directory, exist_ok=True)
+    raise FileExistsError(f"could not create a temporary file in {directory}")
+
+
 def save_checked(destination: Path, data: bytes, check: Callable[[bytes], None]) -> bytes:
-    """Check `data`'s MD5 with `check`, then write it to `destination` atomically."""
+    """Check `data`'s MD5 with `check`, then write it to `destination` atomically.
+
+    Written to a `.part` file beside it and renamed into place; the `.part` file is removed on
+    any failure, so nothing is left at `destination` unless the whole content is there.
+    """
     md5 = hashlib.md5(data, usedforsecurity=False).digest()
     check(md5)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=destination.parent, prefix=f".{destination.name}.", suffix=".part"
-    )
+    tmp, fd = open_temporary(destination)
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
         os.replace(tmp, destination)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
     return md5
+
+
+class DiskOffload:
+    """Runs short blocking disk calls on worker threads, several calls per hop to a thread.
+
+    For a 4 KiB blob a hop to a thread and back costs about as much as writing the file, and
+    every hop makes the event loop and the thread trade the GIL. So a runner takes every queued
+    call (up to `max_share`) to its thread in one hop; 64 downloads finishing close together
+    are written in a few hops. A call made while every runner is busy in its thread starts
+    another runner (up to `runners`), so one slow disk call does not hold the others up. A call
+    whose caller was cancelled before its turn does not run.
+    """
+
+    def __init__(self, *, runners: int = 2, max_share: int = 64) -> None:
+        self._runners = runners
+        self._max_share = max_share
+        self._queue: deque[tuple[Callable[[], Any], asyncio.Future[Any]]] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._in_thread = 0
+        """Runners now waiting on their thread (the others will look at the queue soon)."""
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn()` on a worker thread and return its result (or raise its error)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.append((fn, future))
+        # done() is true as soon as a runner's loop has seen an empty queue and returned.
+        self._tasks = {t for t in self._tasks if not t.done()}
+        if len(self._tasks) <= self._in_thread and len(self._tasks) < self._runners:
+            self._tasks.add(loop.create_task(self._run()))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queue:
+            batch: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+            while self._queue and len(batch) < self._max_share:
+                fn, future = self._queue.popleft()
+                # Skip calls whose caller is gone (cancelled, or left with an earlier loop).
+                if not future.done() and future.get_loop() is loop:
+                    batch.append((fn, future))
+            if not batch:
+                continue
+            self._in_thread += 1
+            try:
+                outcomes = await asyncio.to_thread(_call_each, [fn for fn, _ in batch])
+            except BaseException as err:  # cancelled at shutdown: fail the batch, stop
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(RuntimeError(f"disk work interrupted: {err!r}"))
+                raise
+            finally:
+                self._in_thread -= 1
+            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                if future.done():
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+            # Let the callers just woken queue their next calls, so they share the next hop.
+            await asyncio.sleep(0)
+
+
+def _call_each(fns: list[Callable[[], Any]]) -> list[tuple[bool, Any]]:
+    outcomes: list[tuple[bool, Any]] = []
+    for fn in fns:
+        try:
+            outcomes.append((True, fn()))
+        except Exception as err:
+            outcomes.append((False, err))
+    return outcomes
 
 
 async def rechunk(chunks: AsyncIterator[bytes], size: int) -> AsyncGenerator[bytes]:
