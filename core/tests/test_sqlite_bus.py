@@ -160,3 +160,84 @@ async def test_a_receive_cancelled_while_waiting_for_messages_takes_none_later(
         await _cancel(task)
         await bus.publish("t", [OutgoingMessage(body=b"x", message_id="only")])
         await _receivable_again(bus, "t", "t_a")
+
+
+# --- a publish hands its message to a receiver of this process waiting for it -------------------
+
+
+@pytest.fixture
+async def empty_bus(tmp_path: Path) -> AsyncIterator[SqliteEventBus]:
+    bus = SqliteEventBus(tmp_path / "bus.db")
+    await bus.ensure_subscription("t", "t_a", LONG_LOCK)
+    yield bus
+    await bus.aclose()
+
+
+async def _waiting(bus: SqliteEventBus) -> None:
+    while not bus._waiters:
+        await asyncio.sleep(0.001)
+
+
+async def test_a_waiting_receiver_is_handed_the_message_as_a_first_delivery(
+    empty_bus: SqliteEventBus,
+) -> None:
+    bus = empty_bus
+    receivers = [
+        asyncio.create_task(bus.receive("t", "t_a", max_wait=timedelta(seconds=5)))
+        for _ in range(2)
+    ]
+    await _waiting(bus)
+    await bus.publish("t", [OutgoingMessage(body=b"x", message_id="m1")])
+    done, pending = await asyncio.wait(receivers, timeout=1, return_when=asyncio.FIRST_COMPLETED)
+    assert len(done) == 1 and len(pending) == 1, "one competing receiver gets it"
+    got = done.pop().result()
+    assert [(m.message_id, m.delivery_count) for m in got] == [("m1", 1)]
+    await bus.renew_lock(got[0])  # locked for its receiver, as a receive locks it
+    await bus.complete(got[0])
+    for task in pending:
+        await _cancel(task)
+    assert (await bus.counts("t", "t_a")).active == 0
+
+
+async def test_a_message_handed_to_a_receiver_cancelled_meanwhile_is_released(
+    empty_bus: SqliteEventBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bus = empty_bus
+    worker = bus._db
+    original = worker._inline_group
+    task = asyncio.create_task(bus.receive("t", "t_a", max_wait=timedelta(seconds=5)))
+    await _waiting(bus)
+
+    def publish_then_cancel(writes: Any) -> Any:
+        out = original(writes)  # the message is committed locked for the waiting receiver...
+        asyncio.get_running_loop().call_soon(task.cancel)  # ...which is cancelled before it hears
+        return out
+
+    monkeypatch.setattr(worker, "_inline_group", publish_then_cancel)
+    await bus.publish("t", [OutgoingMessage(body=b"x", message_id="only")])
+    monkeypatch.setattr(worker, "_inline_group", original)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+    await _receivable_again(bus, "t", "t_a")
+
+
+async def test_a_message_handed_over_just_before_its_receiver_is_cancelled_is_released(
+    empty_bus: SqliteEventBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bus = empty_bus
+    task = asyncio.create_task(bus.receive("t", "t_a", max_wait=timedelta(seconds=5)))
+    await _waiting(bus)
+    wake = bus._wake
+
+    def cancel_then_wake(topic: str) -> None:
+        task.cancel()  # the hand-off is set, the receiver has not resumed yet
+        wake(topic)
+
+    monkeypatch.setattr(bus, "_wake", cancel_then_wake)
+    await bus.publish("t", [OutgoingMessage(body=b"x", message_id="only")])
+    monkeypatch.setattr(bus, "_wake", wake)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
+    await _receivable_again(bus, "t", "t_a")

@@ -3,15 +3,21 @@
 Each subscription holds its own copy of every message published to its topic (fan-out), and a
 receive locks rows by writing a lock token and expiry inside one IMMEDIATE transaction, so
 replicas of a module in different processes compete for messages without double delivery.
-Waiting receivers are woken at once by publishes in the same process and poll otherwise. A
-receive cancelled before it returns (a dispatcher stopping) takes no lock: its transaction is
-skipped or rolled back, or its locks are released if it had committed already.
+Waiting receivers are woken at once by publishes in the same process and poll otherwise.
+Better still, a publish in the same process hands its message straight to a receiver of this
+process waiting on the subscription: the publish's own transaction inserts the message already
+locked for that receiver (delivery count 1, as a receive would), so no second transaction and
+no wake-up round are needed; if that receiver has gone meanwhile (timed out, cancelled), the
+lock is released at once, as for a cancelled receive. A receive cancelled before it returns (a
+dispatcher stopping) takes no lock: its transaction is skipped or rolled back, or its locks are
+released if it had committed already.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import uuid
 from collections.abc import Sequence
@@ -70,8 +76,31 @@ CREATE TABLE IF NOT EXISTS seen_ids (
 );
 """
 
+log = logging.getLogger(__name__)
+
 _POLL_MIN = 0.005
 _POLL_MAX = 0.05
+
+
+class _Waiter:
+    """A receiver of this process waiting for messages on one subscription."""
+
+    __slots__ = ("claimed", "future", "max_messages")
+
+    def __init__(self, future: asyncio.Future[list[ReceivedMessage]], max_messages: int) -> None:
+        self.future = future
+        """Resolved with messages locked for it (a hand-off), or [] to look again (a wake-up)."""
+        self.max_messages = max_messages
+        self.claimed = False
+        """Set while a publish's transaction is locking messages for it."""
+
+
+def _handed(waiter: _Waiter) -> list[ReceivedMessage]:
+    """Messages handed to `waiter` (locked for it), if any."""
+    done = waiter.future
+    if done.done() and not done.cancelled():
+        return done.result()
+    return []
 
 
 def _ts(moment: datetime) -> float:
@@ -90,6 +119,9 @@ class SqliteEventBus:
         self._clock = clock or SystemClock()
         self._published: dict[str, asyncio.Event] = {}
         """Per topic, set when a message may have become ready (wakes this process's receivers)."""
+        self._waiters: dict[tuple[str, str, bool], list[_Waiter]] = {}
+        """Receivers of this process waiting, by (topic, subscription, dead), oldest first."""
+        self._releases: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"SqliteEventBus({str(self._db.path)!r})"
@@ -149,17 +181,63 @@ class SqliteEventBus:
     async def publish(self, topic: str, messages: Sequence[OutgoingMessage]) -> None:
         """Publish messages to every subscription of the topic in one transaction."""
         now = _ts(self._clock.now())
+        # Receivers to hand messages to: the first waiting one of each subscription, claimed
+        # here on the event loop (the transaction may run on the worker thread).
+        takers: dict[str, _Waiter] = {}
+        for (waited_topic, sub, dead), waiters in self._waiters.items():
+            if waited_topic == topic and not dead:
+                waiter = next((w for w in waiters if not w.claimed and not w.future.done()), None)
+                if waiter is not None:
+                    waiter.claimed = True
+                    takers[sub] = waiter
+        handed: dict[str, list[ReceivedMessage]] = {}
+
+        def hand_over(
+            c: sqlite3.Connection, msg: OutgoingMessage, sub: str, props: str, lock_duration: float
+        ) -> bool:
+            """Insert `msg` for `sub` locked for its waiting receiver; False if it takes no more."""
+            taken = handed.setdefault(sub, [])
+            if len(taken) >= takers[sub].max_messages:
+                return False
+            token = uuid.uuid4().hex
+            until = now + lock_duration
+            seq = c.execute(
+                "INSERT INTO messages (topic, subscription, message_id, body, properties,"
+                " enqueued_at, visible_at, delivery_count, lock_token, locked_until)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                (topic, sub, msg.message_id, msg.body, props, now, now, token, until),
+            ).lastrowid
+            assert seq is not None
+            taken.append(
+                ReceivedMessage(
+                    topic=topic,
+                    subscription=sub,
+                    message_id=msg.message_id,
+                    body=bytes(msg.body),
+                    properties=json.loads(props),
+                    delivery_count=1,
+                    lock_token=token,
+                    locked_until=_dt(until),
+                    enqueued_at=_dt(now),
+                    sequence_number=seq,
+                )
+            )
+            return True
 
         def write(c: sqlite3.Connection) -> None:
+            handed.clear()  # a batch may run twice (inline, then on the worker)
             row = c.execute("SELECT dedup_window FROM topics WHERE name = ?", (topic,)).fetchone()
             if row is None:
                 raise errors.NotFoundError(
                     f"topic {topic!r} does not exist; a module subscribing to it creates it"
                 )
             window = float(row[0])
-            subs = [
-                r[0] for r in c.execute("SELECT name FROM subscriptions WHERE topic = ?", (topic,))
-            ]
+            durations = dict(
+                c.execute(
+                    "SELECT name, lock_duration FROM subscriptions WHERE topic = ?", (topic,)
+                ).fetchall()
+            )
+            subs = list(durations)
             for msg in messages:
                 seen = c.execute(
                     "SELECT seen_at FROM seen_ids WHERE topic = ? AND message_id = ?",
@@ -176,6 +254,12 @@ class SqliteEventBus:
                 targets = subs
                 if msg.to_subscription is not None:
                     targets = [s for s in subs if s == msg.to_subscription]
+                if visible <= now:
+                    targets = [
+                        s
+                        for s in targets
+                        if s not in takers or not hand_over(c, msg, s, props, float(durations[s]))
+                    ]
                 c.executemany(
                     "INSERT INTO messages (topic, subscription, message_id, body, properties,"
                     " enqueued_at, visible_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -186,13 +270,43 @@ class SqliteEventBus:
                     "DELETE FROM seen_ids WHERE topic = ? AND seen_at < ?", (topic, now - window)
                 )
 
-        await self._db.write(write)
+        try:
+            await self._db.write(write)
+        except BaseException:
+            for waiter in takers.values():
+                waiter.claimed = False  # nothing was handed over: they wait on
+            raise
+        for sub, waiter in takers.items():
+            waiter.claimed = False
+            got = handed.get(sub, [])
+            if not waiter.future.done():
+                waiter.future.set_result(got)
+            elif got:  # its receiver left meanwhile: as if it had never received them
+                self._release(got)
         self._wake(topic)
+
+    def _release(self, got: list[ReceivedMessage]) -> None:
+        """Unlock messages handed to a receiver that was gone (in the background)."""
+
+        async def release() -> None:
+            try:
+                await self._db.write(lambda c: self._unlock(c, got))
+            except errors.IonError as err:  # the lock lapses on its own then
+                log.warning("could not release %d handed-over message(s): %s", len(got), err)
+
+        task = asyncio.get_running_loop().create_task(release())
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
 
     def _wake(self, topic: str) -> None:
         event = self._published.get(topic)
         if event is not None:
             event.set()
+        for (waited_topic, _, _), waiters in self._waiters.items():
+            if waited_topic == topic:
+                for waiter in waiters:
+                    if not waiter.claimed and not waiter.future.done():
+                        waiter.future.set_result([])
 
     async def receive(
         self, topic: str, subscription: str, *, max_messages: int = 1, max_wait: timedelta
@@ -232,13 +346,32 @@ class SqliteEventBus:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return []
+            if published.is_set():  # a publish came while we looked
+                woken = True
+                continue
+            waiter = _Waiter(loop.create_future(), max_messages)
+            key = (topic, subscription, dead)
+            waiting = self._waiters.setdefault(key, [])
+            waiting.append(waiter)
             try:
                 async with asyncio.timeout(min(delay, remaining)):
-                    await published.wait()
+                    got = await waiter.future
+                if got:
+                    return got  # handed over by a publish of this process, locked for us
                 woken = True
             except TimeoutError:
+                if handed := _handed(waiter):  # arrived just as the wait ran out: ours
+                    return handed
                 woken = False
                 delay = min(delay * 2, _POLL_MAX)
+            except asyncio.CancelledError:
+                if handed := _handed(waiter):  # arrived just as we were cancelled: give back
+                    self._release(handed)
+                raise
+            finally:
+                waiting.remove(waiter)
+                if not waiting:
+                    del self._waiters[key]
 
     def _maybe_ready(
         self, c: sqlite3.Connection, topic: str, subscription: str, dead: bool
@@ -433,4 +566,6 @@ class SqliteEventBus:
 
     async def aclose(self) -> None:
         """Close the database; idempotent."""
+        if self._releases:
+            await asyncio.gather(*self._releases, return_exceptions=True)
         await self._db.aclose()
