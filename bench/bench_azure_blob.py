@@ -5,27 +5,30 @@ under bench/.work/ (streamed: one big file, many 4 KiB files) and measures uploa
 each through AzureBlobStore and through the SDK alone (``upload_blob``/``download_blob().readinto``
 with the same max_concurrency and 4 MiB blocks): the same files, the same number of files at once.
 The small files are measured two ways: `put_file`/`get_file` called per file, `--files-concurrency`
-at once (the SDK side the same), and one `put_files`/`get_files` call for the whole set (what the
-handler does) against the SDK with as many files at once as the store's batches use.
+at once (the SDK side the same), and `put_files`/`get_files` calls of 1/`--slices` of the files
+each (what the handler does with a tree) against the SDK with as many files at once as the
+store's batches use.
 
-Each side of each round runs on a fresh Azurite of its own (in memory, from tools/emulators), in
-alternating order, so neither side inherits the other's garbage or always runs first. One line
-per measure: ``name value unit baseline=<v> ratio=<r> rounds=<lo>-<hi>``: value and baseline are
-each side's best round, ratio = ours / baseline (higher is better), rounds is the range of the
-per-round ratios. AzureBlobStore does more per file (whole-blob and per-block MD5, downloads
-written to a temporary file renamed into place, parent directories made).
+Each round starts a fresh Azurite per side (in memory, from tools/emulators), so neither side
+inherits the other's garbage. The sides take turns, phase by phase and, for the small files,
+slice by slice (`--slices`, first side alternating), so a burst of load from elsewhere on a shared
+machine hits both about equally. One line per measure: ``name value unit baseline=<v> ratio=<r>
+rounds=<lo>-<hi>``: value and baseline are each side's best round, ratio = ours / baseline (higher
+is better), rounds is the range of the per-round ratios. AzureBlobStore does more per file
+(whole-blob and per-block MD5, downloads written to a temporary file renamed into place, parent
+directories made).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import shutil
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -161,57 +164,113 @@ class Ours:
             await service.delete_container(self.container)
 
 
-async def measure(
-    side: Sdk | Ours,
-    big: Path | None,
-    small: list[Path],
-    out: Path,
-    files_concurrency: int,
-) -> dict[str, float]:
-    await side.setup()
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    results: dict[str, float] = {}
+async def measure_round(
+    args: argparse.Namespace, round_: int, big: Path | None, small: list[Path], logs: Path
+) -> dict[str, dict[str, float]]:
+    """One round: each side on a fresh Azurite of its own, the two taking turns."""
+    names = ("sdk", "ours") if round_ % 2 == 0 else ("ours", "sdk")
+    seconds: dict[str, dict[str, float]] = {name: {} for name in names}
+    outs = {name: args.workdir / "out" / name for name in names}
+    with (
+        azure_emulators.running_azurite(logs / "sdk") as sdk_azurite,
+        azure_emulators.running_azurite(logs / "ours") as ours_azurite,
+    ):
+        sides: dict[str, Sdk | Ours] = {
+            "sdk": Sdk(sdk_azurite.connection_string, "bench-sdk", args.concurrency),
+            "ours": Ours(
+                ours_azurite.connection_string, "bench-ours", args.concurrency, args.chunk_mib * MiB
+            ),
+        }
+        for name, side in sides.items():
+            await side.setup()
+            shutil.rmtree(outs[name], ignore_errors=True)
+            (outs[name] / "each").mkdir(parents=True)
+
+        async def turns(
+            phase: str, count: int, job: Callable[[str, Sdk | Ours, int], Awaitable[None]]
+        ) -> None:
+            for k in range(count):
+                order = names if k % 2 == 0 else names[::-1]
+                for name in order:
+                    took = await timed(functools.partial(job, name, sides[name], k))
+                    seconds[name][phase] = seconds[name].get(phase, 0.0) + took
+
+        if big is not None:
+            source = big
+
+            async def put_big(name: str, side: Sdk | Ours, _: int) -> None:
+                await side.put_file("big/file.bin", source)
+
+            async def get_big(name: str, side: Sdk | Ours, _: int) -> None:
+                target = outs[name] / "big.bin"
+                await side.get_file("big/file.bin", target)
+                if target.stat().st_size != source.stat().st_size:
+                    raise SystemExit("big download has the wrong size")
+                target.unlink()
+
+            await turns("big_upload", 1, put_big)
+            await turns("big_download", 1, get_big)
+
+        slices = [small[k :: args.slices] for k in range(args.slices)]
+        index = {path: i for i, path in enumerate(small)}
+
+        async def put_each(name: str, side: Sdk | Ours, k: int) -> None:
+            part = slices[k]
+            await bounded(
+                len(part),
+                args.files_concurrency,
+                lambda i: side.put_file(f"small/{index[part[i]]:05d}", part[i]),
+            )
+
+        async def get_each(name: str, side: Sdk | Ours, k: int) -> None:
+            part = slices[k]
+            await bounded(
+                len(part),
+                args.files_concurrency,
+                lambda i: side.get_file(
+                    f"small/{index[part[i]]:05d}", outs[name] / "each" / f"{index[part[i]]:05d}"
+                ),
+            )
+
+        async def put_batch(name: str, side: Sdk | Ours, k: int) -> None:
+            await side.put_files([(f"batch/{index[p]:05d}", p) for p in slices[k]])
+
+        async def get_batch(name: str, side: Sdk | Ours, k: int) -> None:
+            # A directory that does not exist yet (the bare SDK makes none, so it gets it made).
+            target = outs[name] / "batch" / str(k)
+            if name == "sdk":
+                target.mkdir(parents=True)
+            await side.get_files(
+                [(f"batch/{index[p]:05d}", target / f"{index[p]:05d}") for p in slices[k]]
+            )
+
+        await turns("small_upload", args.slices, put_each)
+        await turns("small_download", args.slices, get_each)
+        await turns("small_upload_batch", args.slices, put_batch)
+        await turns("small_download_batch", args.slices, get_batch)
+        for name in names:
+            got = sorted((outs[name] / "batch").rglob("*"))
+            if sum(1 for p in got if p.is_file()) != len(small):
+                raise SystemExit(f"{name}: the batch downloads are missing files")
+        for side in sides.values():
+            await side.aclose()
+
+    results: dict[str, dict[str, float]] = {}
     small_mib = sum(p.stat().st_size for p in small) / MiB
-
-    if big is not None:
-        size_mib = big.stat().st_size / MiB
-        seconds = await timed(lambda: side.put_file("big/file.bin", big))
-        results["big_upload"] = size_mib / seconds
-        seconds = await timed(lambda: side.get_file("big/file.bin", out / "big.bin"))
-        results["big_download"] = size_mib / seconds
-        if (out / "big.bin").stat().st_size != big.stat().st_size:
-            raise SystemExit("big download has the wrong size")
-        (out / "big.bin").unlink()
-
-    async def put_one(i: int) -> None:
-        await side.put_file(f"small/{i:05d}", small[i])
-
-    async def get_one(i: int) -> None:
-        await side.get_file(f"small/{i:05d}", out / "each" / f"{i:05d}")
-
-    (out / "each").mkdir()
-    seconds = await timed(lambda: bounded(len(small), files_concurrency, put_one))
-    results["small_upload"] = len(small) / seconds
-    results["small_upload_mib"] = small_mib / seconds
-    seconds = await timed(lambda: bounded(len(small), files_concurrency, get_one))
-    results["small_download"] = len(small) / seconds
-    results["small_download_mib"] = small_mib / seconds
-
-    # The handler's way: one call for the whole tree, into a directory that does not exist yet
-    # (the bare SDK makes no directories, so its side gets it made).
-    puts = [(f"batch/{i:05d}", path) for i, path in enumerate(small)]
-    gets = [(f"batch/{i:05d}", out / "batch" / f"{i:05d}") for i in range(len(small))]
-    seconds = await timed(lambda: side.put_files(puts))
-    results["small_upload_batch"] = len(small) / seconds
-    if isinstance(side, Sdk):
-        (out / "batch").mkdir()
-    seconds = await timed(lambda: side.get_files(gets))
-    results["small_download_batch"] = len(small) / seconds
-    for _, path in gets[:: max(1, len(gets) // 100)]:
-        if path.stat().st_size != small[0].stat().st_size:
-            raise SystemExit(f"{path} has the wrong size")
-    await side.aclose()
+    for name in names:
+        took = seconds[name]
+        rates: dict[str, float] = {}
+        if big is not None:
+            size_mib = big.stat().st_size / MiB
+            rates["big_upload"] = size_mib / took["big_upload"]
+            rates["big_download"] = size_mib / took["big_download"]
+        rates["small_upload"] = len(small) / took["small_upload"]
+        rates["small_upload_mib"] = small_mib / took["small_upload"]
+        rates["small_download"] = len(small) / took["small_download"]
+        rates["small_download_mib"] = small_mib / took["small_download"]
+        rates["small_upload_batch"] = len(small) / took["small_upload_batch"]
+        rates["small_download_batch"] = len(small) / took["small_download_batch"]
+        results[name] = rates
     return results
 
 
@@ -225,20 +284,6 @@ UNITS = {
     "small_upload_batch": "files/s",
     "small_download_batch": "files/s",
 }
-
-
-async def run_side(
-    args: argparse.Namespace, name: str, big: Path | None, small: list[Path], logs: Path
-) -> dict[str, float]:
-    """Measure one side on a fresh Azurite of its own, stopped afterwards."""
-    with azure_emulators.running_azurite(logs) as azurite:
-        container = f"bench-{name}-{uuid.uuid4().hex[:8]}"
-        side: Sdk | Ours = (
-            Sdk(azurite.connection_string, container, args.concurrency)
-            if name == "sdk"
-            else Ours(azurite.connection_string, container, args.concurrency, args.chunk_mib * MiB)
-        )
-        return await measure(side, big, small, args.workdir / "out", args.files_concurrency)
 
 
 async def run(args: argparse.Namespace, logs: Path) -> None:
@@ -256,16 +301,16 @@ async def run(args: argparse.Namespace, logs: Path) -> None:
         f" files, max_concurrency={args.concurrency}, ours:"
         f" {f'{args.chunk_mib} MiB' if args.chunk_mib else 'default'} blocks/ranges, SDK: 4 MiB"
         f" blocks, 32+4 MiB gets, {args.files_concurrency} files at once ({BATCH_FILES} in the"
-        f" batch measures), a fresh Azurite per side and round, best of {args.repeat};"
+        f" batch measures), a fresh Azurite per side and round, sides taking turns over"
+        f" {args.slices} slices, best of {args.repeat};"
         f" load {os.getloadavg()[0]:.2f}",
         file=sys.stderr,
     )
     rounds: dict[str, list[dict[str, float]]] = {"ours": [], "sdk": []}
     for round_ in range(args.repeat):
-        # Alternate who goes first, so neither side always gets the quieter machine.
-        order = ("sdk", "ours") if round_ % 2 == 0 else ("ours", "sdk")
-        for name in order:
-            rounds[name].append(await run_side(args, name, big, small, logs / f"{round_}-{name}"))
+        results = await measure_round(args, round_, big, small, logs / str(round_))
+        for name, rates in results.items():
+            rounds[name].append(rates)
         ours, sdk = rounds["ours"][-1], rounds["sdk"][-1]
         ratios = " ".join(f"{key}={ours[key] / sdk[key]:.2f}" for key in UNITS if key in ours)
         print(
@@ -296,6 +341,9 @@ def main() -> int:
     )
     parser.add_argument("--files-concurrency", type=int, default=64, help="small files at once")
     parser.add_argument("--repeat", type=int, default=2, help="rounds; the best of each is kept")
+    parser.add_argument(
+        "--slices", type=int, default=10, help="small-file slices the sides take turns over"
+    )
     parser.add_argument(
         "--workdir",
         type=Path,
