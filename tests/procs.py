@@ -143,17 +143,37 @@ async def wait_subscribed(backends: EmbeddedBackends) -> None:
     await eventually(exists, timeout=20)
 
 
-async def succeeded(backends: EmbeddedBackends, flows: list[str], timeout: float) -> None:
-    """Wait until each flow's module run has succeeded."""
+async def succeeded(
+    backends: EmbeddedBackends, flows: list[str], timeout: float, *, log: str = ""
+) -> None:
+    """Wait until each flow's module run has succeeded; if not, say where each one is."""
 
-    async def done() -> bool:
+    async def pending() -> list[str]:
+        waiting = []
         for flow in flows:
             states = [a.state for a in await backends.meta.list_attempts(correlation_id=flow)]
             if AttemptState.SUCCEEDED not in states:
-                return False
-        return True
+                waiting.append(flow)
+        return waiting
 
-    await eventually(done, timeout=timeout, interval=0.2)
+    async def done() -> bool:
+        return not await pending()
+
+    try:
+        await eventually(done, timeout=timeout, interval=0.2)
+    except AssertionError:
+        lines = []
+        for flow in await pending():
+            attempts = await backends.meta.list_attempts(correlation_id=flow)
+            lines.append(f"{flow}: {[(a.attempt, a.state, a.reason[:200]) for a in attempts]}")
+        counts = await backends.bus.counts("thing.new", SUBSCRIPTION)
+        dead = await backends.bus.peek("thing.new", SUBSCRIPTION, dead_letter=True)
+        reasons = [(m.dead_letter_reason, m.dead_letter_description[:200]) for m in dead]
+        raise AssertionError(
+            f"{len(lines)} flow(s) did not succeed within {timeout}s:\n"
+            + "\n".join(lines)
+            + f"\nbus: {counts}; dead letters: {reasons}\n{log[-6000:]}"
+        ) from None
 
 
 async def check_effectively_once(

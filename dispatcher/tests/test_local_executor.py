@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ion.core import errors
 from ion.core.ports.executor import JobRequest, JobState
 from ion.core.testing.embedded import EmbeddedBackends
 from ion.core.testing.executor_contract import ExecutorContract, RequestFactory
@@ -152,3 +153,20 @@ async def test_a_hostile_insights_file_is_a_refused_commit_not_a_crash(
     result = await executor.wait(job.job_id)
     assert (result.state, result.commit_refused) == (JobState.FAILED, True)
     assert "insights.json" in result.reason
+
+
+async def test_a_request_cut_short_by_a_kill_is_unknown_and_submitting_starts_it(
+    backends: EmbeddedBackends, request_factory: RequestFactory, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    job = request_factory(f"echo run >> {runs}")
+    jobs = tmp_path / "jobs"
+    (jobs / job.job_id).mkdir(parents=True)
+    (jobs / job.job_id / "job.json").write_text(job.model_dump_json()[:40])  # killed mid-write
+    executor = local(backends, jobs)
+    with pytest.raises(errors.NotFoundError):
+        await executor.status(job.job_id)
+    await executor.submit(job)
+    result = await executor.wait(job.job_id)
+    assert result.state == JobState.SUCCEEDED, result.reason
+    assert runs.read_text() == "run\n"

@@ -15,7 +15,7 @@ from ion.core.ports.bus import OutgoingMessage
 
 ATTEMPT_PROPERTY = "ion-attempt"
 MAX_ATTEMPT_PROPERTY = "ion-max-attempt"
-REDELIVERY_ALLOWANCE = 3
+REDELIVERY_ALLOWANCE = 10
 """Deliveries allowed beyond the retries, for redeliveries after a crash or a lost lock."""
 
 

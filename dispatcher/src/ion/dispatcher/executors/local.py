@@ -332,7 +332,8 @@ class LocalExecutor:
         result = _read_json(paths.result)
         if result is not None:
             return JobResult.model_validate(result)
-        if job_id not in self._drivers and not paths.request.exists():
+        if job_id not in self._drivers and _read_json(paths.request) is None:
+            # Never submitted, or its request was cut short by a kill: submitting starts it.
             raise errors.NotFoundError(f"job {job_id!r} is unknown to the local executor")
         run = _read_json(paths.module_lock)
         started = datetime.fromisoformat(run["started_at"]) if run else None
