@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ion.core import errors
-from ion.core.modules import ModuleSpec, PipelineSpec
+from ion.core.modules import ModuleSpec, PipelineSpec, Toleration
 
 
 def spec(**changes: Any) -> dict[str, Any]:
@@ -241,3 +241,231 @@ def test_a_pipeline_that_is_not_a_mapping_is_refused(tmp_path: Path, text: str) 
 def test_a_missing_pipeline_file_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(errors.NotFoundError, match="does not exist"):
         PipelineSpec.load(tmp_path / "nope.yaml")
+
+
+# --- Kubernetes scheduling and image fields ---------------------------------------------------
+
+KUBERNETES = {
+    "image": "registry.local:5000/team/resize:1.2",
+    "handler_image": "registry.local:5000/ion/handler:0.9",
+    "image_pull_policy": "ifnotpresent",
+    "node_selector": {"kubernetes.io/arch": "amd64", "pool": "gpu"},
+    "tolerations": [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "dedicated", "value": "ion", "effect": "NoExecute", "toleration_seconds": 60},
+        {"operator": "Exists"},
+    ],
+    "service_account": "ion-jobs",
+    "secrets": ["resize-credentials", "shared.tokens"],
+    "image_pull_secrets": ["acr-pull"],
+}
+
+
+def test_kubernetes_fields_default_to_empty() -> None:
+    parsed = ModuleSpec.parse(spec())
+    assert (parsed.handler_image, parsed.image_pull_policy, parsed.service_account) == ("", "", "")
+    assert (parsed.node_selector, parsed.tolerations) == ({}, [])
+    assert (parsed.secrets, parsed.image_pull_secrets) == ([], [])
+
+
+def test_kubernetes_fields_parse_and_survive_a_round_trip() -> None:
+    parsed = ModuleSpec.parse(spec(**KUBERNETES))
+    assert parsed.handler_image == "registry.local:5000/ion/handler:0.9"
+    assert parsed.image_pull_policy == "IfNotPresent"
+    assert parsed.node_selector == {"kubernetes.io/arch": "amd64", "pool": "gpu"}
+    assert parsed.tolerations == [
+        Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule"),
+        Toleration(key="dedicated", value="ion", effect="NoExecute", toleration_seconds=60),
+        Toleration(operator="Exists"),
+    ]
+    assert parsed.tolerations[1].operator == "Equal"
+    assert parsed.service_account == "ion-jobs"
+    assert parsed.secrets == ["resize-credentials", "shared.tokens"]
+    assert parsed.image_pull_secrets == ["acr-pull"]
+    assert ModuleSpec.parse(parsed.model_dump()) == parsed
+    assert ModuleSpec.model_validate_json(parsed.model_dump_json()) == parsed
+
+
+def test_the_spec_and_its_tolerations_are_frozen() -> None:
+    parsed = ModuleSpec.parse(spec(**KUBERNETES))
+    with pytest.raises(Exception, match="frozen"):
+        parsed.service_account = "other"  # type: ignore[misc]  # frozen: the point of the test
+    with pytest.raises(Exception, match="frozen"):
+        parsed.tolerations[0].key = "other"  # type: ignore[misc]  # frozen: the point of the test
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("Always", "Always"),
+        ("always", "Always"),
+        ("IFNOTPRESENT", "IfNotPresent"),
+        ("never", "Never"),
+        ("", ""),
+    ],
+)
+def test_pull_policies_are_normalized(given: str, stored: str) -> None:
+    assert ModuleSpec.parse(spec(image_pull_policy=given)).image_pull_policy == stored
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "rule"),
+    [
+        pytest.param({"image": "Team/Resize"}, "image", "InvalidImageReference", id="image"),
+        pytest.param({"image": "resize 1"}, "image", "InvalidImageReference", id="image-space"),
+        pytest.param(
+            {"handler_image": "handler:"}, "handler_image", "InvalidImageReference", id="handler"
+        ),
+        pytest.param(
+            {"handler_image": "h" * 256}, "handler_image", "InvalidImageReference", id="long"
+        ),
+        pytest.param(
+            {"image_pull_policy": "Sometimes"},
+            "image_pull_policy",
+            "InvalidPullPolicy",
+            id="pull-policy",
+        ),
+        pytest.param(
+            {"node_selector": {"a/b/c": "x"}},
+            "node_selector",
+            "InvalidQualifiedName",
+            id="selector-key",
+        ),
+        pytest.param(
+            {"node_selector": {"pool": "gpu pool"}},
+            "node_selector",
+            "InvalidLabelValue",
+            id="selector-value",
+        ),
+        pytest.param(
+            {"node_selector": {"k": 1}}, "node_selector.k", "string_type", id="selector-type"
+        ),
+        pytest.param(
+            {"service_account": "Jobs"}, "service_account", "InvalidDnsSubdomain", id="account"
+        ),
+        pytest.param({"secrets": ["a_b"]}, "secrets", "InvalidDnsSubdomain", id="secret"),
+        pytest.param({"secrets": ["a", "a"]}, "secrets", "DuplicateName", id="secret-twice"),
+        pytest.param({"secrets": [""]}, "secrets", "InvalidDnsSubdomain", id="secret-empty"),
+        pytest.param(
+            {"image_pull_secrets": ["-x"]},
+            "image_pull_secrets",
+            "InvalidDnsSubdomain",
+            id="pull-secret",
+        ),
+        pytest.param(
+            {"image_pull_secrets": ["x", "x"]},
+            "image_pull_secrets",
+            "DuplicateName",
+            id="pull-secret-twice",
+        ),
+        pytest.param(
+            {"secrets": [f"s{i}" for i in range(101)]}, "secrets", "too_long", id="many-secrets"
+        ),
+        pytest.param(
+            {"tolerations": [{"key": "a/b/c", "operator": "Exists"}]},
+            "tolerations.0.key",
+            "InvalidQualifiedName",
+            id="toleration-key",
+        ),
+        pytest.param(
+            {"tolerations": [{"key": "k", "operator": "Exists"}, {"value": "x"}]},
+            "tolerations.1.operator",
+            "EmptyKeyNeedsExists",
+            id="empty-key-equal",
+        ),
+        pytest.param(
+            {"tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]},
+            "tolerations.0.value",
+            "ExistsTakesNoValue",
+            id="exists-with-value",
+        ),
+        pytest.param(
+            {"tolerations": [{"key": "k", "value": "a b"}]},
+            "tolerations.0.value",
+            "InvalidLabelValue",
+            id="toleration-value",
+        ),
+        pytest.param(
+            {"tolerations": [{"key": "k", "effect": "NoSchedule", "toleration_seconds": 5}]},
+            "tolerations.0.toleration_seconds",
+            "SecondsNeedNoExecute",
+            id="seconds-without-no-execute",
+        ),
+        pytest.param(
+            {"tolerations": [{"key": "k", "toleration_seconds": 5}]},
+            "tolerations.0.toleration_seconds",
+            "SecondsNeedNoExecute",
+            id="seconds-without-effect",
+        ),
+        pytest.param(
+            {"tolerations": [{"key": "k", "effect": "NoExecute", "toleration_seconds": -1}]},
+            "tolerations.0.toleration_seconds",
+            "greater_than_equal",
+            id="negative-seconds",
+        ),
+        pytest.param(
+            {"tolerations": [{"key": "k", "operator": "In"}]},
+            "tolerations.0.operator",
+            "literal_error",
+            id="operator",
+        ),
+        pytest.param(
+            {"tolerations": [{"key": "k", "effect": "NoRun"}]},
+            "tolerations.0.effect",
+            "literal_error",
+            id="effect",
+        ),
+        pytest.param(
+            {"tolerations": [{"key": "k", "typo": 1}]},
+            "tolerations.0.typo",
+            "extra_forbidden",
+            id="toleration-extra",
+        ),
+    ],
+)
+def test_bad_kubernetes_fields_name_field_and_rule(
+    changes: dict[str, Any], field: str, rule: str
+) -> None:
+    err = refused(spec(**changes))
+    assert (err.field, err.rule) == (field, rule)
+    assert f"field {field!r}" in str(err)
+
+
+def test_a_bad_image_is_refused_even_without_a_command() -> None:
+    raw = spec(image="not an image")
+    del raw["command"]
+    assert (refused(raw).field, refused(raw).rule) == ("image", "InvalidImageReference")
+
+
+def test_a_pipeline_file_carries_the_kubernetes_fields(tmp_path: Path) -> None:
+    text = (
+        GOOD
+        + """\
+    image: registry.local/thumbs:2
+    handler_image: registry.local/ion-handler:2
+    image_pull_policy: Always
+    node_selector: {kubernetes.io/os: linux}
+    tolerations:
+      - {key: gpu, operator: Exists, effect: NoSchedule}
+    service_account: thumbs
+    secrets: [thumbs-env]
+    image_pull_secrets: [registry-pull]
+"""
+    )
+    thumbs = PipelineSpec.load(write(tmp_path, text)).modules[1]
+    assert thumbs.handler_image == "registry.local/ion-handler:2"
+    assert thumbs.image_pull_policy == "Always"
+    assert thumbs.node_selector == {"kubernetes.io/os": "linux"}
+    assert thumbs.tolerations == [Toleration(key="gpu", operator="Exists", effect="NoSchedule")]
+    assert (thumbs.service_account, thumbs.secrets) == ("thumbs", ["thumbs-env"])
+    assert thumbs.image_pull_secrets == ["registry-pull"]
+
+
+def test_a_bad_kubernetes_field_in_a_pipeline_names_its_position(tmp_path: Path) -> None:
+    text = GOOD + "    tolerations: [{key: gpu, operator: Exists, value: x}]\n"
+    with pytest.raises(errors.ValidationError) as caught:
+        PipelineSpec.load(write(tmp_path, text))
+    assert (caught.value.field, caught.value.rule) == (
+        "modules.1.tolerations.0.value",
+        "ExistsTakesNoValue",
+    )

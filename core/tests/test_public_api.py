@@ -29,6 +29,7 @@ CORE = [
     "Resources",
     "RunStatus",
     "SystemClock",
+    "Toleration",
     "child_event_id",
     "errors",
     "insight_id",

@@ -25,7 +25,7 @@ from ion.core.events import (
     new_root_event,
     pairs,
 )
-from ion.core.modules import ModuleSpec, PipelineSpec, Resources
+from ion.core.modules import ModuleSpec, PipelineSpec, Resources, Toleration
 from ion.core.records import (
     TERMINAL_STATES,
     AttemptState,
@@ -57,6 +57,7 @@ __all__ = [
     "Resources",
     "RunStatus",
     "SystemClock",
+    "Toleration",
     "child_event_id",
     "errors",
     "insight_id",

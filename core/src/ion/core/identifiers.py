@@ -13,6 +13,10 @@ them here, with the same rules:
 | data key | 1-256 characters, no control characters |
 | data value | at most 65536 characters, no NUL |
 | text anywhere | valid UTF-8 (no lone surrogates) |
+| Secret, service account name (module spec) | a DNS-1123 subdomain: lowercase letters, digits, `-`, `.`; at most 253 |
+| node selector key, toleration key (module spec) | a Kubernetes qualified name: `[prefix/]name`, name at most 63 of `[A-Za-z0-9_.-]` starting and ending alphanumeric |
+| node selector value | empty, or like the name part of a qualified name |
+| image, handler image (module spec) | an image reference `[host[:port]/]path[:tag][@algorithm:digest]`, at most 255 |
 | a bus message | at most 256 KiB, JSON nested at most 16 deep, at most 10000 JSON values, at most 1000 data pairs |
 
 2018 ids are UUIDv4 strings; the id rule keeps everything a 2018 client could send that is safe
@@ -290,6 +294,177 @@ def check_root_request(
         check_id(correlation_id, field="correlation_id")
     check_data(data, field="data")
     check_file_names(file_names, field="files")
+
+
+# --- Kubernetes names --------------------------------------------------------------------
+# Module specs carry names Kubernetes checks again when a job is created (node selector labels,
+# tolerations, Secret and service account names, images); checking them here with the same
+# rules refuses a bad spec at create time, with the field, instead of failing every job later.
+
+MAX_DNS_SUBDOMAIN_CHARS: Final = 253
+MAX_LABEL_CHARS: Final = 63
+"""The name part of a qualified name, and a label value."""
+MAX_IMAGE_REFERENCE_CHARS: Final = 255
+
+INVALID_QUALIFIED_NAME: Final = "InvalidQualifiedName"
+INVALID_LABEL_VALUE: Final = "InvalidLabelValue"
+INVALID_DNS_SUBDOMAIN: Final = "InvalidDnsSubdomain"
+INVALID_IMAGE_REFERENCE: Final = "InvalidImageReference"
+DUPLICATE_NAME: Final = "DuplicateName"
+
+DNS_SUBDOMAIN_RULE: Final = (
+    "a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', starting and ending with a"
+    " letter or digit, at most 253 characters"
+)
+LABEL_NAME_RULE: Final = (
+    "at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+)
+QUALIFIED_NAME_RULE: Final = (
+    f"a name ({LABEL_NAME_RULE}), optionally after a prefix and '/' (the prefix being"
+    " a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', at most 253 characters)"
+)
+LABEL_VALUE_RULE: Final = f"empty, or {LABEL_NAME_RULE}"
+IMAGE_REFERENCE_RULE: Final = (
+    "an image reference: [host[:port]/]path[:tag][@algorithm:digest], path components of"
+    " lowercase letters and digits joined by '.', '_', '__' or '-', a tag of at most 128 letters,"
+    " digits, '_', '.' and '-', no whitespace, at most 255 characters"
+)
+
+_DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
+_DNS_SUBDOMAIN = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+_LABEL_NAME = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?")
+# The grammar of github.com/distribution/reference (docker's): a registry host (domain
+# components, optional port), lowercase path components, a tag, a digest.
+_DOMAIN_PART = r"(?:[A-Za-z0-9]|[A-Za-z0-9][-A-Za-z0-9]*[A-Za-z0-9])"
+_DOMAIN = rf"{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_DIGEST = r"[a-z0-9]+(?:[-_+.][a-z0-9]+)*:[0-9a-fA-F]{32,}"
+_IMAGE_REFERENCE = re.compile(
+    rf"(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*(?::{_TAG})?(?:@{_DIGEST})?"
+)
+
+
+def is_dns_subdomain(value: str) -> bool:
+    """True if `value` is a DNS-1123 subdomain (a Kubernetes object name such as a Secret's)."""
+    return len(value) <= MAX_DNS_SUBDOMAIN_CHARS and _DNS_SUBDOMAIN.fullmatch(value) is not None
+
+
+def is_qualified_name(value: str) -> bool:
+    """True if `value` is a Kubernetes qualified name (a label key, a taint key)."""
+    prefix, slash, name = value.rpartition("/")
+    if slash and not is_dns_subdomain(prefix):
+        return False
+    return len(name) <= MAX_LABEL_CHARS and _LABEL_NAME.fullmatch(name) is not None
+
+
+def is_label_value(value: str) -> bool:
+    """True if `value` is a Kubernetes label value (empty is one)."""
+    return not value or (len(value) <= MAX_LABEL_CHARS and _LABEL_NAME.fullmatch(value) is not None)
+
+
+def is_image_reference(value: str) -> bool:
+    """True if `value` is a container image reference (`registry:5000/team/app:1.2@sha256:...`)."""
+    return len(value) <= MAX_IMAGE_REFERENCE_CHARS and _IMAGE_REFERENCE.fullmatch(value) is not None
+
+
+def check_dns_subdomain(value: object, *, field: str, allow_empty: bool = False) -> str:
+    """Return `value` if it is a DNS-1123 subdomain (or empty, with `allow_empty`).
+
+    Raises:
+        errors.ValidationError: rule `InvalidDnsSubdomain` (`WrongType` if not a string).
+    """
+    text = _string(value, field=field, what="a name")
+    if (text or not allow_empty) and not is_dns_subdomain(text):
+        raise _fail(
+            f"{field}: {shown(text)} is not a valid name: use {DNS_SUBDOMAIN_RULE}",
+            field=field,
+            rule=INVALID_DNS_SUBDOMAIN,
+        )
+    return text
+
+
+def check_dns_subdomains(names: Iterable[object], *, field: str) -> list[str]:
+    """Return `names` if each is a DNS-1123 subdomain and none is listed twice.
+
+    Raises:
+        errors.ValidationError: `InvalidDnsSubdomain` or `DuplicateName`.
+    """
+    checked: list[str] = []
+    for name in names:
+        text = check_dns_subdomain(name, field=field)
+        if text in checked:
+            raise _fail(f"{field}: {shown(text)} is listed twice", field=field, rule=DUPLICATE_NAME)
+        checked.append(text)
+    return checked
+
+
+def check_qualified_name(value: object, *, field: str, allow_empty: bool = False) -> str:
+    """Return `value` if it is a Kubernetes qualified name (or empty, with `allow_empty`).
+
+    Raises:
+        errors.ValidationError: rule `InvalidQualifiedName` (`WrongType` if not a string).
+    """
+    text = _string(value, field=field, what="a name")
+    if (text or not allow_empty) and not is_qualified_name(text):
+        raise _fail(
+            f"{field}: {shown(text)} is not a valid key: use {QUALIFIED_NAME_RULE}",
+            field=field,
+            rule=INVALID_QUALIFIED_NAME,
+        )
+    return text
+
+
+def check_label_value(value: object, *, field: str) -> str:
+    """Return `value` if it is a Kubernetes label value.
+
+    Raises:
+        errors.ValidationError: rule `InvalidLabelValue` (`WrongType` if not a string).
+    """
+    text = _string(value, field=field, what="a label value")
+    if not is_label_value(text):
+        raise _fail(
+            f"{field}: {shown(text)} is not a valid label value: use {LABEL_VALUE_RULE}",
+            field=field,
+            rule=INVALID_LABEL_VALUE,
+        )
+    return text
+
+
+def check_labels(labels: Mapping[str, str], *, field: str) -> dict[str, str]:
+    """Return `labels` if every key is a qualified name and every value a label value.
+
+    Raises:
+        errors.ValidationError: `InvalidQualifiedName` or `InvalidLabelValue`.
+    """
+    for key, value in labels.items():
+        check_qualified_name(key, field=field)
+        check_label_value(value, field=field)
+    return dict(labels)
+
+
+def check_image_reference(value: object, *, field: str, allow_empty: bool = False) -> str:
+    """Return `value` if it is a container image reference (or empty, with `allow_empty`).
+
+    Raises:
+        errors.ValidationError: rule `InvalidImageReference` (`WrongType` if not a string).
+    """
+    text = _string(value, field=field, what="an image")
+    if not text and allow_empty:
+        return text
+    if len(text) > MAX_IMAGE_REFERENCE_CHARS:
+        raise _fail(
+            f"{field}: {shown(text)} is longer than {MAX_IMAGE_REFERENCE_CHARS} characters",
+            field=field,
+            rule=INVALID_IMAGE_REFERENCE,
+        )
+    if not is_image_reference(text):
+        raise _fail(
+            f"{field}: {shown(text)} is not a valid image: use {IMAGE_REFERENCE_RULE}",
+            field=field,
+            rule=INVALID_IMAGE_REFERENCE,
+        )
+    return text
 
 
 # --- JSON ------------------------------------------------------------------------------------

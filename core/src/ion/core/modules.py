@@ -7,9 +7,10 @@ so names are restricted to what all of those accept. Event types become bus topi
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -22,7 +23,7 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
-from ion.core import errors
+from ion.core import errors, identifiers
 from ion.core.identifiers import EVENT_TYPE_RULE, is_event_type
 
 MODULE_NAME_RULE = (
@@ -30,6 +31,8 @@ MODULE_NAME_RULE = (
 )
 _MODULE_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+_T = TypeVar("_T")
 
 ModuleNameStr = Annotated[str, StringConstraints(strip_whitespace=True)]
 
@@ -39,6 +42,32 @@ def check_module_name(name: str) -> str:
     if not _MODULE_NAME.match(name) or "--" in name:
         raise ValueError(f"{name!r} is not a valid module name: use {MODULE_NAME_RULE}")
     return name
+
+
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+"""Kubernetes' image pull policies, as Kubernetes spells them."""
+INVALID_PULL_POLICY = "InvalidPullPolicy"
+EMPTY_KEY_NEEDS_EXISTS = "EmptyKeyNeedsExists"
+EXISTS_TAKES_NO_VALUE = "ExistsTakesNoValue"
+SECONDS_NEED_NO_EXECUTE = "SecondsNeedNoExecute"
+MAX_SCHEDULING_ITEMS = 100
+"""Node selector labels, tolerations, secrets and image pull secrets of one module, each."""
+
+
+class _RuleError(ValueError):
+    """A broken rule with a stable name; `_first_error` reports `rule` instead of `value_error`."""
+
+    def __init__(self, message: str, *, rule: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+def _kubernetes(check: Callable[..., _T], value: object, *, field: str, **options: bool) -> _T:
+    """Run an `identifiers.check_*` rule inside a pydantic validator, keeping its rule name."""
+    try:
+        return check(value, field=field, **options)
+    except errors.ValidationError as err:
+        raise _RuleError(str(err).removeprefix(f"{field}: "), rule=err.rule) from err
 
 
 def check_event_type(event_type: str) -> str:
@@ -59,6 +88,62 @@ class Resources(BaseModel):
     """Memory request as Kubernetes writes it (`512Mi`); empty: the environment's default."""
     gpu: int = Field(default=0, ge=0, le=16)
     """Number of GPUs."""
+
+
+class Toleration(BaseModel):
+    """A Kubernetes toleration: lets a module's jobs run on nodes with a matching taint.
+
+    The rules are Kubernetes' own: an empty key (any taint) needs operator `Exists`; `Exists`
+    takes no value; `toleration_seconds` only goes with effect `NoExecute`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key: str = ""
+    """Taint key, a Kubernetes qualified name; empty matches every key (with `Exists`)."""
+    operator: Literal["Equal", "Exists"] = Field(default="Equal", validate_default=True)
+    """`Equal`: the taint's value must be `value`; `Exists`: any value."""
+    value: str = Field(default="", validate_default=True)
+    """Taint value to match with `Equal` (a label value); empty with `Exists`."""
+    effect: Literal["", "NoSchedule", "PreferNoSchedule", "NoExecute"] = ""
+    """Taint effect to match; empty matches every effect."""
+    toleration_seconds: int | None = Field(default=None, ge=0, validate_default=True)
+    """With `NoExecute`: how long a running job stays on a node after the taint appears."""
+
+    @field_validator("key")
+    @classmethod
+    def _valid_key(cls, value: str) -> str:
+        return _kubernetes(identifiers.check_qualified_name, value, field="key", allow_empty=True)
+
+    @field_validator("operator")
+    @classmethod
+    def _exists_for_any_key(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("key") == "" and value != "Exists":
+            raise _RuleError(
+                "operator must be 'Exists' when the key is empty (a toleration of every taint)",
+                rule=EMPTY_KEY_NEEDS_EXISTS,
+            )
+        return value
+
+    @field_validator("value")
+    @classmethod
+    def _no_value_with_exists(cls, value: str, info: ValidationInfo) -> str:
+        if value and info.data.get("operator") == "Exists":
+            raise _RuleError(
+                f"value {identifiers.shown(value)} must be empty when the operator is 'Exists'",
+                rule=EXISTS_TAKES_NO_VALUE,
+            )
+        return _kubernetes(identifiers.check_label_value, value, field="value")
+
+    @field_validator("toleration_seconds")
+    @classmethod
+    def _seconds_with_no_execute(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("effect", "NoExecute") != "NoExecute":
+            raise _RuleError(
+                "toleration_seconds is only allowed with effect 'NoExecute'",
+                rule=SECONDS_NEED_NO_EXECUTE,
+            )
+        return value
 
 
 class ModuleSpec(BaseModel):
@@ -91,6 +176,23 @@ class ModuleSpec(BaseModel):
     """Jobs one dispatcher runs at once."""
     working_dir: str = ""
     """Directory the command runs in; by default the pipeline file's directory."""
+    handler_image: str = ""
+    """Image of the handler (prepare and commit) in this module's container jobs (2018's
+    `--handler-image`); empty: the executor's default."""
+    image_pull_policy: str = ""
+    """`Always`, `IfNotPresent` or `Never` (any case, stored as Kubernetes spells it); empty:
+    Kubernetes' default."""
+    node_selector: dict[str, str] = Field(default_factory=dict, max_length=MAX_SCHEDULING_ITEMS)
+    """Node labels a job's node must carry (Kubernetes `nodeSelector`)."""
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=MAX_SCHEDULING_ITEMS)
+    """Taints of nodes a job may run on anyway (Kubernetes `tolerations`)."""
+    service_account: str = ""
+    """Kubernetes service account a job runs as (a DNS-1123 subdomain); empty: the default."""
+    secrets: list[str] = Field(default_factory=list, max_length=MAX_SCHEDULING_ITEMS)
+    """Names of Kubernetes Secrets whose keys reach the module as environment variables (names
+    only: values never pass through Ion)."""
+    image_pull_secrets: list[str] = Field(default_factory=list, max_length=MAX_SCHEDULING_ITEMS)
+    """Names of Kubernetes Secrets used to pull the module's and the handler's images."""
 
     @field_validator("name")
     @classmethod
@@ -125,7 +227,49 @@ class ModuleSpec(BaseModel):
         # Checked on `image` (validated after `command`) so the error names a field.
         if not value and not info.data.get("command"):
             raise ValueError("a module needs a command (local) or an image (container)")
-        return value
+        return _kubernetes(
+            identifiers.check_image_reference, value, field="image", allow_empty=True
+        )
+
+    @field_validator("handler_image")
+    @classmethod
+    def _valid_handler_image(cls, value: str) -> str:
+        return _kubernetes(
+            identifiers.check_image_reference, value, field="handler_image", allow_empty=True
+        )
+
+    @field_validator("image_pull_policy")
+    @classmethod
+    def _valid_pull_policy(cls, value: str) -> str:
+        if not value:
+            return value
+        for policy in PULL_POLICIES:
+            if value.lower() == policy.lower():
+                return policy
+        raise _RuleError(
+            f"{identifiers.shown(value)} is not an image pull policy: use one of"
+            f" {', '.join(PULL_POLICIES)} (or leave it empty)",
+            rule=INVALID_PULL_POLICY,
+        )
+
+    @field_validator("node_selector")
+    @classmethod
+    def _valid_node_selector(cls, value: dict[str, str]) -> dict[str, str]:
+        return _kubernetes(identifiers.check_labels, value, field="node_selector")
+
+    @field_validator("service_account")
+    @classmethod
+    def _valid_service_account(cls, value: str) -> str:
+        return _kubernetes(
+            identifiers.check_dns_subdomain, value, field="service_account", allow_empty=True
+        )
+
+    @field_validator("secrets", "image_pull_secrets")
+    @classmethod
+    def _valid_secret_names(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        return _kubernetes(
+            identifiers.check_dns_subdomains, value, field=info.field_name or "secrets"
+        )
 
     @property
     def retry_backoff(self) -> timedelta:
@@ -223,6 +367,6 @@ def _first_error(what: str, err: PydanticValidationError) -> errors.ValidationEr
     first = err.errors()[0]
     field = ".".join(str(p) for p in first["loc"])
     message = first["msg"].removeprefix("Value error, ")
-    return errors.ValidationError(
-        f"{what}: field {field!r}: {message}", field=field, rule=str(first["type"])
-    )
+    cause = first.get("ctx", {}).get("error")
+    rule = cause.rule if isinstance(cause, _RuleError) else str(first["type"])
+    return errors.ValidationError(f"{what}: field {field!r}: {message}", field=field, rule=rule)
