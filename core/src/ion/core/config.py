@@ -70,6 +70,49 @@ class DispatcherSettings(BaseModel):
     """`docker` or `podman` for image-only modules; empty: detect on PATH."""
     keep_job_dirs: bool = False
     """Keep each finished job's directory (for debugging); logs are stored either way."""
+    executor: str = "local"
+    """Where jobs run: `local` (processes on this machine) or `kubernetes` (one Job each)."""
+
+
+class KubernetesSettings(BaseModel):
+    """How the Kubernetes executor runs jobs and where management deploys dispatchers."""
+
+    model_config = ConfigDict(frozen=True)
+
+    namespace: str = ""
+    """Namespace of Ion's Jobs and dispatchers; empty: the pod's own in a cluster, else `default`."""
+    kubeconfig: str = ""
+    """Kubeconfig file; empty: the in-cluster service account, else `KUBECONFIG`/~/.kube/config."""
+    context: str = ""
+    """Kubeconfig context; empty: its current context."""
+    handler_image: str = "localhost/ion-handler:dev"
+    """Image of the prepare and commit containers, unless the module names its own."""
+    dispatcher_image: str = "localhost/ion-dispatcher:dev"
+    """Image of the dispatcher Deployments management creates."""
+    image_pull_policy: str = "IfNotPresent"
+    """Pull policy of Ion's own containers, and of module images unless the module sets one."""
+    backends_secret: str = ""
+    """Secret whose keys reach the handler and dispatcher containers as environment variables:
+    the backends' credentials (`ION_*` settings, Azure connection strings). Never in args."""
+    settings_env: dict[str, str] = Field(default_factory=dict)
+    """Non-secret `ION_*` settings given to dispatcher pods as plain environment variables."""
+    job_service_account: str = ""
+    """Service account of job pods when the module names none; empty: the namespace default
+    (its token is not mounted either way)."""
+    ttl_seconds_after_finished: int = Field(default=600, ge=0)
+    """Kubernetes deletes a finished Job after this long, if Ion has not already."""
+    deadline_allowance_seconds: float = Field(default=120.0, ge=0)
+    """Added to a module's max execution time for its Job's `activeDeadlineSeconds`: the time
+    prepare and commit may take. The module itself is stopped at its own deadline."""
+    pending_timeout_seconds: float = Field(default=120.0, gt=0)
+    """A job whose pod cannot start a container this long (image pull, missing secret) fails."""
+    resync_seconds: float = Field(default=60.0, gt=0)
+    """The executor lists its Jobs and pods again this often, besides watching them."""
+    host_path_mounts: list[str] = Field(default_factory=list)
+    """Host directories mounted at the same path into handler containers: lets one-node
+    development clusters share embedded (SQLite, file) backends with the host."""
+    create_concurrency: int = Field(default=32, ge=1, le=1024)
+    """API calls one executor makes at once."""
 
 
 class HandlerSettings(BaseModel):
@@ -137,6 +180,7 @@ class IonSettings(BaseModel):
     dispatcher: DispatcherSettings = DispatcherSettings()
     handler: HandlerSettings = HandlerSettings()
     management: ManagementSettings = ManagementSettings()
+    kubernetes: KubernetesSettings = KubernetesSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
 
     @property

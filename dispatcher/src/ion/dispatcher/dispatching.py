@@ -368,9 +368,13 @@ class Dispatcher:
                 spec=self.spec,
                 working_dir=self.options.working_dir,
                 backends=self.options.backends,
-                labels={
-                    "ion/module": self.spec.name,
+                labels={  # 2018's job labels, and Ion's
+                    "ion/modulename": self.spec.name,
                     "ion/eventid": event.event_id,
+                    "ion/parenteventid": event.context.parent_event_id,
+                    "ion/correlationid": event.correlation_id,
+                    "ion/messageid": message.message_id,
+                    "ion/deliverycount": str(message.delivery_count),
                     "ion/attempt": str(attempt),
                 },
                 trace_context=carrier,

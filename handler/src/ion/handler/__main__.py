@@ -94,6 +94,27 @@ def run_command(
     )
 
 
+@main.group("job")
+def job_group() -> None:
+    """The steps of a job pod, its request in ION_JOB_REQUEST (set by Ion's executor)."""
+
+
+@job_group.command("prepare")
+def job_prepare_command() -> None:
+    """Lay out /ion for the module; the outcome goes to the termination message."""
+    from ion.handler import podjob
+
+    sys.exit(podjob.prepare_step())
+
+
+@job_group.command("commit")
+def job_commit_command() -> None:
+    """Commit the module's outputs and publish its events; the result is the outcome."""
+    from ion.handler import podjob
+
+    sys.exit(podjob.commit_step())
+
+
 @main.command("start", hidden=True)
 @click.option("--action", "-a", type=click.Choice(["prepare", "commit"]), required=True)
 @_job_options
