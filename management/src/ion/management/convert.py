@@ -1,7 +1,9 @@
 """Conversions between protobuf messages and Ion's models, at the gRPC edge only.
 
 A create request becomes a validated `ModuleSpec`; a validation error names the field as the
-client sent it (`modulename`, `eventsubscriptions` ...), not as Ion stores it. A flow
+client sent it (`modulename`, `eventsubscriptions`, `handlerimage`, `tolerations.0.key` ...), not
+as Ion stores it; `module_info` gives every spec field back, so Get and List show what Create
+stored. A flow
 (`ion.core.flow.Flow`) becomes the `ion.v1.Flow` tree field by field; the CLI turns it back
 (`ion.cli.flows`), and a test holds the two to a lossless round trip.
 """
@@ -13,7 +15,15 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from ion.core import Event, EventMeta, FlowDocument, ModuleRecord, ModuleSpec, errors
+from ion.core import (
+    Event,
+    EventMeta,
+    FlowDocument,
+    ModuleRecord,
+    ModuleSpec,
+    Toleration,
+    errors,
+)
 from ion.core.flow import Flow, FlowAttempt, FlowEvent, FlowModuleRun
 from ion.core.ports import PeekedMessage
 from ion.management.deployers import Runtime
@@ -36,8 +46,23 @@ REQUEST_FIELD = {
     "max_in_flight": "max_in_flight",
     "command": "command",
     "working_dir": "working_dir",
+    "handler_image": "handlerimage",
+    "image_pull_policy": "image_pull_policy",
+    "node_selector": "node_selector",
+    "tolerations": "tolerations",
+    "service_account": "service_account",
+    "secrets": "secrets",
+    "image_pull_secrets": "image_pull_secrets",
 }
 """Spec field → the create-request field a client sets for it."""
+
+LEGACY_HANDLER_IMAGE = "dotjson/ion-handler"
+"""The 2018 CLI's default `--handler-image`, sent by every 2018 client that did not choose one.
+
+It names the 2018 Go handler, which cannot run Ion's jobs, so it is read as "not chosen" (the
+executor's default); any other handler image, including a tagged `dotjson/ion-handler:<tag>`,
+is kept as given.
+"""
 
 
 def timestamp(value: datetime | None) -> str:
@@ -79,6 +104,17 @@ def spec_from_request(req: module_pb2.ModuleCreateRequest) -> ModuleSpec:
         raw["working_dir"] = req.working_dir
     if req.max_in_flight:
         raw["max_in_flight"] = req.max_in_flight
+    handler_image = req.handlerimage.strip()
+    if handler_image and handler_image != LEGACY_HANDLER_IMAGE:
+        raw["handler_image"] = handler_image
+    raw.update(
+        image_pull_policy=req.image_pull_policy.strip(),
+        node_selector=dict(req.node_selector),
+        tolerations=[_toleration_from(t) for t in req.tolerations],
+        service_account=req.service_account.strip(),
+        secrets=list(req.secrets),
+        image_pull_secrets=list(req.image_pull_secrets),
+    )
     if not raw["name"]:
         raise errors.ValidationError(
             "field 'modulename' is required (the module's name)", field="modulename"
@@ -91,12 +127,39 @@ def spec_from_request(req: module_pb2.ModuleCreateRequest) -> ModuleSpec:
     try:
         return ModuleSpec.parse(raw)
     except errors.ValidationError as err:
-        top = err.field.split(".")[0]
+        top, _, rest = err.field.partition(".")
         field = REQUEST_FIELD.get(top, top or "moduleimage or command")
+        if top == "tolerations" and rest:
+            field = f"{field}.{rest}"  # which toleration, and which of its fields
         detail = str(err).split(": ", 2)[-1]
         raise errors.ValidationError(
             f"field {field!r}: {detail}", field=field, rule=err.rule
         ) from err
+
+
+def _toleration_from(message: types_pb2.Toleration) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "key": message.key.strip(),
+        "operator": message.operator.strip() or "Equal",
+        "value": message.value,
+        "effect": message.effect.strip(),
+    }
+    if message.HasField("toleration_seconds"):
+        raw["toleration_seconds"] = message.toleration_seconds
+    return raw
+
+
+def toleration_message(toleration: Toleration) -> types_pb2.Toleration:
+    """Return a toleration as `ion.v1.Toleration`."""
+    message = types_pb2.Toleration(
+        key=toleration.key,
+        operator=toleration.operator,
+        value=toleration.value,
+        effect=toleration.effect,
+    )
+    if toleration.toleration_seconds is not None:
+        message.toleration_seconds = toleration.toleration_seconds
+    return message
 
 
 def module_info(record: ModuleRecord, runtime: Runtime) -> types_pb2.ModuleInfo:
@@ -124,6 +187,13 @@ def module_info(record: ModuleRecord, runtime: Runtime) -> types_pb2.ModuleInfo:
         deleted=record.deleted,
         status=state_of(record, runtime),
         subscription=subscription_of(record)[1],
+        handler_image=spec.handler_image,
+        image_pull_policy=spec.image_pull_policy,
+        node_selector=spec.node_selector,
+        tolerations=[toleration_message(t) for t in spec.tolerations],
+        service_account=spec.service_account,
+        secrets=spec.secrets,
+        image_pull_secrets=spec.image_pull_secrets,
     )
 
 

@@ -2,7 +2,7 @@
 
 Servicers are thin: they convert messages, call the registry or the platform, and map Ion's
 error types to status codes in one place (`_rpc`): ValidationError → INVALID_ARGUMENT (with the
-field in the `ion-field` trailer), NotFoundError → NOT_FOUND, ConflictError → ALREADY_EXISTS,
+field in the `ion-field` trailer and the rule in `ion-rule`), NotFoundError → NOT_FOUND, ConflictError → ALREADY_EXISTS,
 ConfigError → FAILED_PRECONDITION, TransientError → UNAVAILABLE, anything else → INTERNAL.
 """
 
@@ -61,8 +61,9 @@ def _rpc(
             code = next(
                 (c for kind, c in _CODES if isinstance(err, kind)), grpc.StatusCode.INTERNAL
             )
-            if isinstance(err, errors.ValidationError) and err.field:
-                context.set_trailing_metadata((("ion-field", err.field),))
+            if isinstance(err, errors.ValidationError) and (err.field or err.rule):
+                trailers = (("ion-field", err.field), ("ion-rule", err.rule))
+                context.set_trailing_metadata(tuple((k, v) for k, v in trailers if v))
             await context.abort(code, str(err))
             raise  # unreachable: abort raises
         except Exception as err:

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ModuleCreateRequest(_message.Message):
-    __slots__ = ("modulename", "eventsubscriptions", "eventpublications", "moduleimage", "handlerimage", "instancecount", "retrycount", "provider", "maxexecutiontimemins", "configmap", "command", "env", "resources", "retry_backoff_seconds", "max_execution_seconds", "working_dir", "max_in_flight")
+    __slots__ = ("modulename", "eventsubscriptions", "eventpublications", "moduleimage", "handlerimage", "instancecount", "retrycount", "provider", "maxexecutiontimemins", "configmap", "command", "env", "resources", "retry_backoff_seconds", "max_execution_seconds", "working_dir", "max_in_flight", "image_pull_policy", "node_selector", "tolerations", "service_account", "secrets", "image_pull_secrets")
     class ConfigmapEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,13 @@ class ModuleCreateRequest(_message.Message):
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class NodeSelectorEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +47,12 @@ class ModuleCreateRequest(_message.Message):
     MAX_EXECUTION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     WORKING_DIR_FIELD_NUMBER: _ClassVar[int]
     MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_PULL_POLICY_FIELD_NUMBER: _ClassVar[int]
+    NODE_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    TOLERATIONS_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    SECRETS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_PULL_SECRETS_FIELD_NUMBER: _ClassVar[int]
     modulename: str
     eventsubscriptions: str
     eventpublications: str
@@ -57,7 +70,13 @@ class ModuleCreateRequest(_message.Message):
     max_execution_seconds: float
     working_dir: str
     max_in_flight: int
-    def __init__(self, modulename: _Optional[str] = ..., eventsubscriptions: _Optional[str] = ..., eventpublications: _Optional[str] = ..., moduleimage: _Optional[str] = ..., handlerimage: _Optional[str] = ..., instancecount: _Optional[int] = ..., retrycount: _Optional[int] = ..., provider: _Optional[str] = ..., maxexecutiontimemins: _Optional[int] = ..., configmap: _Optional[_Mapping[str, str]] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., retry_backoff_seconds: _Optional[float] = ..., max_execution_seconds: _Optional[float] = ..., working_dir: _Optional[str] = ..., max_in_flight: _Optional[int] = ...) -> None: ...
+    image_pull_policy: str
+    node_selector: _containers.ScalarMap[str, str]
+    tolerations: _containers.RepeatedCompositeFieldContainer[_types_pb2.Toleration]
+    service_account: str
+    secrets: _containers.RepeatedScalarFieldContainer[str]
+    image_pull_secrets: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, modulename: _Optional[str] = ..., eventsubscriptions: _Optional[str] = ..., eventpublications: _Optional[str] = ..., moduleimage: _Optional[str] = ..., handlerimage: _Optional[str] = ..., instancecount: _Optional[int] = ..., retrycount: _Optional[int] = ..., provider: _Optional[str] = ..., maxexecutiontimemins: _Optional[int] = ..., configmap: _Optional[_Mapping[str, str]] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., retry_backoff_seconds: _Optional[float] = ..., max_execution_seconds: _Optional[float] = ..., working_dir: _Optional[str] = ..., max_in_flight: _Optional[int] = ..., image_pull_policy: _Optional[str] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., tolerations: _Optional[_Iterable[_Union[_types_pb2.Toleration, _Mapping]]] = ..., service_account: _Optional[str] = ..., secrets: _Optional[_Iterable[str]] = ..., image_pull_secrets: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ModuleCreateResponse(_message.Message):
     __slots__ = ("name",)

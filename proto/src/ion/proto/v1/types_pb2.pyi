@@ -24,9 +24,30 @@ class Resources(_message.Message):
     gpu: int
     def __init__(self, cpu: _Optional[str] = ..., memory: _Optional[str] = ..., gpu: _Optional[int] = ...) -> None: ...
 
+class Toleration(_message.Message):
+    __slots__ = ("key", "operator", "value", "effect", "toleration_seconds")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    EFFECT_FIELD_NUMBER: _ClassVar[int]
+    TOLERATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    operator: str
+    value: str
+    effect: str
+    toleration_seconds: int
+    def __init__(self, key: _Optional[str] = ..., operator: _Optional[str] = ..., value: _Optional[str] = ..., effect: _Optional[str] = ..., toleration_seconds: _Optional[int] = ...) -> None: ...
+
 class ModuleInfo(_message.Message):
-    __slots__ = ("id", "name", "subscribes_to", "publishes", "command", "image", "env", "instance_count", "retry_count", "retry_backoff_seconds", "max_execution_seconds", "resources", "max_in_flight", "working_dir", "provider", "created_at", "deleted", "status", "subscription")
+    __slots__ = ("id", "name", "subscribes_to", "publishes", "command", "image", "env", "instance_count", "retry_count", "retry_backoff_seconds", "max_execution_seconds", "resources", "max_in_flight", "working_dir", "provider", "created_at", "deleted", "status", "subscription", "handler_image", "image_pull_policy", "node_selector", "tolerations", "service_account", "secrets", "image_pull_secrets")
     class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class NodeSelectorEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +73,13 @@ class ModuleInfo(_message.Message):
     DELETED_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_PULL_POLICY_FIELD_NUMBER: _ClassVar[int]
+    NODE_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    TOLERATIONS_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    SECRETS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_PULL_SECRETS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     subscribes_to: str
@@ -71,7 +99,14 @@ class ModuleInfo(_message.Message):
     deleted: bool
     status: str
     subscription: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., subscribes_to: _Optional[str] = ..., publishes: _Optional[_Iterable[str]] = ..., command: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., instance_count: _Optional[int] = ..., retry_count: _Optional[int] = ..., retry_backoff_seconds: _Optional[float] = ..., max_execution_seconds: _Optional[float] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., max_in_flight: _Optional[int] = ..., working_dir: _Optional[str] = ..., provider: _Optional[str] = ..., created_at: _Optional[str] = ..., deleted: _Optional[bool] = ..., status: _Optional[str] = ..., subscription: _Optional[str] = ...) -> None: ...
+    handler_image: str
+    image_pull_policy: str
+    node_selector: _containers.ScalarMap[str, str]
+    tolerations: _containers.RepeatedCompositeFieldContainer[Toleration]
+    service_account: str
+    secrets: _containers.RepeatedScalarFieldContainer[str]
+    image_pull_secrets: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., subscribes_to: _Optional[str] = ..., publishes: _Optional[_Iterable[str]] = ..., command: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., instance_count: _Optional[int] = ..., retry_count: _Optional[int] = ..., retry_backoff_seconds: _Optional[float] = ..., max_execution_seconds: _Optional[float] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., max_in_flight: _Optional[int] = ..., working_dir: _Optional[str] = ..., provider: _Optional[str] = ..., created_at: _Optional[str] = ..., deleted: _Optional[bool] = ..., status: _Optional[str] = ..., subscription: _Optional[str] = ..., handler_image: _Optional[str] = ..., image_pull_policy: _Optional[str] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., tolerations: _Optional[_Iterable[_Union[Toleration, _Mapping]]] = ..., service_account: _Optional[str] = ..., secrets: _Optional[_Iterable[str]] = ..., image_pull_secrets: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EventInfo(_message.Message):
     __slots__ = ("event_id", "correlation_id", "parent_event_id", "published_by", "event_type", "document_type")
