@@ -2,8 +2,9 @@
 
 Graceful on SIGTERM and Ctrl-C: stop receiving, let jobs finish within the grace period
 (`ION_DISPATCHER__SHUTDOWN_GRACE_SECONDS`), leave unstarted messages on the bus, exit 0. Jobs
-run on this machine (the local executor); several processes may serve one module and compete
-for its events. Backends come from Ion's settings (`ION_BUS__URL`, `ION_BLOBS__URL`,
+run where `ION_DISPATCHER__EXECUTOR` says: on this machine (`local`, the default) or as
+Kubernetes Jobs (`kubernetes`); several processes may serve one module and compete for its
+events. `--health-port` serves `/healthz` and `/readyz` for a Deployment's probes. Backends come from Ion's settings (`ION_BUS__URL`, `ION_BLOBS__URL`,
 `ION_META__URL`); whole pipelines run with `ion-management pipeline run`.
 """
 
@@ -21,6 +22,7 @@ from ion.core.backends import open_blobs, open_bus, open_meta
 from ion.core.modules import ModuleSpec
 from ion.core.records import ModuleRecord
 from ion.dispatcher.embedded import local_pool
+from ion.dispatcher.health import HealthServer
 
 PROGRAM = "ion-dispatcher"
 
@@ -45,8 +47,17 @@ def main(
     required=True,
     help="YAML file with one module spec (relative commands resolve beside it).",
 )
+@click.option(
+    "--health-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    envvar="ION_DISPATCHER__HEALTH_PORT",
+    help="Serve /healthz and /readyz on this port (all interfaces); off by default.",
+)
 @click.pass_obj
-def serve(obj: tuple[str | None, str | None, str | None], spec_path: Path) -> None:
+def serve(
+    obj: tuple[str | None, str | None, str | None], spec_path: Path, health_port: int | None
+) -> None:
     """Run one module's dispatchers until SIGTERM or Ctrl-C."""
     home, log_level, log_format = obj
     try:
@@ -68,12 +79,30 @@ def serve(obj: tuple[str | None, str | None, str | None], spec_path: Path) -> No
         )
         try:
             async with local_pool(
-                settings, bus=bus, blobs=blobs, meta=meta, working_dir=spec_path.resolve().parent
+                settings,
+                bus=bus,
+                blobs=blobs,
+                meta=meta,
+                working_dir=spec_path.resolve().parent,
+                module=spec.name,
             ) as pool:
-                await pool.start(
-                    ModuleRecord(id=spec.name, spec=spec, created_at=datetime.now(UTC))
+                started = asyncio.Event()
+                health = (
+                    HealthServer(host="0.0.0.0", port=health_port, ready=started.is_set)
+                    if health_port is not None
+                    else None
                 )
-                await stop.wait()
+                if health is not None:
+                    await health.start()
+                try:
+                    await pool.start(
+                        ModuleRecord(id=spec.name, spec=spec, created_at=datetime.now(UTC))
+                    )
+                    started.set()
+                    await stop.wait()
+                finally:
+                    if health is not None:
+                        await health.aclose()
         finally:
             for backend in (bus, blobs, meta):
                 await backend.aclose()

@@ -1,7 +1,8 @@
-"""Dispatchers on this machine: a pool over the local executor, wired from Ion's settings.
+"""A pool of dispatchers over the executor Ion's settings name, wired in one place.
 
 `ion-dispatcher serve` and management's in-process deployer both get their pool here, so the
-dispatcher options and the executor are built from settings in one place.
+dispatcher options and the executor are built from settings in one place: the local executor
+(`dispatcher.executor: local`, the default) or the Kubernetes one (`kubernetes`).
 """
 
 from __future__ import annotations
@@ -10,16 +11,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ion.core import errors
 from ion.core.clock import Clock
 from ion.core.config import IonSettings
 from ion.core.ports.blobs import BlobStore
 from ion.core.ports.bus import EventBus
-from ion.core.ports.executor import BackendRefs
+from ion.core.ports.executor import BackendRefs, Executor
 from ion.core.ports.meta import MetadataStore
 from ion.dispatcher.dispatching import DispatcherOptions
 from ion.dispatcher.executors.local import LocalExecutor
 from ion.dispatcher.pool import DispatcherPool
+
+if TYPE_CHECKING:
+    from ion.dispatcher.executors.kubernetes import KubernetesExecutor
 
 
 def dispatcher_options(settings: IonSettings, *, working_dir: Path | None) -> DispatcherOptions:
@@ -57,6 +63,38 @@ def local_executor(
     )
 
 
+async def settings_executor(
+    settings: IonSettings,
+    *,
+    bus: EventBus,
+    blobs: BlobStore,
+    meta: MetadataStore,
+    module: str | None = None,
+    clock: Clock | None = None,
+) -> LocalExecutor | KubernetesExecutor:
+    """The executor `settings.dispatcher.executor` names.
+
+    `module`: the one module this process dispatches, if any (a Kubernetes executor then
+    follows only that module's Jobs).
+
+    Raises:
+        errors.ConfigError: the executor is unknown, or Kubernetes cannot be reached.
+    """
+    kind = settings.dispatcher.executor.strip().lower()
+    if kind in ("", "local"):
+        return local_executor(settings, bus=bus, blobs=blobs, meta=meta, clock=clock)
+    if kind == "kubernetes":
+        from ion.dispatcher.executors.kubernetes import KubernetesExecutor
+
+        return await KubernetesExecutor.from_settings(
+            settings, blobs=blobs, meta=meta, bus=bus, module=module, clock=clock
+        )
+    raise errors.ConfigError(
+        f"setting ION_DISPATCHER__EXECUTOR is {settings.dispatcher.executor!r}: use `local` or "
+        "`kubernetes`"
+    )
+
+
 @asynccontextmanager
 async def local_pool(
     settings: IonSettings,
@@ -66,12 +104,16 @@ async def local_pool(
     meta: MetadataStore,
     working_dir: Path | None = None,
     clock: Clock | None = None,
+    module: str | None = None,
 ) -> AsyncIterator[DispatcherPool]:
-    """A running pool whose jobs run on this machine; stops its dispatchers on exit.
+    """A running pool over the settings' executor; stops its dispatchers on exit.
 
     The backends are the caller's: they stay open.
     """
-    executor = local_executor(settings, bus=bus, blobs=blobs, meta=meta, clock=clock)
+    executor: Executor
+    executor = found = await settings_executor(
+        settings, bus=bus, blobs=blobs, meta=meta, module=module, clock=clock
+    )
     try:
         async with DispatcherPool(
             bus=bus,
@@ -82,4 +124,4 @@ async def local_pool(
         ) as pool:
             yield pool
     finally:
-        await executor.aclose()
+        await found.aclose()
