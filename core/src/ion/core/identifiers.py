@@ -320,8 +320,9 @@ LABEL_NAME_RULE: Final = (
     "at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
 )
 QUALIFIED_NAME_RULE: Final = (
-    f"a name ({LABEL_NAME_RULE}), optionally after a prefix and '/' (the prefix being"
-    " a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', at most 253 characters)"
+    f"a Kubernetes qualified name: a name ({LABEL_NAME_RULE}), optionally after a prefix and"
+    " '/' (the prefix being a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', at"
+    " most 253 characters)"
 )
 LABEL_VALUE_RULE: Final = f"empty, or {LABEL_NAME_RULE}"
 IMAGE_REFERENCE_RULE: Final = (

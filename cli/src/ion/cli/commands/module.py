@@ -33,9 +33,19 @@ GET_FIELDS = (
     "subscription",
     "command",
     "image",
+    "handler_image",
+    "image_pull_policy",
+    "node_selector",
+    "tolerations",
+    "service_account",
+    "secrets",
+    "image_pull_secrets",
     "provider",
     "created_at",
 )
+TOLERATION_SYNTAX = "KEY[=VALUE][:EFFECT[:SECONDS]]"
+EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
 
 @click.group()
@@ -69,9 +79,45 @@ def module() -> None:
 )
 @click.option(
     "--handler-image",
-    default="dotjson/ion-handler",
-    show_default=True,
-    help="Handler image (container deployers only).",
+    default="",
+    help="Handler image of the module's container jobs [the executor's default].",
+)
+@click.option(
+    "--image-pull-policy",
+    type=click.Choice(PULL_POLICIES, case_sensitive=False),
+    default=None,
+    help="When Kubernetes pulls the images [Kubernetes' default].",
+)
+@click.option(
+    "--node-selector",
+    "node_selector_items",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Node label a job's node must carry (repeatable).",
+)
+@click.option(
+    "--toleration",
+    "toleration_items",
+    multiple=True,
+    metavar=TOLERATION_SYNTAX,
+    help="Taint a job tolerates (repeatable): KEY=VALUE matches that value, KEY alone any value,"
+    " KEY '*' every taint; EFFECT NoSchedule, PreferNoSchedule or NoExecute (empty: any);"
+    " SECONDS only with NoExecute.",
+)
+@click.option("--service-account", default="", help="Kubernetes service account the jobs run as.")
+@click.option(
+    "--secret",
+    "secret_names",
+    multiple=True,
+    metavar="NAME",
+    help="Kubernetes Secret whose keys reach the module as environment (repeatable).",
+)
+@click.option(
+    "--image-pull-secret",
+    "image_pull_secret_names",
+    multiple=True,
+    metavar="NAME",
+    help="Kubernetes Secret to pull the images with (repeatable).",
 )
 @click.option(
     "--config-map-file",
@@ -107,6 +153,12 @@ def create(
     command: str,
     working_dir: Path | None,
     handler_image: str,
+    image_pull_policy: str | None,
+    node_selector_items: tuple[str, ...],
+    toleration_items: tuple[str, ...],
+    service_account: str,
+    secret_names: tuple[str, ...],
+    image_pull_secret_names: tuple[str, ...],
     config_map_file: Path | None,
     env_items: tuple[str, ...],
     provider: str,
@@ -135,11 +187,69 @@ def create(
         env=dict(key_values(env_items, flag="--env")),
         working_dir=str((working_dir or Path(os.getcwd())).resolve()) if argv else "",
         max_in_flight=max_in_flight,
+        image_pull_policy=image_pull_policy or "",
+        node_selector=_node_selector(node_selector_items),
+        tolerations=[_toleration(item) for item in toleration_items],
+        service_account=service_account,
+        secrets=secret_names,
+        image_pull_secrets=image_pull_secret_names,
     )
     if retry_backoff is not None:
         request.retry_backoff_seconds = retry_backoff
     reply = call(lambda client: client.create_module(request))
     click.echo(f"created module {reply.name}")
+
+
+def _node_selector(items: tuple[str, ...]) -> dict[str, str]:
+    selector: dict[str, str] = {}
+    for key, value in key_values(items, flag="--node-selector"):
+        if key in selector and selector[key] != value:
+            raise click.BadParameter(f"{key!r} is given twice", param_hint="--node-selector")
+        selector[key] = value
+    return selector
+
+
+def _toleration(item: str) -> types_pb2.Toleration:
+    """Parse `KEY[=VALUE][:EFFECT[:SECONDS]]`; KEY `*` or empty: every taint.
+
+    Taint keys, values and effects hold no ':' or '=', so the split is unambiguous.
+    """
+    head, *rest = item.split(":")
+    if len(rest) > 2:
+        raise click.BadParameter(
+            f"{item!r} has too many ':'; use {TOLERATION_SYNTAX}", param_hint="--toleration"
+        )
+    key, equals, value = (part.strip() for part in head.partition("="))
+    toleration = types_pb2.Toleration(
+        key="" if key == "*" else key, operator="Equal" if equals else "Exists", value=value
+    )
+    if rest:
+        effect = rest[0].strip()
+        # Kubernetes' spelling whatever the case; anything else goes as given, for the server
+        # to refuse naming the field.
+        toleration.effect = next((e for e in EFFECTS if e.lower() == effect.lower()), effect)
+    if len(rest) == 2:
+        try:
+            toleration.toleration_seconds = int(rest[1])
+        except ValueError:
+            raise click.BadParameter(
+                f"{item!r}: SECONDS must be a whole number, not {rest[1]!r}",
+                param_hint="--toleration",
+            ) from None
+    return toleration
+
+
+def _toleration_text(toleration: dict[str, Any]) -> str:
+    """The --toleration syntax of a toleration, for the table."""
+    text = str(toleration.get("key") or "*")
+    if toleration.get("operator", "Equal") != "Exists":
+        text += f"={toleration.get('value', '')}"
+    seconds = toleration.get("toleration_seconds")
+    if toleration.get("effect") or seconds is not None:
+        text += f":{toleration.get('effect', '')}"
+    if seconds is not None:
+        text += f":{seconds}"
+    return text
 
 
 @module.command()
@@ -154,9 +264,11 @@ def delete(name: str) -> None:
 def _table_data(data: dict[str, Any]) -> dict[str, Any]:
     flat = dict(data)
     info = flat.pop("module", None) or {}
-    for key in ("subscribes_to", "publishes", "subscription", "image", "provider", "created_at"):
+    for key in GET_FIELDS[GET_FIELDS.index("subscribes_to") :]:  # the module's own fields
         flat[key] = info.get(key, "")
     flat["command"] = shlex.join(info.get("command") or [])
+    flat["tolerations"] = [_toleration_text(t) for t in info.get("tolerations") or []]
+    flat["node_selector"] = dict(sorted((info.get("node_selector") or {}).items()))  # a map
     return flat
 
 
