@@ -137,6 +137,12 @@ class ManagementSettings(BaseModel):
     cacertfile: str = ""
     insecure: bool = False
     """Serve plaintext gRPC (warns); mutual TLS otherwise."""
+    providers: str = "local,docker"
+    """Comma list of the providers this server runs modules on: `local` and `docker` (in this
+    process), `kubernetes` (a Deployment per module, settings in `kubernetes`)."""
+    default_provider: str = ""
+    """Provider of a module whose request names none (2018's default was `kubernetes`); empty:
+    the first of `providers`."""
     front_api_max_request_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     """Largest front API request body, all multipart parts together (413 above it)."""
     front_api_max_file_bytes: int = Field(default=64 * 1024 * 1024, gt=0)

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
+from ion.core import errors
 from ion.core.config import IonSettings
 from ion.management.certs import TlsFiles
 from ion.management.control import ControlPlane
 from ion.management.dataplane import Platform
-from ion.management.deployers import InProcessDeployer
+from ion.management.deployers import Deployer, InProcessDeployer
+from ion.management.deployers.routing import ProviderRouter
 from ion.management.front_api import start_front_api
 from ion.management.registry import ModuleRegistry
 from ion.management.server import start_server
@@ -49,6 +51,31 @@ def embedded_platform(settings: IonSettings) -> AbstractAsyncContextManager[Plat
     return ControlPlane(settings)
 
 
+async def _deployer(
+    settings: IonSettings, platform: Platform
+) -> tuple[Deployer, list[Callable[[], Awaitable[None]]]]:
+    """The deployers of the configured providers, behind one router."""
+    wanted = [p.strip().lower() for p in settings.management.providers.split(",") if p.strip()]
+    unknown = set(wanted) - {"local", "docker", "kubernetes"}
+    if unknown or not wanted:
+        raise errors.ConfigError(
+            f"setting ION_MANAGEMENT__PROVIDERS is {settings.management.providers!r}: list some "
+            "of local, docker, kubernetes (comma-separated)"
+        )
+    deployers: dict[str, Deployer] = {}
+    closers: list[Callable[[], Awaitable[None]]] = []
+    if {"local", "docker"} & set(wanted):
+        deployers["inprocess"] = InProcessDeployer(platform)
+    if "kubernetes" in wanted:
+        from ion.management.deployers.kubernetes import KubernetesDeployer
+
+        kube = await KubernetesDeployer.from_settings(settings, bus=platform.bus)
+        deployers["kubernetes"] = kube
+        closers.append(kube.aclose)
+    default = settings.management.default_provider or wanted[0]
+    return ProviderRouter(deployers, default_provider=default), closers
+
+
 async def run(
     settings: IonSettings,
     *,
@@ -66,7 +93,8 @@ async def run(
     """
     cfg = settings.management
     async with platform_factory(settings) as platform:
-        registry = ModuleRegistry(platform.meta, platform.bus, InProcessDeployer(platform))
+        deployer, closers = await _deployer(settings, platform)
+        registry = ModuleRegistry(platform.meta, platform.bus, deployer)
         restored = await registry.restore()
         if restored:
             log.info("restarted %d module(s): %s", len(restored), ", ".join(restored))
@@ -99,4 +127,6 @@ async def run(
         finally:
             await server.stop(shutdown_grace)
             await runner.cleanup()
+            for close in closers:
+                await close()
     log.info("stopped")

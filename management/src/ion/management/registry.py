@@ -85,11 +85,14 @@ class ModuleStatus:
                 f"{self.runtime.dispatchers_running}/{self.record.spec.instance_count}"
                 f" dispatchers running, {self.runtime.jobs_in_flight} jobs in flight"
             )
-        return (
+        text = (
             f"{head}; {self.attempts[AttemptState.SUCCEEDED]} succeeded,"
             f" {self.attempts[AttemptState.FAILED]} failed,"
             f" {self.attempts[AttemptState.DEAD_LETTERED]} dead-lettered"
         )
+        if self.runtime.last_error and not self.record.deleted:
+            text += f"; last error: {self.runtime.last_error}"
+        return text
 
 
 class ModuleRegistry:

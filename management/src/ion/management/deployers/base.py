@@ -14,6 +14,8 @@ class Runtime:
 
     dispatchers_running: int = 0
     jobs_in_flight: int = 0
+    last_error: str = ""
+    """Why dispatchers are not running, when the deployer knows (a crash, an image pull)."""
 
 
 class Deployer(Protocol):
