@@ -1,4 +1,5 @@
-"""Repository-wide fixtures: the Azure emulators and the Service Bus fake, started on demand.
+"""Repository-wide fixtures: the Azure emulators and the Service Bus fake, started on demand;
+a Docker engine and Ion's images (tests/containers/fixtures.py), prepared on demand.
 
 Tests that need the Azure emulators (Azurite, cosmosdb-server) skip when they are not installed,
 unless ION_REQUIRE_EMULATORS=1 (as `.ci/run` sets), where that is an error. So that a skip is
@@ -11,10 +12,11 @@ from collections import Counter
 
 import pytest
 
+from tests.containers.fixtures import docker_engine, ion_images
 from tests.fakes.azure_emulators import INSTALL_HINT
 from tests.fakes.fixtures import azurite, cosmos_server, servicebus_fake
 
-__all__ = ["azurite", "cosmos_server", "servicebus_fake"]
+__all__ = ["azurite", "cosmos_server", "docker_engine", "ion_images", "servicebus_fake"]
 
 
 def _skip_reason(report: pytest.TestReport) -> str:

@@ -38,10 +38,19 @@ done
 say "third-party wheels ready in $(since "$start") s ($(find "$house" -maxdepth 1 -name '*.whl' | wc -l) wheels)"
 
 start=$EPOCHREALTIME
+# Rebuilt only when a member's files changed (their content hash is the stamp).
+members="core handler dispatcher proto management cli"
+sources=$(find $members -path '*/tests' -prune -o -name __pycache__ -prune -o -type f -print \
+  | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$house/.stamps/ion.sha256" 2>/dev/null || true)" = "$sources" ] \
+   && [ "$(find "$house/ion" -name '*.whl' | wc -l)" = 6 ]; then
+  say "Ion's wheels are up to date"; echo "$house"; exit 0
+fi
 rm -f "$house"/ion/*.whl
 # hatchling builds reproducibly: an unchanged member gives a byte-identical wheel, so image
 # layers that copy it stay cached.
 "$py" -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation --no-index \
   -w "$house/ion" ./core ./handler ./dispatcher ./proto ./management ./cli
+echo "$sources" >"$house/.stamps/ion.sha256"
 say "Ion's wheels built in $(since "$start") s"
 echo "$house"

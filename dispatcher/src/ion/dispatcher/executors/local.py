@@ -69,22 +69,38 @@ SPARE_DIRS = 8
 """Job directories kept ready ahead of need (see `_spares`)."""
 
 
-def container_argv(runtime: str, job: JobRequest, base_dir: Path) -> list[str]:
-    """Return `docker|podman run` argv running the module's image with its dir at /ion."""
-    argv = [
-        runtime,
-        "run",
-        "--rm",
-        "--name",
-        job.job_id,
-        "-v",
-        f"{base_dir}:/ion",
-        "-e",
-        "HANDLER_BASE_DIR=/ion",
-    ]
+def container_argv(
+    runtime: str, job: JobRequest, base_dir: Path, *, user: str | None = None
+) -> list[str]:
+    """Return `docker|podman run` argv running the module's image with its dir at /ion.
+
+    `user` (`uid:gid`) overrides the image's user; None keeps the image's own.
+    """
+    argv = [runtime, "run", "--rm", "--name", job.job_id]
+    if user:
+        argv += ["--user", user]
+    argv += ["-v", f"{base_dir}:/ion", "-e", "HANDLER_BASE_DIR=/ion"]
     for key in job.spec.env:
         argv += ["-e", key]
     return [*argv, job.spec.image, *job.spec.command]
+
+
+def _container_user(base_dir: Path) -> str | None:
+    """Who a module's container runs as, so that it can write its job directory at /ion.
+
+    A dispatcher running as a user has the container run as that user (`--user uid:gid`): the
+    module's files are then the dispatcher's to commit and delete, whatever user the image
+    names. A dispatcher running as root keeps the image's own user (Ion's images run as 10001;
+    2018 images often as root) and opens the directories a module writes (`out/`, `out/data/`,
+    `out/events/`) to every user instead; the job directory above them stays root's.
+    """
+    uid = os.geteuid()
+    if uid != 0:
+        return f"{uid}:{os.getegid()}"
+    layout = JobLayout(base_dir)
+    for directory in (layout.out_data.parent, layout.out_data, layout.out_events):
+        os.chmod(directory, 0o777)
+    return None
 
 
 def _write_whole(path: Path, text: str) -> None:
@@ -514,7 +530,7 @@ class LocalExecutor:
         if job.spec.command:
             return list(job.spec.command)
         if job.spec.image and self._runtime:
-            return container_argv(self._runtime, job, paths.base)
+            return container_argv(self._runtime, job, paths.base, user=_container_user(paths.base))
         raise errors.ConfigError(
             f"module {job.spec.name!r} has only an image and no container runtime (docker or "
             "podman) is on PATH; give the module a command to run it as a local process"
