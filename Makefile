@@ -1,5 +1,5 @@
 # Ion: the two commands a newcomer needs are `make demo` and `make test`.
-.PHONY: demo test test-fast bench bench-quick lint proto lock emulators clean help
+.PHONY: demo test test-fast bench bench-quick lint proto lock emulators clean help images base-image docker-requirements
 
 VENV := .venv/bin
 DEMO_HOME := $(CURDIR)/.ion-demo
@@ -11,6 +11,7 @@ help:
 	@echo "make lint    ruff, mypy --strict and the import contracts"
 	@echo "make proto   regenerate the gRPC stubs"
 	@echo "make lock    re-resolve requirements/lock.txt from requirements/dev.in"
+	@echo "make images  build Ion's container images (BASE_IMAGE=... to change their base)"
 
 .venv/.ion-stamp: requirements/lock.txt */pyproject.toml tools/bootstrap.sh
 	@tools/bootstrap.sh
@@ -56,6 +57,22 @@ proto: .venv/.ion-stamp
 lock:
 	python3 -m pip install --quiet uv && python3 -m uv pip compile --generate-hashes --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 --no-header requirements/dev.in -o requirements/lock.txt
+
+# Container images (deployment/docker), built offline with `docker build --network none` against
+# the engine tools/docker/prepare.sh gives (DOCKER_HOST if set). BASE_IMAGE defaults to the
+# official python:3.11-slim; where nothing can be pulled, `make base-image` builds
+# localhost/ion-base:bookworm-py311 to pass instead.
+BASE_IMAGE ?= python:3.11-slim
+images: .venv/.ion-stamp
+	@host=$${DOCKER_HOST:-$$(tools/docker/prepare.sh)} && \
+	  DOCKER_HOST=$$host $(VENV)/python tools/docker/images.py --base-image "$(BASE_IMAGE)"
+
+base-image:
+	@host=$${DOCKER_HOST:-$$(tools/docker/prepare.sh)} && DOCKER_HOST=$$host tools/docker/base-image.sh
+
+# The per-image hash-pinned requirements (deployment/docker/requirements), cut from the lock.
+docker-requirements: .venv/.ion-stamp
+	$(VENV)/python tools/docker/requirements.py
 
 clean:
 	rm -rf $(DEMO_HOME) .pytest_cache .mypy_cache .ruff_cache
