@@ -128,7 +128,7 @@ def test_a_module_without_an_image_is_refused_with_what_to_do() -> None:
     with_default = PodSettings(handler_image="h:1", default_module_image="localhost/tools:1")
     worker = job_manifest(request, with_default)["spec"]["template"]["spec"]["initContainers"][1]
     assert worker["image"] == "localhost/tools:1"
-    assert worker["args"] == ["python", "x.py"]
+    assert worker["command"] == ["python", "x.py"] and "args" not in worker
 
 
 # -- outcomes ---------------------------------------------------------------------------------

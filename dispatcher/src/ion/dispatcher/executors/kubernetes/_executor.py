@@ -126,6 +126,7 @@ class KubernetesExecutor:
                 ttl_seconds_after_finished=k8s.ttl_seconds_after_finished,
                 deadline_allowance_seconds=k8s.deadline_allowance_seconds,
                 host_path_mounts=tuple(k8s.host_path_mounts),
+                handler_user=_owner(k8s.host_path_mounts[0]) if k8s.host_path_mounts else None,
                 default_module_image=default_module_image,
             ),
             blobs=blobs,
@@ -422,13 +423,13 @@ class KubernetesExecutor:
 
     async def _finish(self, job_id: str, outcome: Outcome) -> JobResult:
         try:
-            if outcome.stop:
-                log.info("stopping job %s: %s", job_id, outcome.reason)
-                await self._delete_job(job_id)
             request = self._request(job_id)
             if request is None:
                 raise errors.NotFoundError(f"Job {job_id} carries no Ion job request")
-            output = await self._collect_logs(job_id)
+            output = await self._collect_logs(job_id)  # before a stop deletes the pod
+            if outcome.stop:
+                log.info("stopping job %s: %s", job_id, outcome.reason)
+                await self._delete_job(job_id)
             if outcome.state == JobState.SUCCEEDED or outcome.commit:
                 result = await self._store_commit(request, outcome, output)
             else:
@@ -548,6 +549,12 @@ class KubernetesExecutor:
                 if err.transient:
                     raise errors.TransientError(f"cannot delete Job {job_id}: {err}") from err
                 raise errors.IonError(f"cannot delete Job {job_id}: {err}") from err
+
+
+def _owner(path: str) -> tuple[int, int]:
+    """uid and gid owning `path` (the handler writes there as them)."""
+    found = Path(path).stat()
+    return found.st_uid, found.st_gid
 
 
 def _job_key(job: dict[str, Any]) -> str:

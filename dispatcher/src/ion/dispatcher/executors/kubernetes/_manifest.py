@@ -64,6 +64,11 @@ class PodSettings:
     ttl_seconds_after_finished: int = 600
     deadline_allowance_seconds: float = 120.0
     host_path_mounts: tuple[str, ...] = ()
+    """Host directories mounted at the same path into every container (one-node development
+    clusters sharing embedded backends with the host)."""
+    handler_user: tuple[int, int] | None = None
+    """uid and gid the handler containers run as (the owner of the host paths), if not the
+    image's own user."""
     handler_env: dict[str, str] = field(default_factory=dict)
     """Plain settings for the handler containers (backend URLs without credentials)."""
     default_module_image: str = ""
@@ -144,9 +149,16 @@ def job_manifest(job: JobRequest, pod: PodSettings) -> dict[str, Any]:
         )
     handler_image = _spec_value(job, "handler_image", "") or pod.handler_image
     mount = {"name": VOLUME, "mountPath": BASE_DIR}
-    handler_mounts = [mount] + [
+    host_mounts = [
         {"name": f"host-{i}", "mountPath": path} for i, path in enumerate(pod.host_path_mounts)
     ]
+    handler_mounts = [mount, *host_mounts]
+    security: dict[str, Any] = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    if pod.handler_user is not None:
+        security["runAsUser"], security["runAsGroup"] = pod.handler_user
     request_json = job.model_dump_json(exclude={"working_dir"})
     handler_env = [
         {"name": REQUEST_ENV, "value": request_json},
@@ -175,10 +187,7 @@ def job_manifest(job: JobRequest, pod: PodSettings) -> dict[str, Any]:
             "volumeMounts": handler_mounts,
             "resources": pod.handler_resources,
             "terminationMessagePolicy": "File",
-            "securityContext": {
-                "allowPrivilegeEscalation": False,
-                "capabilities": {"drop": ["ALL"]},
-            },
+            "securityContext": security,
         }
 
     module_env = [{"name": "HANDLER_BASE_DIR", "value": BASE_DIR}] + [
@@ -190,12 +199,14 @@ def job_manifest(job: JobRequest, pod: PodSettings) -> dict[str, Any]:
         "imagePullPolicy": _spec_value(job, "image_pull_policy", "") or pod.image_pull_policy,
         "env": module_env,
         "envFrom": [{"secretRef": {"name": s}} for s in _spec_value(job, "secrets", [])],
-        "volumeMounts": [mount],
+        "volumeMounts": [mount, *host_mounts],
         "resources": _resources(job),
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if job.spec.command:
-        worker["args"] = list(job.spec.command)
+        # With its own image, a command is that image's arguments (as `docker run image
+        # command...`); on the default image it is the whole command line.
+        worker["args" if job.spec.image else "command"] = list(job.spec.command)
     if job.spec.working_dir:
         worker["workingDir"] = job.spec.working_dir
 

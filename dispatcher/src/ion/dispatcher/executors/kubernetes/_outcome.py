@@ -166,8 +166,8 @@ def read_outcome(
                         state=JobState.FAILED,
                         phase=JobPhase.MODULE,
                         timed_out=True,
-                        reason=f"module ran longer than its max execution time "
-                        f"({module_deadline.total_seconds():g}s) and was stopped",
+                        reason="module ran longer than its max execution time of "
+                        f"{module_deadline.total_seconds():g}s and was stopped",
                         stop=True,
                     )
 
