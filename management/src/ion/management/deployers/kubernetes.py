@@ -70,6 +70,11 @@ def manifests(
         "ION_BLOBS__URL": settings.blobs.url,
         "ION_META__URL": settings.meta.url,
         "ION_DISPATCHER__HEALTH_PORT": str(HEALTH_PORT),
+        "ION_BUS__LOCK_DURATION_SECONDS": str(settings.bus.lock_duration_seconds),
+        "ION_BUS__RECEIVE_WAIT_SECONDS": str(settings.bus.receive_wait_seconds),
+        "ION_BLOBS__SAS_LIFETIME_HOURS": str(settings.blobs.sas_lifetime_hours),
+        "ION_DISPATCHER__SHUTDOWN_GRACE_SECONDS": str(settings.dispatcher.shutdown_grace_seconds),
+        "ION_TELEMETRY__LOG_FORMAT": settings.telemetry.log_format,
         **k8s.settings_env,
     }
     resources: dict[str, Any] = {
