@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ion.core.modules import Toleration
 from ion.core.ports.executor import JobRequest
 
 BASE_DIR = "/ion"
@@ -130,11 +131,6 @@ def _resources(job: JobRequest) -> dict[str, Any]:
     return out
 
 
-def _spec_value(job: JobRequest, name: str, default: Any) -> Any:
-    # Module spec fields Kubernetes needs (absent from older specs).
-    return getattr(job.spec, name, default) or default
-
-
 def job_manifest(job: JobRequest, pod: PodSettings) -> dict[str, Any]:
     """Return the Job for one attempt.
 
@@ -147,7 +143,7 @@ def job_manifest(job: JobRequest, pod: PodSettings) -> dict[str, Any]:
             f"module {job.spec.name!r} has no image: on Kubernetes a module runs from its "
             "container image (set `image`)"
         )
-    handler_image = _spec_value(job, "handler_image", "") or pod.handler_image
+    handler_image = job.spec.handler_image or pod.handler_image
     mount = {"name": VOLUME, "mountPath": BASE_DIR}
     host_mounts = [
         {"name": f"host-{i}", "mountPath": path} for i, path in enumerate(pod.host_path_mounts)
@@ -196,9 +192,9 @@ def job_manifest(job: JobRequest, pod: PodSettings) -> dict[str, Any]:
     worker: dict[str, Any] = {
         "name": WORKER,
         "image": module_image,
-        "imagePullPolicy": _spec_value(job, "image_pull_policy", "") or pod.image_pull_policy,
+        "imagePullPolicy": job.spec.image_pull_policy or pod.image_pull_policy,
         "env": module_env,
-        "envFrom": [{"secretRef": {"name": s}} for s in _spec_value(job, "secrets", [])],
+        "envFrom": [{"secretRef": {"name": s}} for s in job.spec.secrets],
         "volumeMounts": [mount, *host_mounts],
         "resources": _resources(job),
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -222,14 +218,14 @@ def job_manifest(job: JobRequest, pod: PodSettings) -> dict[str, Any]:
             for i, path in enumerate(pod.host_path_mounts)
         ],
     }
-    service_account = _spec_value(job, "service_account", "") or pod.service_account
+    service_account = job.spec.service_account or pod.service_account
     if service_account:
         pod_spec["serviceAccountName"] = service_account
-    if selector := _spec_value(job, "node_selector", {}):
+    if selector := job.spec.node_selector:
         pod_spec["nodeSelector"] = dict(selector)
-    if tolerations := _spec_value(job, "tolerations", []):
+    if tolerations := job.spec.tolerations:
         pod_spec["tolerations"] = [_toleration(t) for t in tolerations]
-    if pull_secrets := _spec_value(job, "image_pull_secrets", []):
+    if pull_secrets := job.spec.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": s} for s in pull_secrets]
     if job.spec.resources.gpu:
         pod_spec.setdefault("tolerations", []).append(
@@ -255,7 +251,7 @@ def job_manifest(job: JobRequest, pod: PodSettings) -> dict[str, Any]:
     }
 
 
-def _toleration(toleration: Any) -> dict[str, Any]:
+def _toleration(toleration: Toleration) -> dict[str, Any]:
     out: dict[str, Any] = {"operator": toleration.operator}
     if toleration.key:
         out["key"] = toleration.key
