@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
@@ -247,6 +246,8 @@ def load_settings(
     path = config_file or Path(env.get("ION_CONFIG", str(home / "config.yaml"))).expanduser()
     file_values: dict[str, Any] = {}
     if path.is_file():
+        import yaml  # only with a config file: a job pod's handler starts without it
+
         try:
             loaded = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:

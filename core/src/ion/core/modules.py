@@ -12,7 +12,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -345,6 +344,8 @@ class PipelineSpec(BaseModel):
             text = path.read_text()
         except FileNotFoundError as err:
             raise errors.NotFoundError(f"pipeline file {str(path)!r} does not exist") from err
+        import yaml  # only for pipeline files: the handler's cold start never parses one
+
         try:
             raw = yaml.safe_load(text)
         except yaml.YAMLError as err:

@@ -21,10 +21,8 @@ from ion.core.events import Context, Event
 from ion.core.ports.blobs import BlobStore
 from ion.core.ports.bus import EventBus
 from ion.core.ports.meta import MetadataStore
-from ion.handler.commit import commit
 from ion.handler.job import HandlerJob
 from ion.handler.prepare import prepare
-from ion.handler.supervisor import module_environment, run_module
 
 Action = Callable[[HandlerJob, IonSettings, EventBus, BlobStore, MetadataStore], Awaitable[int]]
 
@@ -51,6 +49,8 @@ def commit_job(flags: Mapping[str, Any]) -> int:
         blobs: BlobStore,
         meta: MetadataStore,
     ) -> int:
+        from ion.handler.commit import commit  # each step imports only its own work
+
         lifetime = timedelta(hours=settings.blobs.sas_lifetime_hours)
         await commit(job, blobs=blobs, meta=meta, bus=bus, url_lifetime=lifetime)
         return 0
@@ -68,6 +68,9 @@ def run_job(flags: Mapping[str, Any], *, command: Sequence[str], max_exec_second
         blobs: BlobStore,
         meta: MetadataStore,
     ) -> int:
+        from ion.handler.commit import commit
+        from ion.handler.supervisor import module_environment, run_module
+
         await prepare(job, blobs=blobs, meta=meta)
         log_path = job.layout.base / "module.log"
         result = await run_module(
