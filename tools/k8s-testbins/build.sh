@@ -88,6 +88,7 @@ start=$(date +%s)
     -ldflags "$LDFLAGS" -o "$tmp/" ./cmd/...
 )
 have_all "$tmp" || { echo "k8s-testbins: build finished without all binaries" >&2; exit 1; }
+chmod 755 "$tmp"
 rm -rf "$out"
 mv "$tmp" "$out"
 record_source_link
