@@ -44,7 +44,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal, cast
 
 import yaml
 
@@ -155,7 +155,7 @@ def _is_static_elf(path: Path) -> bool:
         head = f.read(64)
         if head[:4] != b"\x7fELF" or head[4] != 2:  # 64-bit only
             return False
-        order = "little" if head[5] == 1 else "big"
+        order: Literal["little", "big"] = "little" if head[5] == 1 else "big"
         phoff = int.from_bytes(head[32:40], order)
         phentsize = int.from_bytes(head[54:56], order)
         phnum = int.from_bytes(head[56:58], order)
@@ -237,7 +237,7 @@ def _run(cmd: list[str], *, check: bool = True, timeout: float = 60, **kw: Any) 
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, **kw)
     if check and done.returncode != 0:
         raise ClusterError(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()}")
-    return done.stdout
+    return str(done.stdout)
 
 
 def _wait(what: str, ok: Callable[[], bool], timeout: float, check: Callable[[], None]) -> None:
@@ -614,14 +614,16 @@ def teardown(
 def _delete_all_pods(state: ClusterState, grace: int) -> None:
     from kubernetes import client, config
 
-    api = config.new_client_from_config(config_file=state.kubeconfig)
+    api = config.new_client_from_config(config_file=state.kubeconfig)  # type: ignore[no-untyped-call]
     try:
         core = client.CoreV1Api(api)
         for pod in core.list_pod_for_all_namespaces(_request_timeout=10).items:
+            meta = pod.metadata
+            assert meta is not None and meta.name and meta.namespace
             with contextlib.suppress(client.ApiException):
                 core.delete_namespaced_pod(
-                    pod.metadata.name,
-                    pod.metadata.namespace,
+                    meta.name,
+                    meta.namespace,
                     grace_period_seconds=grace,
                     _request_timeout=10,
                 )
@@ -733,7 +735,7 @@ class LocalCluster:
         """A new `kubernetes.client.ApiClient` for the admin user; close it when done."""
         from kubernetes import config
 
-        return config.new_client_from_config(config_file=str(self.kubeconfig))
+        return config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call]
 
     def leftovers(self) -> dict[str, list[str]]:
         return leftovers(self.state)
@@ -754,7 +756,7 @@ class LocalCluster:
         done = subprocess.run(
             [*cmd, "-"],
             input=data,
-            stdin=None if data is not None else src,
+            stdin=None if data is not None else cast(IO[bytes], src),
             capture_output=True,
             timeout=300,
             check=False,
@@ -1167,10 +1169,9 @@ class LocalCluster:
         try:
             core = client.CoreV1Api(api)
             node = core.read_node(self.state.node_name, _request_timeout=5)
-            ready = any(
-                c.type == "Ready" and c.status == "True" for c in node.status.conditions or []
-            )
-            if not ready or node.spec.taints:
+            conditions = (node.status.conditions if node.status else None) or []
+            ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
+            if not ready or (node.spec and node.spec.taints):
                 return False
             core.read_namespaced_service_account("default", "default", _request_timeout=5)
             return True

@@ -61,6 +61,11 @@ def kube_cluster(request: pytest.FixtureRequest) -> Iterator[LocalCluster]:
             raise
         pytest.fail(f"the Kubernetes test cluster did not start: {exc}", pytrace=False)
     _session_cluster = cluster
+    print(
+        f"kube_cluster: slot {cluster.slot} ready in {cluster.timings['ready']:.1f} s "
+        f"({cluster.work_dir})",
+        file=sys.stderr,
+    )
     try:
         yield cluster
     finally:

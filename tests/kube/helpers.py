@@ -51,7 +51,7 @@ def wait_job_finished(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = batch.read_namespaced_job_status(name, namespace)
-        for cond in job.status.conditions or []:
+        for cond in (job.status.conditions if job.status else None) or []:
             if cond.type in ("Complete", "Failed") and cond.status == "True":
                 return cond.type, cond.reason or ""
         time.sleep(0.2)
@@ -75,9 +75,10 @@ def wait_pod_running(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pod = core.read_namespaced_pod(name, namespace)
-        if pod.status.phase == "Running":
+        phase = pod.status.phase if pod.status else None
+        if phase == "Running":
             return pod
-        if pod.status.phase in ("Succeeded", "Failed"):
-            raise AssertionError(f"pod {name} ended as {pod.status.phase}")
+        if phase in ("Succeeded", "Failed"):
+            raise AssertionError(f"pod {name} ended as {phase}")
         time.sleep(0.2)
     raise TimeoutError(f"pod {namespace}/{name} not Running within {timeout} s")
