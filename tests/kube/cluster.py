@@ -19,7 +19,7 @@ a slot (0-15) that fixes its bridge, subnet, cgroup root and DNAT rule; `/run/io
 the slot locks and state files, so a later run can clean up after a crashed one.
 
 Manual use (as root):  python -m tests.kube.cluster up  |  status  |  down [--slot N]
-Prerequisites:         tools/k8s-node/prepare.sh && tools/k8s-testbins/build.sh
+Prerequisites:         tools/k8s-node/prepare.sh && tools/k8s-testbins/build.sh (as root)
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from tests.kube.pki import Pki, write_kubeconfig, write_pki
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "tools/k8s-testbins/build.sh"
 PREPARE_SCRIPT = REPO / "tools/k8s-node/prepare.sh"
-INSTALL_HINT = "as root: tools/k8s-node/prepare.sh && tools/k8s-testbins/build.sh"
+INSTALL_HINT = "tools/k8s-node/prepare.sh && tools/k8s-testbins/build.sh (as root)"
 
 TEST_IMAGE = "localhost/ion-kube-test:1"
 PAUSE_IMAGE = "localhost/ion-kube-pause:3.10"
@@ -188,7 +188,7 @@ def missing_prerequisites(*, allow_build: bool = True) -> str | None:
         missing.append("the Kubernetes binaries (and no go to build them)")
     if not missing:
         return None
-    return f"Kubernetes test cluster: missing {', '.join(missing)}; install with {INSTALL_HINT}"
+    return f"Kubernetes test cluster: missing {', '.join(missing)}; run {INSTALL_HINT}"
 
 
 # --- processes --------------------------------------------------------------------------------
@@ -772,14 +772,19 @@ class LocalCluster:
             ["docker", "save", ref], stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         assert save.stdout is not None
+        import_error: ClusterError | None = None
         try:
             self.import_image_tar(save.stdout)
+        except ClusterError as exc:
+            import_error = exc
         finally:
             save.stdout.close()
             err = save.stderr.read().decode() if save.stderr else ""
             rc = save.wait(timeout=60)
-        if rc != 0:
+        if rc != 0:  # docker's reason first: a failed save makes ctr's message meaningless
             raise ClusterError(f"docker save {ref} failed ({rc}): {err.strip()}")
+        if import_error is not None:
+            raise import_error
 
     def images(self) -> list[str]:
         """Image names known to the node's containerd."""

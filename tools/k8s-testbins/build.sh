@@ -84,7 +84,7 @@ echo "k8s-testbins: building ${BINARIES[*]} (${K8S_VERSION}, etcd 3.6.4) with $g
 start=$(date +%s)
 (
   cd "$here"
-  GOCACHE="$gocache" "$go_bin" build -mod=readonly -trimpath \
+  GOCACHE="$gocache" "$go_bin" build -mod=readonly -buildvcs=false -trimpath \
     -ldflags "$LDFLAGS" -o "$tmp/" ./cmd/...
 )
 have_all "$tmp" || { echo "k8s-testbins: build finished without all binaries" >&2; exit 1; }
