@@ -71,7 +71,15 @@ def test_the_handler_image_answers_help_with_its_commands(
     assert bad.returncode == 2 and "No such command" in bad.stderr
 
 
-FIND = "import importlib.util as u, sys; print(*[m for m in sys.argv[1:] if u.find_spec(m)])"
+FIND = """
+import importlib.util, sys
+def found(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
+print(*[m for m in sys.argv[1:] if found(m)])
+"""
 
 
 def _importable(engine: DockerEngine, image: str, *modules: str) -> set[str]:
@@ -122,10 +130,12 @@ def test_labels_are_there_and_nothing_secret_looking_is_in_env_or_history(
     labels = image["Config"]["Labels"] or {}
     assert labels["org.opencontainers.image.title"] == f"ion-{name.replace('example-', 'module-')}"
     assert labels["org.opencontainers.image.version"] == ion_images.version
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    assert labels["org.opencontainers.image.revision"].removesuffix("-dirty") == head
+    revision = labels["org.opencontainers.image.revision"]
+    assert revision == ion_images.revision  # what the build said, a commit of this repository
+    commit = revision.removesuffix("-dirty")
+    assert re.fullmatch(r"[0-9a-f]{40}", commit), revision
+    known = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], check=False)
+    assert known.returncode == 0, f"{revision} is not a commit here"
     assert "org.opencontainers.image.source" in labels
     assert labels["org.opencontainers.image.base.name"] == ion_images.base
     for pair in image["Config"]["Env"]:
@@ -285,7 +295,9 @@ async def test_a_2018_module_image_runs_unchanged_through_the_local_executor_doc
         event = Event.from_json(shouted.body)
         assert event.type == "greeting.shouted"
         assert event.context.parent_event_id == child.event_id
-        assert {p.key: p.value for p in event.data}.get("mood") == "loud"
+        child_meta = await backends.meta.get_event_meta(event.correlation_id, event.event_id)
+        assert {p.key: p.value for p in child_meta.data}.get("mood") == "loud"
+        assert child_meta.files == ["shout.txt"]
         docs = await backends.meta.list_documents(child.correlation_id)
         insights = [d for d in docs if isinstance(d, Insight)]
         assert "4" in [{p.key: p.value for p in d.data}.get("words") for d in insights]

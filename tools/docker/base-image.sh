@@ -20,6 +20,11 @@ recipe=$(sha256sum "$0" | cut -c1-16)
 say() { echo "base-image.sh: $*" >&2; }
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 
+# One build at a time (two test sessions may ask at once); the second then finds it done.
+mkdir -p "$cache"
+exec 9>"$cache/base-image.lock"
+flock 9
+
 have=$(docker image inspect --format '{{index .Config.Labels "org.ionproject.base.recipe"}}' "$image" 2>/dev/null || true)
 if [ "$have" = "$recipe" ] && [ "${ION_BASE_REBUILD:-0}" != 1 ]; then
   say "$image is up to date (recipe $recipe)"; echo "$image"; exit 0

@@ -18,13 +18,17 @@ one line per image: `<name> <tag> <seconds> <size bytes>`.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,11 +132,22 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+@contextlib.contextmanager
+def one_build_at_a_time(cache: Path) -> Iterator[None]:
+    """Hold the cache's build lock: runs of this script (two test sessions, say) take turns."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / "images.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say("another images.py run is building; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def stage_context(image: Image, house: Path, contexts: Path) -> Path:
     """Make the image's build context: only the files it installs or copies."""
     ctx = contexts / image.name
-    if ctx.exists():
-        shutil.rmtree(ctx)
     (ctx / "wheels").mkdir(parents=True)
     (ctx / "ion").mkdir()
     requirements = DOCKER_DIR / "requirements" / f"{image.requirements}.txt"
@@ -224,6 +239,11 @@ def main() -> int:
         images = [image for image in images if image.name in wanted]
     if shutil.which("docker") is None:
         raise SystemExit("images: no docker client on PATH (tools/docker/prepare.sh installs one)")
+    with one_build_at_a_time(cache_dir()):
+        return build_all(images, args.base_image, verbose=args.verbose)
+
+
+def build_all(images: list[Image], base: str, *, verbose: bool) -> int:
     start = time.monotonic()
     say("filling the wheelhouse (tools/docker/wheelhouse.sh) ...")
     subprocess.run(
@@ -232,26 +252,23 @@ def main() -> int:
     house = cache_dir() / "wheelhouse"
     say(f"wheelhouse ready in {time.monotonic() - start:.1f} s")
     tag_version, rev = version(), revision()
-    say(
-        f"building {len(images)} image(s) on {args.base_image}, version {tag_version}, revision {rev}"
-    )
-    for number, image in enumerate(images, 1):
-        ctx = stage_context(image, house, cache_dir() / "contexts")
-        say(f"[{number}/{len(images)}] ion-{image.name} ...")
-        took = build(
-            image,
-            ctx,
-            base=args.base_image,
-            tag_version=tag_version,
-            rev=rev,
-            quiet=not args.verbose,
-        )
-        tag = f"{REGISTRY}/ion-{image.name}:{tag_version}"
-        size = image_size(tag)
-        say(
-            f"[{number}/{len(images)}] ion-{image.name} built in {took:.1f} s ({size / 1e6:.0f} MB)"
-        )
-        print(f"{image.name} {tag} {took:.2f} {size}", flush=True)
+    say(f"building {len(images)} image(s) on {base}, version {tag_version}, revision {rev}")
+    (cache_dir() / "contexts").mkdir(parents=True, exist_ok=True)
+    contexts = Path(tempfile.mkdtemp(prefix="run-", dir=cache_dir() / "contexts"))
+    try:
+        for number, image in enumerate(images, 1):
+            ctx = stage_context(image, house, contexts)
+            say(f"[{number}/{len(images)}] ion-{image.name} ...")
+            took = build(image, ctx, base=base, tag_version=tag_version, rev=rev, quiet=not verbose)
+            tag = f"{REGISTRY}/ion-{image.name}:{tag_version}"
+            size = image_size(tag)
+            say(
+                f"[{number}/{len(images)}] ion-{image.name} built in {took:.1f} s"
+                f" ({size / 1e6:.0f} MB)"
+            )
+            print(f"{image.name} {tag} {took:.2f} {size}", flush=True)
+    finally:
+        shutil.rmtree(contexts, ignore_errors=True)
     say(f"all {len(images)} image(s) in {time.monotonic() - start:.1f} s")
     return 0
 

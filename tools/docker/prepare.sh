@@ -29,6 +29,11 @@ fi
 if command -v docker >/dev/null 2>&1 && [ -S "$sock" ] && answers "$own_host"; then
   echo "$own_host"; exit 0
 fi
+# One set-up at a time (two test sessions may ask at once); the second then finds it running.
+mkdir -p "$dir"
+exec 9>"$dir/prepare.lock"
+flock 9
+if [ -S "$sock" ] && answers "$own_host"; then echo "$own_host"; exit 0; fi
 if [ -n "${ION_DOCKER_HOST:-}" ]; then
   say "no engine answers at ION_DOCKER_HOST=$ION_DOCKER_HOST; starting Ion's own dockerd"
 fi

@@ -65,6 +65,17 @@ _POLL_MAX = 0.25
 KILL_GRACE = timedelta(seconds=2)
 LINGER_GRACE = timedelta(seconds=5)
 """How long processes a module left behind may take to die before the attempt fails."""
+_RUNTIME_ENV = (
+    "DOCKER_HOST",
+    "DOCKER_CONTEXT",
+    "DOCKER_CONFIG",
+    "DOCKER_CERT_PATH",
+    "DOCKER_TLS_VERIFY",
+    "CONTAINER_HOST",
+    "CONTAINERS_CONF",
+    "XDG_RUNTIME_DIR",
+)
+"""What the docker or podman client needs to find its engine (never passed into the container)."""
 SPARE_DIRS = 8
 """Job directories kept ready ahead of need (see `_spares`)."""
 
@@ -91,8 +102,8 @@ def _container_user(base_dir: Path) -> str | None:
     A dispatcher running as a user has the container run as that user (`--user uid:gid`): the
     module's files are then the dispatcher's to commit and delete, whatever user the image
     names. A dispatcher running as root keeps the image's own user (Ion's images run as 10001;
-    2018 images often as root) and opens the directories a module writes (`out/`, `out/data/`,
-    `out/events/`) to every user instead; the job directory above them stays root's.
+    2018 images often as root) and opens what a module writes (`out/`, `out/data/`,
+    `out/events/`, `out/insights.json`) to every user instead; the rest stays root's.
     """
     uid = os.geteuid()
     if uid != 0:
@@ -100,6 +111,8 @@ def _container_user(base_dir: Path) -> str | None:
     layout = JobLayout(base_dir)
     for directory in (layout.out_data.parent, layout.out_data, layout.out_events):
         os.chmod(directory, 0o777)
+    with contextlib.suppress(FileNotFoundError):  # the layout's empty insights file
+        os.chmod(layout.out_insights, 0o666)
     return None
 
 
@@ -536,6 +549,19 @@ class LocalExecutor:
             "podman) is on PATH; give the module a command to run it as a local process"
         )
 
+    def _environment(self, job: JobRequest, paths: _Job) -> dict[str, str]:
+        """The module's environment; for `docker|podman run`, also where its engine is.
+
+        The engine's variables reach only the client: the container gets the module's own
+        configuration (`-e KEY` for each key of its env) and HANDLER_BASE_DIR.
+        """
+        env = module_environment(paths.base, job.spec.env)
+        if not job.spec.command and job.spec.image and self._runtime:
+            for key in _RUNTIME_ENV:
+                if key in os.environ and key not in env:
+                    env[key] = os.environ[key]
+        return env
+
     async def _start_module(self, job: JobRequest, paths: _Job) -> ModuleEnd:
         try:
             argv = self._argv(job, paths)
@@ -569,7 +595,7 @@ class LocalExecutor:
                     proc = _Child(
                         _spawn(
                             ["/bin/sh", "-c", _WRAPPER, str(marker), *argv],
-                            env=module_environment(paths.base, job.spec.env),
+                            env=self._environment(job, paths),
                             cwd=cwd,
                             output=log_fd,
                             keep=lock_fd,
