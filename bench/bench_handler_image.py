@@ -4,7 +4,7 @@ Ion: `ion-handler prepare` for a root event (no parent files: an eventMeta with 
 fresh container of localhost/ion-handler:dev, as a job pod's init container runs it, with the
 embedded SQLite/filesystem backends on a mounted scratch directory. Baseline: `python3 -c pass`
 in a fresh container of the same image. The two alternate (A B A B) in the same run. Times and
-peak RSS are of the process inside the container, measured there by a small wrapper (so the
+peak RSS (and CPU time) are of the process inside the container, measured there by a small wrapper (so the
 engine's own container set-up, reported apart as `docker_run`, is not in them); medians.
 Needs a Docker engine (DOCKER_HOST, e.g. from tools/docker/prepare.sh) and the image (`make
 images`); exits 2 (skipped) without them.
@@ -35,8 +35,9 @@ WRAPPER = (
     "t = time.perf_counter()\n"
     "code = subprocess.run(sys.argv[1:]).returncode\n"
     "wall = time.perf_counter() - t\n"
-    "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-    "print(f'ION-BENCH {wall:.6f} {rss}', file=sys.stderr)\n"
+    "use = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "cpu = use.ru_utime + use.ru_stime\n"
+    "print(f'ION-BENCH {wall:.6f} {use.ru_maxrss} {cpu:.6f}', file=sys.stderr)\n"
     "sys.exit(code)\n"
 )
 
@@ -45,8 +46,11 @@ def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
 
 
-def run_in_container(data: Path, argv: list[str]) -> tuple[float, float, float]:
-    """(process wall s, process peak RSS MB, whole `docker run` wall s) in a fresh container."""
+def run_in_container(data: Path, argv: list[str]) -> tuple[float, float, float, float]:
+    """(process wall s, peak RSS MB, whole `docker run` wall s, process CPU s), fresh container.
+
+    CPU time (user + system) moves less than wall time when other work shares the cores.
+    """
     start = time.perf_counter()
     done = docker(
         "run", "--rm", "--network", "none", "-v", f"{data}:/data",
@@ -60,8 +64,8 @@ def run_in_container(data: Path, argv: list[str]) -> tuple[float, float, float]:
     line = next((x for x in done.stderr.splitlines() if x.startswith("ION-BENCH ")), "")
     if done.returncode != 0 or not line:
         raise SystemExit(f"{' '.join(argv[:2])} failed in {IMAGE}: {done.stderr[-2000:]}")
-    _, wall, rss = line.split()
-    return float(wall), int(rss) / 1024, total
+    _, wall, rss, cpu = line.split()
+    return float(wall), int(rss) / 1024, total, float(cpu)
 
 
 async def stage(data: Path) -> Context:
@@ -105,17 +109,18 @@ def main() -> None:
             f"--context.eventid={ctx.event_id}", f"--context.correlationid={ctx.correlation_id}",
             "--event-type=bench.root", "--valideventtypes=bench.done",
         ]  # fmt: skip
-        base: list[tuple[float, float, float]] = []
-        ion: list[tuple[float, float, float]] = []
+        base: list[tuple[float, float, float, float]] = []
+        ion: list[tuple[float, float, float, float]] = []
         run_in_container(data, ["python3", "-c", "pass"])  # warm the engine's caches for both
         for _ in range(rounds):
             base.append(run_in_container(data, ["python3", "-c", "pass"]))
             ion.append(run_in_container(data, prepare))
 
-    def med(results: list[tuple[float, float, float]], i: int) -> float:
+    def med(results: list[tuple[float, float, float, float]], i: int) -> float:
         return statistics.median(r[i] for r in results)
 
     report("handler_image.prepare.wall", med(ion, 0), "s", baseline=med(base, 0), target="<=0.25s")
+    report("handler_image.prepare.cpu", med(ion, 3), "s", baseline=med(base, 3))
     report("handler_image.prepare.peak_rss", med(ion, 1), "MB", baseline=med(base, 1))
     report("handler_image.docker_run.wall", med(ion, 2), "s", baseline=med(base, 2))
 
