@@ -245,6 +245,14 @@ def main() -> int:
 
 def build_all(images: list[Image], base: str, *, verbose: bool) -> int:
     start = time.monotonic()
+    stale = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "docker" / "requirements.py"), "--check"],
+        check=False,
+    )
+    if stale.returncode != 0:
+        raise SystemExit(
+            "images: deployment/docker/requirements is stale: make docker-requirements"
+        )
     say("filling the wheelhouse (tools/docker/wheelhouse.sh) ...")
     subprocess.run(
         [str(ROOT / "tools" / "docker" / "wheelhouse.sh")], check=True, stdout=subprocess.DEVNULL
