@@ -115,7 +115,9 @@ class KubeApi:
     async def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
-                ssl=self._ssl(), limit=self._concurrency + 8, enable_cleanup_closed=True
+                ssl=self._ssl(),
+                limit=self._concurrency + 8,
+                keepalive_timeout=120,  # bursts after a quiet spell reuse their TLS connections
             )
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session

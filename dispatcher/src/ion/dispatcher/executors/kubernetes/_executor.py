@@ -155,6 +155,8 @@ class KubernetesExecutor:
         return f"{base}/{name}" if name else base
 
     async def _start(self) -> None:
+        if self._followers and all(e.is_set() for e in self._synced.values()):
+            return
         if not self._followers and not self._closed:
             self._followers = [
                 asyncio.create_task(self._follow("jobs", self._jobs, _job_key)),
@@ -302,7 +304,11 @@ class KubernetesExecutor:
         if job_id in self._results:
             return self._results[job_id]
         await self._start()
-        await self._job(job_id)
+        try:
+            await self._job(job_id)
+        except errors.NotFoundError:
+            if job_id not in self._cancelled or job_id not in self._requests:
+                raise
         changed = self._changes.setdefault(job_id, asyncio.Event())
         while True:
             if job_id in self._results:
@@ -593,7 +599,7 @@ def _refusal(err: KubeApiError) -> str:
             f"the dispatcher may not create Jobs here (403 Forbidden: {err.message}); grant its "
             "service account `create` on jobs in this namespace"
         )
-    if err.status == 422:
+    if err.status in (400, 422):
         return f"the Kubernetes API server refused the Job as invalid: {err.message}"
     return f"the Kubernetes API server refused the Job: {err}"
 
