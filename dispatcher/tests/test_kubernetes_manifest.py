@@ -52,7 +52,16 @@ def test_the_pod_has_2018s_containers_sharing_ionvolume_at_slash_ion() -> None:
     pod = manifest["spec"]["template"]["spec"]
     assert [c["name"] for c in pod["initContainers"]] == ["prepare", "worker"]
     assert [c["name"] for c in pod["containers"]] == ["commit"]
-    assert pod["volumes"] == [{"name": "ionvolume", "emptyDir": {}}]
+    assert pod["volumes"] == [
+        {"name": "ionvolume", "emptyDir": {}},
+        {"name": "backends", "secret": {"secretName": "ion-backends"}},
+    ]
+    assert pod["initContainers"][0]["volumeMounts"][-1] == {
+        "name": "backends",
+        "mountPath": "/etc/ion/backends",
+        "readOnly": True,
+    }
+    assert all(m["name"] != "backends" for m in pod["initContainers"][1]["volumeMounts"])
     for container in pod["initContainers"] + pod["containers"]:
         assert {"name": "ionvolume", "mountPath": "/ion"} in container["volumeMounts"]
     assert pod["initContainers"][0]["args"] == ["job", "prepare"]

@@ -16,6 +16,7 @@ import ssl
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -283,6 +284,15 @@ class TestFromUrl:
             "ION_AZURE_COSMOS_VERIFY_TLS": "0",
         }
         with pytest.raises(errors.ConfigError, match="ION_AZURE_COSMOS_VERIFY_TLS"):
+            CosmosMetadataStore.from_url("cosmos://acct/db", environ=env)
+
+    def test_an_unreadable_ca_file_is_a_config_error_naming_it(self, tmp_path: Path) -> None:
+        env = {
+            "ION_AZURE_COSMOS_ENDPOINT": "https://10.1.2.3:8081/",
+            "ION_AZURE_COSMOS_KEY": "a2V5",
+            "ION_AZURE_CA_FILE": str(tmp_path / "missing.pem"),
+        }
+        with pytest.raises(errors.ConfigError, match=r"ION_AZURE_CA_FILE=.*missing\.pem"):
             CosmosMetadataStore.from_url("cosmos://acct/db", environ=env)
 
     def test_a_key_without_an_endpoint_is_a_config_error(self) -> None:

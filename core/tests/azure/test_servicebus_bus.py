@@ -232,6 +232,25 @@ async def test_open_bus_reads_the_connection_string_from_the_environment(
     assert fake.topic_names() == ["jobs"]
 
 
+async def test_with_a_ca_file_the_admin_client_verifies_the_server(fake: FakeServiceBus) -> None:
+    verified = {
+        ENV_CONNECTION_STRING: fake.connection_string,
+        ENV_ADMIN_CONNECTION_STRING: fake.admin_connection_string,
+        "ION_AZURE_CA_FILE": fake.admin_client_kwargs["connection_verify"],
+    }
+    url = f"servicebus://{fake.host}:{fake.port}"
+    options = ServiceBusOptions(operation_timeout=timedelta(seconds=20))
+    async with ServiceBusEventBus.from_url(url, environ=verified, options=options) as bus:
+        await bus.ensure_topic("trusted")
+    assert "trusted" in fake.topic_names()
+    # the system's CAs do not know the fake's self-signed certificate
+    unverified = {k: v for k, v in verified.items() if k != "ION_AZURE_CA_FILE"}
+    with pytest.raises(errors.IonError):
+        async with ServiceBusEventBus.from_url(url, environ=unverified, options=options) as bus:
+            await bus.ensure_topic("untrusted")
+    assert "untrusted" not in fake.topic_names()
+
+
 def test_configuration_errors_name_the_variable() -> None:
     with pytest.raises(errors.ConfigError, match="ION_BUS__URL"):
         ServiceBusEventBus.from_url("servicebus://", environ={})

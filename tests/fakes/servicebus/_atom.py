@@ -300,8 +300,9 @@ class AtomServer:
     def __init__(self, namespace: Namespace, host: str, port: int) -> None:
         self.namespace = namespace
         self.host = host
-        self.ca_file = _tls.certificate_files()[0]
-        context = _tls.server_context()
+        hosts = (self.host,) if self.host not in ("", "0.0.0.0") else ()
+        self.ca_file = _tls.certificate_files(hosts)[0]
+        context = _tls.server_context(hosts)
         server = self
 
         class Handler(_Handler):

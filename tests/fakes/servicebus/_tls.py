@@ -1,4 +1,5 @@
-"""A self-signed certificate for the fake's HTTPS admin endpoint, made once per process."""
+"""A self-signed certificate for the fake's HTTPS admin endpoint, made once per process and
+set of extra hosts (localhost and 127.0.0.1 are always in it)."""
 
 from __future__ import annotations
 
@@ -17,26 +18,33 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 _lock = threading.Lock()
-_files: tuple[str, str] | None = None
+_files: dict[tuple[str, ...], tuple[str, str]] = {}
 
 
-def certificate_files() -> tuple[str, str]:
-    """(certificate PEM path, key PEM path); the certificate is its own CA."""
-    global _files
+def certificate_files(hosts: tuple[str, ...] = ()) -> tuple[str, str]:
+    """(certificate PEM path, key PEM path) valid for `hosts` too; it is its own CA."""
+    key = tuple(sorted(set(hosts) - {"localhost", "127.0.0.1"}))
     with _lock:
-        if _files is None:
-            _files = _make()
-        return _files
+        if key not in _files:
+            _files[key] = _make(key)
+        return _files[key]
 
 
-def server_context() -> ssl.SSLContext:
-    cert, key = certificate_files()
+def server_context(hosts: tuple[str, ...] = ()) -> ssl.SSLContext:
+    cert, key = certificate_files(hosts)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     return context
 
 
-def _make() -> tuple[str, str]:
+def _name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def _make(hosts: tuple[str, ...]) -> tuple[str, str]:
     directory = Path(tempfile.mkdtemp(prefix="fake-servicebus-tls-"))
     atexit.register(shutil.rmtree, directory, True)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -56,6 +64,7 @@ def _make() -> tuple[str, str]:
                 [
                     x509.DNSName("localhost"),
                     x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    *(_name(h) for h in hosts),
                 ]
             ),
             critical=False,

@@ -21,6 +21,7 @@ from ion.core import ModuleRecord, attempts, errors, naming
 from ion.core.config import IonSettings
 from ion.core.ports.bus import EventBus, SubscriptionOptions
 from ion.dispatcher.executors.kubernetes import KubeApi, KubeApiError, label_value
+from ion.dispatcher.executors.kubernetes._manifest import BACKENDS_SECRET_DIR
 from ion.management.deployers.base import Runtime
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def manifests(
         "name": "dispatcher",
         "image": k8s.dispatcher_image,
         "imagePullPolicy": k8s.image_pull_policy,
-        "args": ["serve", "--spec", f"/etc/ion/{SPEC_FILE}"],
+        "args": ["serve", "--spec", f"/etc/ion/spec/{SPEC_FILE}"],
         "env": [{"name": k, "value": v} for k, v in env.items() if v],
         "envFrom": [{"secretRef": {"name": k8s.backends_secret}}] if k8s.backends_secret else [],
         "ports": [{"name": "health", "containerPort": HEALTH_PORT}],
@@ -97,7 +98,12 @@ def manifests(
         },
         "startupProbe": {**probe, "periodSeconds": 1, "failureThreshold": 60},
         "resources": resources,
-        "volumeMounts": [{"name": "spec", "mountPath": "/etc/ion", "readOnly": True}],
+        "volumeMounts": [{"name": "spec", "mountPath": "/etc/ion/spec", "readOnly": True}]
+        + (
+            [{"name": "backends", "mountPath": BACKENDS_SECRET_DIR, "readOnly": True}]
+            if k8s.backends_secret
+            else []
+        ),
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "runAsNonRoot": True,
@@ -154,7 +160,12 @@ def manifests(
                         "serviceAccountName": name,
                         "terminationGracePeriodSeconds": grace,
                         "containers": [container],
-                        "volumes": [{"name": "spec", "configMap": {"name": name}}],
+                        "volumes": [{"name": "spec", "configMap": {"name": name}}]
+                        + (
+                            [{"name": "backends", "secret": {"secretName": k8s.backends_secret}}]
+                            if k8s.backends_secret
+                            else []
+                        ),
                     },
                 },
             },

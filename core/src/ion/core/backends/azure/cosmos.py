@@ -31,6 +31,7 @@ from azure.cosmos.aio import ContainerProxy, CosmosClient
 
 from ion.core import errors
 from ion.core.backends.azure._errors import translate
+from ion.core.backends.azure._trust import trusted_ca_file
 from ion.core.documents import FlowDocument, parse_document
 from ion.core.events import DocumentType, EventMeta, Insight, ModuleLogs
 from ion.core.records import AttemptState, JobAttempt, ModuleRecord
@@ -127,19 +128,20 @@ class CosmosMetadataStore:
         database: str,
         credential: AsyncTokenCredential | str,
         *,
-        verify_tls: bool = True,
+        verify_tls: bool | str = True,
         owned_credential: AsyncTokenCredential | None = None,
         **options: Unpack[CosmosMetadataOptions],
     ) -> None:
         """Connect to `endpoint` (``https://<account>.documents.azure.com:443/``).
 
-        `verify_tls=False` is accepted only for a loopback endpoint (the local test server);
+        `verify_tls=False` is accepted only for a loopback endpoint (the local test server); a
+        path trusts the CA bundle in that file instead of the system's;
         `owned_credential`, if given, is closed with the store.
 
         Raises:
             errors.ConfigError: TLS verification off for a remote endpoint, or a bad option.
         """
-        if not verify_tls and not _is_loopback(endpoint):
+        if verify_tls is False and not _is_loopback(endpoint):
             raise errors.ConfigError(
                 "ION_AZURE_COSMOS_VERIFY_TLS=0 is allowed only for a loopback endpoint (the local"
                 f" test server), not {urlsplit(endpoint).hostname!r}; unset it"
@@ -197,7 +199,9 @@ class CosmosMetadataStore:
             raise errors.ConfigError(
                 f"ION_AZURE_COSMOS_VERIFY_TLS={verify!r}: use 1 (default) or 0 (local test server)"
             )
-        verify_tls = verify not in ("0", "false")
+        verify_tls: bool | str = verify not in ("0", "false")
+        if verify_tls and (ca_file := trusted_ca_file(env)):
+            verify_tls = ca_file
         if key and not endpoint:
             raise errors.ConfigError(
                 "ION_AZURE_COSMOS_KEY is set without ION_AZURE_COSMOS_ENDPOINT; set both"

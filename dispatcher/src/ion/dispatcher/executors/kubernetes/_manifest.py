@@ -25,6 +25,8 @@ PREPARE, WORKER, COMMIT = "prepare", "worker", "commit"
 MANAGED_BY = "ion-dispatcher"
 JOB_ID_ANNOTATION = "ion/jobid"
 REQUEST_ENV = "ION_JOB_REQUEST"
+BACKENDS_SECRET_DIR = "/etc/ion/backends"
+"""Where the backends Secret's keys are also files (read-only), e.g. a CA bundle."""
 
 _LABEL_VALUE_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _LABEL_VALUE_EDGE = re.compile(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$")
@@ -148,7 +150,11 @@ def job_manifest(job: JobRequest, pod: PodSettings) -> dict[str, Any]:
     host_mounts = [
         {"name": f"host-{i}", "mountPath": path} for i, path in enumerate(pod.host_path_mounts)
     ]
-    handler_mounts = [mount, *host_mounts]
+    handler_mounts: list[dict[str, Any]] = [mount, *host_mounts]
+    if pod.backends_secret:  # its keys as files too (a CA bundle for ION_AZURE_CA_FILE)
+        handler_mounts.append(
+            {"name": "backends", "mountPath": BACKENDS_SECRET_DIR, "readOnly": True}
+        )
     security: dict[str, Any] = {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
@@ -216,7 +222,12 @@ def job_manifest(job: JobRequest, pod: PodSettings) -> dict[str, Any]:
         + [
             {"name": f"host-{i}", "hostPath": {"path": path, "type": "Directory"}}
             for i, path in enumerate(pod.host_path_mounts)
-        ],
+        ]
+        + (
+            [{"name": "backends", "secret": {"secretName": pod.backends_secret}}]
+            if pod.backends_secret
+            else []
+        ),
     }
     service_account = job.spec.service_account or pod.service_account
     if service_account:

@@ -122,7 +122,7 @@ class ServiceBusEventBus:
         connection_string: str,
         *,
         admin_connection_string: str | None = None,
-        admin_verify_tls: bool = True,
+        admin_verify_tls: bool | str = True,
         options: ServiceBusOptions | None = None,
     ) -> ServiceBusEventBus:
         """Return a bus authenticated by a connection string (SAS key).
@@ -135,8 +135,8 @@ class ServiceBusEventBus:
         """
         opts = options or ServiceBusOptions()
         admin_kwargs: dict[str, Any] = {"retry_total": opts.retries}
-        if not admin_verify_tls:
-            admin_kwargs["connection_verify"] = False
+        if admin_verify_tls is not True:  # off (a loopback test server) or a CA bundle
+            admin_kwargs["connection_verify"] = admin_verify_tls
         try:
             client = ServiceBusClient.from_connection_string(
                 connection_string, **client_kwargs(opts)

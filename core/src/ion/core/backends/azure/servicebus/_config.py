@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ion.core import errors
+from ion.core.backends.azure._trust import trusted_ca_file
 
 ENV_CONNECTION_STRING = "ION_AZURE_SERVICEBUS_CONNECTION_STRING"
 """Connection string (SAS key) of the namespace; without it, `DefaultAzureCredential` is used."""
@@ -56,7 +57,8 @@ class Target:
     fully_qualified_namespace: str
     connection_string: str = ""
     admin_connection_string: str | None = None
-    admin_verify_tls: bool = True
+    admin_verify_tls: bool | str = True
+    """False (a loopback test server only), or the path of a CA bundle to trust."""
 
     def __repr__(self) -> str:
         return f"Target({self.fully_qualified_namespace!r})"
@@ -90,9 +92,11 @@ def resolve_url(url: str, environ: Mapping[str, str]) -> Target:
         raise errors.ConfigError(
             f"{ENV_ADMIN_VERIFY_TLS}={verify!r}: use 1 (default) or 0 (local test server)"
         )
-    verify_tls = verify not in ("0", "false")
+    verify_tls: bool | str = verify not in ("0", "false")
+    if verify_tls and (ca_file := trusted_ca_file(environ)):
+        verify_tls = ca_file
     admin_host = _endpoint_host(admin, ENV_ADMIN_CONNECTION_STRING) if admin else endpoint
-    if not verify_tls and not _is_loopback(admin_host):
+    if verify_tls is False and not _is_loopback(admin_host):
         raise errors.ConfigError(
             f"{ENV_ADMIN_VERIFY_TLS}=0 is only honoured for a loopback endpoint, not {admin_host!r}"
         )
