@@ -31,7 +31,7 @@ from azure.cosmos.aio import ContainerProxy, CosmosClient
 
 from ion.core import errors
 from ion.core.backends.azure._errors import translate
-from ion.core.backends.azure._trust import trusted_ca_file
+from ion.core.backends.azure._trust import trusted_ca_file, trusting_transport
 from ion.core.documents import FlowDocument, parse_document
 from ion.core.events import DocumentType, EventMeta, Insight, ModuleLogs
 from ion.core.records import AttemptState, JobAttempt, ModuleRecord
@@ -151,10 +151,15 @@ class CosmosMetadataStore:
         if self._page_size < 1:
             raise errors.ConfigError(f"page_size must be at least 1, not {self._page_size}")
         self._endpoint = endpoint
+        extra: dict[str, Any] = {}
+        if isinstance(verify_tls, str):  # azure-cosmos drops a CA path: give it a transport
+            extra["transport"] = trusting_transport(verify_tls)
+            verify_tls = True
         self._client = CosmosClient(
             endpoint,
             credential=credential,
             connection_verify=verify_tls,
+            **extra,
             connection_timeout=int(
                 options.get("connect_timeout", timedelta(seconds=20)).total_seconds()
             ),
