@@ -2,7 +2,7 @@
 
 The repository's conftest.py imports them (`from tests.containers.fixtures import ...`):
 
-- `docker_engine` (session): runs tools/docker/prepare.sh (installs docker.io if missing, starts
+- `docker_engine` (session): runs tools/docker/prepare.sh (installs Debian's Docker engine if missing, starts
   Ion's private dockerd under the cache directory unless an engine already answers) and sets
   `DOCKER_HOST` for the session. A dockerd this session started is stopped at its end.
 - `ion_images` (session): builds Ion's images with tools/docker/images.py, the script `make

