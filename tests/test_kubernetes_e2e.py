@@ -278,8 +278,16 @@ async def _wait_running(management: Management, names: list[str], timeout: float
 
 
 async def _wait_flow(settings: IonSettings, correlation_id: str, timeout: float) -> Flow:
+    """The flow once it has runs and none is pending (a root event no dispatcher has picked up
+    yet has no runs, and so counts as settled)."""
+    deadline = time.monotonic() + timeout
     async with ControlPlane(settings) as platform:
-        return await platform.wait_settled(correlation_id, timeout=timeout)
+        while True:
+            left = deadline - time.monotonic()
+            flow = await platform.wait_settled(correlation_id, timeout=max(left, 1))
+            if list(flow.runs()) or time.monotonic() > deadline:
+                return flow
+            await asyncio.sleep(0.5)
 
 
 async def test_the_example_pipeline_runs_on_kubernetes_and_delete_leaves_nothing(
@@ -369,3 +377,130 @@ async def test_the_dispatchers_service_account_may_not_read_secrets_or_other_nam
     finally:
         await as_dispatcher.aclose()
     management.ion("module", "delete", "-n", "ingest")
+
+
+MODULE_SCRIPT = """#!/bin/sh
+# A 2018-style module: reads nothing, writes a file, may sleep, may fail (from its env).
+echo "module starting (sleep ${SLEEP:-0}, exit ${EXIT_CODE:-0})"
+sleep "${SLEEP:-0}"
+echo done > /ion/out/data/done.txt
+exit "${EXIT_CODE:-0}"
+"""
+
+
+@pytest.fixture(scope="module")
+def test_module_image(kube_ion: KubeIon, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny module image built on the base image with a real engine, imported into the node."""
+    context = tmp_path_factory.mktemp("module-image")
+    (context / "module.sh").write_text(MODULE_SCRIPT)
+    (context / "module.sh").chmod(0o755)
+    (context / "Dockerfile").write_text(
+        f"FROM {kube_ion.images.base}\n"
+        "COPY module.sh /usr/local/bin/module.sh\n"
+        "USER 10001:10001\n"
+        'ENTRYPOINT ["/usr/local/bin/module.sh"]\n'
+    )
+    tag = "localhost/ion-test-module:1"
+    subprocess.run(
+        ["docker", "build", "--network", "none", "-q", "-t", tag, str(context)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+    )
+    kube_ion.cluster.import_docker_image(tag)
+    return tag
+
+
+async def _raise(management: Management, event_type: str) -> str:
+    raised = management.ion("event", "create", "--type", event_type)
+    return raised.stderr.rsplit("ion trace flow -c ", 1)[1].split()[0]
+
+
+async def test_a_dispatcher_pod_killed_mid_job_is_replaced_and_the_job_adopted_not_rerun(
+    kube_ion: KubeIon,
+    kube_namespace: str,
+    stack: Stack,
+    management: Management,
+    api: KubeApi,
+    test_module_image: str,
+) -> None:
+    kube_ion.ensure("dispatcher")
+    await _create_secret(api, kube_namespace, stack.backend_secrets)
+    management.ion(
+        "module", "create", "-n", "slow", "-i", "slow.start", "-m", test_module_image,
+        "--image-pull-policy", "Never", "--env", "SLEEP=15",
+    )  # fmt: skip
+    await _wait_running(management, ["slow"], timeout=240)
+    correlation_id = await _raise(management, "slow.start")
+    jobs_path = f"/apis/batch/v1/namespaces/{kube_namespace}/jobs"
+    pods_path = f"/api/v1/namespaces/{kube_namespace}/pods"
+    seen: set[str] = set()
+    deadline = time.monotonic() + 180
+    while True:  # until the module runs
+        listing = await api.request("GET", jobs_path)
+        seen |= {j["metadata"]["uid"] for j in listing.get("items") or []}
+        pods = await api.request("GET", pods_path, params={"labelSelector": "ion/modulename=slow"})
+        if any(
+            (s.get("state") or {}).get("running")
+            for p in pods.get("items") or []
+            for s in (p.get("status") or {}).get("initContainerStatuses") or []
+            if s.get("name") == "worker"
+        ):
+            break
+        assert time.monotonic() < deadline, "the module never started"
+        await asyncio.sleep(0.3)
+    dispatchers = await api.request(
+        "GET", pods_path, params={"labelSelector": "app.kubernetes.io/name=ion-dispatcher"}
+    )
+    killed = [p["metadata"]["name"] for p in dispatchers["items"]]
+    assert len(killed) == 1
+    await api.request("DELETE", f"{pods_path}/{killed[0]}", body={"gracePeriodSeconds": 0})
+    settled = asyncio.create_task(_wait_flow(stack.settings, correlation_id, timeout=300))
+    while not settled.done():
+        listing = await api.request("GET", jobs_path)
+        seen |= {j["metadata"]["uid"] for j in listing.get("items") or []}
+        await asyncio.sleep(0.3)
+    flow = settled.result()
+    assert flow.succeeded, flow.model_dump_json(indent=2)
+    (run,) = list(flow.runs())
+    assert [a.attempt for a in run.attempts] == [1]
+    assert len(seen) == 1, f"the attempt ran as {len(seen)} Jobs"
+    after = await api.request(
+        "GET", pods_path, params={"labelSelector": "app.kubernetes.io/name=ion-dispatcher"}
+    )
+    assert killed[0] not in {p["metadata"]["name"] for p in after["items"]}
+    management.ion("module", "delete", "-n", "slow")
+
+
+async def test_a_failing_module_is_retried_with_backoff_then_dead_lettered_with_its_reason(
+    kube_ion: KubeIon,
+    kube_namespace: str,
+    stack: Stack,
+    management: Management,
+    api: KubeApi,
+    test_module_image: str,
+) -> None:
+    kube_ion.ensure("dispatcher")
+    await _create_secret(api, kube_namespace, stack.backend_secrets)
+    management.ion(
+        "module", "create", "-n", "failing", "-i", "fail.start", "-m", test_module_image,
+        "--image-pull-policy", "Never", "--env", "EXIT_CODE=3",
+        "--retry-count", "1", "--retry-backoff", "2",
+    )  # fmt: skip
+    await _wait_running(management, ["failing"], timeout=240)
+    correlation_id = await _raise(management, "fail.start")
+    flow = await _wait_flow(stack.settings, correlation_id, timeout=300)
+    assert flow.settled and not flow.succeeded, flow.model_dump_json(indent=2)
+    assert list(flow.runs()), flow.model_dump_json(indent=2)
+    (run,) = list(flow.runs())
+    assert [a.attempt for a in run.attempts] == [1, 2]
+    assert run.attempts[-1].state == "DEAD_LETTERED", run.model_dump_json(indent=2)
+    assert all("exited with code 3" in a.reason for a in run.attempts)
+    assert all("module starting" in a.reason for a in run.attempts)  # its output, quoted
+    first, second = run.attempts
+    assert first.finished_at and second.started_at
+    assert (second.started_at - first.finished_at).total_seconds() >= 2  # the backoff
+    dlq = management.ion("event", "dlq", "list", "--module", "failing", "-o", "json")
+    assert correlation_id in dlq.stdout
+    management.ion("module", "delete", "-n", "failing")
