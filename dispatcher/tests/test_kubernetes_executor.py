@@ -187,3 +187,103 @@ class TestKubernetesExecutorContract(ExecutorContract):
             assert (await executor.wait(job.job_id)) == result
         finally:
             await executor.aclose()
+
+    async def test_a_namespace_quota_and_a_missing_permission_are_clear_reasons(
+        self,
+        kube_ion: KubeIon,
+        kube_namespace: str,
+        backends: EmbeddedBackends,
+        tmp_path: Path,
+        request_factory: RequestFactory,
+    ) -> None:
+        admin = await KubeApi.connect(kubeconfig=str(kube_ion.cluster.kubeconfig))
+        ns = f"/api/v1/namespaces/{kube_namespace}"
+        try:
+            # a quota of no Jobs at all (its status set by hand: the test cluster runs no
+            # quota controller, and a quota without status refuses everything as unknown)
+            quota: dict[str, Any] = {
+                "apiVersion": "v1",
+                "kind": "ResourceQuota",
+                "metadata": {"name": "no-jobs"},
+                "spec": {"hard": {"count/jobs.batch": "0"}},
+            }
+            created = await admin.request("POST", f"{ns}/resourcequotas", body=quota)
+            created["status"] = {
+                "hard": {"count/jobs.batch": "0"},
+                "used": {"count/jobs.batch": "0"},
+            }
+            await admin.request("PUT", f"{ns}/resourcequotas/no-jobs/status", body=created)
+            executor = await _executor(kube_ion, kube_namespace, backends, tmp_path)
+            try:
+                job = request_factory("true")
+                result = await executor.submit(job)
+                assert (result.state, result.phase) == (JobState.FAILED, JobPhase.PREPARE)
+                assert "resource quota does not allow the Job" in result.reason
+            finally:
+                await executor.aclose()
+            await admin.request("DELETE", f"{ns}/resourcequotas/no-jobs")
+
+            # a service account that may watch Jobs but not create them
+            await admin.request(
+                "POST",
+                f"{ns}/serviceaccounts",
+                body={"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "ro"}},
+            )
+            rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{kube_namespace}"
+            rule = {
+                "apiGroups": ["batch", ""],
+                "resources": ["jobs", "pods", "pods/log"],
+                "verbs": ["get", "list", "watch"],
+            }
+            await admin.request(
+                "POST",
+                f"{rbac}/roles",
+                body={"kind": "Role", "metadata": {"name": "ro"}, "rules": [rule]},
+            )
+            await admin.request(
+                "POST",
+                f"{rbac}/rolebindings",
+                body={
+                    "kind": "RoleBinding",
+                    "metadata": {"name": "ro"},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "Role",
+                        "name": "ro",
+                    },
+                    "subjects": [
+                        {"kind": "ServiceAccount", "name": "ro", "namespace": kube_namespace}
+                    ],
+                },
+            )
+            token = await admin.request(
+                "POST",
+                f"{ns}/serviceaccounts/ro/token",
+                body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
+            )
+            from kubernetes.aio import client
+
+            config = client.Configuration()
+            config.host = admin._host
+            config.ssl_ca_cert = admin._config.ssl_ca_cert
+            config.api_key = {"authorization": token["status"]["token"]}
+            config.api_key_prefix = {"authorization": "Bearer"}
+            limited = KubernetesExecutor(
+                KubeApi(config),
+                namespace=kube_namespace,
+                pod=_pod_settings(kube_ion, tmp_path, backends),
+                blobs=backends.blobs,
+                meta=backends.meta,
+                bus=backends.bus,
+                url_lifetime=timedelta(hours=1),
+            )
+            try:
+                job = request_factory("true", attempt=2)
+                result = await limited.submit(job)
+                assert (result.state, result.phase) == (JobState.FAILED, JobPhase.PREPARE)
+                assert "may not create Jobs here (403 Forbidden" in result.reason
+                assert "grant its service account" in result.reason
+            finally:
+                await limited.aclose()
+        finally:
+            await admin.aclose()

@@ -592,7 +592,7 @@ def _when(text: str | None) -> datetime | None:
 
 
 def _refusal(err: KubeApiError) -> str:
-    if err.status == 403 and "quota" in err.message.lower():
+    if err.status == 403 and "exceeded quota" in err.message:
         return f"the namespace's resource quota does not allow the Job: {err.message}"
     if err.status == 403:
         return (
