@@ -35,7 +35,7 @@ from ion.management.testing import make_test_certificates
 from tests.fakes import azure_emulators
 from tests.fakes.fixtures import require_emulators
 from tests.fakes.servicebus import FakeServiceBus
-from tests.kube.ion import KubeIon
+from tests.kube.ion import KubeIon, service_account_api
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -346,19 +346,7 @@ async def test_the_dispatchers_service_account_may_not_read_secrets_or_other_nam
     await _create_secret(api, kube_namespace, stack.backend_secrets)
     _create_modules(management, kube_ion, only={"ingest"})
     account = "ion-dispatcher-ingest"
-    token = await api.request(
-        "POST",
-        f"/api/v1/namespaces/{kube_namespace}/serviceaccounts/{account}/token",
-        body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
-    )
-    from kubernetes.aio import client
-
-    config = client.Configuration()
-    config.host = api._host
-    config.ssl_ca_cert = api._config.ssl_ca_cert
-    config.api_key = {"authorization": token["status"]["token"]}
-    config.api_key_prefix = {"authorization": "Bearer"}
-    as_dispatcher = KubeApi(config)
+    as_dispatcher = await service_account_api(api, kube_namespace, account)
     try:
         # what it needs
         await as_dispatcher.request("GET", f"/apis/batch/v1/namespaces/{kube_namespace}/jobs")

@@ -27,7 +27,7 @@ from ion.dispatcher.executors.kubernetes import (
     KubernetesExecutor,
     PodSettings,
 )
-from tests.kube.ion import KubeIon
+from tests.kube.ion import KubeIon, service_account_api
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -256,20 +256,8 @@ class TestKubernetesExecutorContract(ExecutorContract):
                     ],
                 },
             )
-            token = await admin.request(
-                "POST",
-                f"{ns}/serviceaccounts/ro/token",
-                body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
-            )
-            from kubernetes.aio import client
-
-            config = client.Configuration()
-            config.host = admin._host
-            config.ssl_ca_cert = admin._config.ssl_ca_cert
-            config.api_key = {"authorization": token["status"]["token"]}
-            config.api_key_prefix = {"authorization": "Bearer"}
             limited = KubernetesExecutor(
-                KubeApi(config),
+                await service_account_api(admin, kube_namespace, "ro"),
                 namespace=kube_namespace,
                 pod=_pod_settings(kube_ion, tmp_path, backends),
                 blobs=backends.blobs,

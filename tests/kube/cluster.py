@@ -764,27 +764,23 @@ class LocalCluster:
         if done.returncode != 0:
             raise ClusterError(f"ctr images import failed: {done.stderr.decode().strip()}")
 
-    def import_docker_image(self, ref: str) -> None:
-        """`docker save ref | ctr images import -`: docker is reached through DOCKER_HOST."""
+    def import_docker_image(self, *refs: str) -> None:
+        """`docker save refs... | ctr images import -` (one stream, so shared layers go once);
+        docker is reached through DOCKER_HOST."""
         if shutil.which("docker") is None:
             raise ClusterError("import_docker_image needs the docker CLI (and DOCKER_HOST)")
         save = subprocess.Popen(
-            ["docker", "save", ref], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            ["docker", "save", *refs], stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         assert save.stdout is not None
-        import_error: ClusterError | None = None
         try:
             self.import_image_tar(save.stdout)
-        except ClusterError as exc:
-            import_error = exc
         finally:
             save.stdout.close()
             err = save.stderr.read().decode() if save.stderr else ""
-            rc = save.wait(timeout=60)
-        if rc != 0:  # docker's reason first: a failed save makes ctr's message meaningless
-            raise ClusterError(f"docker save {ref} failed ({rc}): {err.strip()}")
-        if import_error is not None:
-            raise import_error
+            rc = save.wait(timeout=120)
+        if rc != 0:
+            raise ClusterError(f"docker save {' '.join(refs)} failed ({rc}): {err.strip()}")
 
     def images(self) -> list[str]:
         """Image names known to the node's containerd."""

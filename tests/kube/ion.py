@@ -7,12 +7,12 @@ test needs into the node's image store (once per session), so pods run them with
 
 from __future__ import annotations
 
-import subprocess
 import time
 from dataclasses import dataclass, field
 
 import pytest
 
+from ion.dispatcher.executors.kubernetes import KubeApi
 from tests.containers.fixtures import IonImages
 from tests.kube.cluster import LocalCluster
 
@@ -35,20 +35,7 @@ class KubeIon:
         if not wanted:
             return
         started = time.monotonic()
-        save = subprocess.Popen(
-            ["docker", "save", *(self.images.tag(n) for n in wanted)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        assert save.stdout is not None
-        try:
-            self.cluster.import_image_tar(save.stdout)
-        finally:
-            save.stdout.close()
-            err = save.stderr.read().decode() if save.stderr else ""
-            code = save.wait(timeout=120)
-        if code != 0:
-            raise AssertionError(f"docker save {' '.join(wanted)} failed ({code}): {err}")
+        self.cluster.import_docker_image(*(self.images.tag(n) for n in wanted))
         took = time.monotonic() - started
         for name in wanted:
             self.imported[name] = took / len(wanted)
@@ -70,3 +57,20 @@ def kube_ion(kube_cluster: LocalCluster, ion_images: IonImages) -> KubeIon:
     found = KubeIon(cluster=kube_cluster, images=ion_images)
     found.ensure("handler")
     return found
+
+
+async def service_account_api(admin: KubeApi, namespace: str, account: str) -> KubeApi:
+    """A client of the API server that acts as `account` (a fresh TokenRequest token)."""
+    from kubernetes.aio import client
+
+    token = await admin.request(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
+        body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}},
+    )
+    config = client.Configuration()
+    config.host = admin._host
+    config.ssl_ca_cert = admin._config.ssl_ca_cert
+    config.api_key = {"authorization": token["status"]["token"]}
+    config.api_key_prefix = {"authorization": "Bearer"}
+    return KubeApi(config)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from ion.core.contract import JobLayout
 from ion.core.events import Event
+from ion.core.ports.executor import JobRequest
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -18,6 +20,16 @@ class HandlerJob:
     publishes: frozenset[str]
     """Event types the module may raise."""
     layout: JobLayout
+
+    @classmethod
+    def for_request(cls, request: JobRequest, base: Path) -> HandlerJob:
+        """The handler's view of an executor's job request, its directory at `base`."""
+        return cls(
+            module=request.spec.name,
+            event=request.event,
+            publishes=frozenset(request.spec.publishes),
+            layout=JobLayout(base),
+        )
 
     @property
     def output_prefix(self) -> str:

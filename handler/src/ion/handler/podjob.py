@@ -90,12 +90,7 @@ def _write_outcome(outcome: dict[str, Any]) -> None:
 
 
 def _handler_job(request: JobRequest, settings: IonSettings) -> HandlerJob:
-    return HandlerJob(
-        module=request.spec.name,
-        event=request.event,
-        publishes=frozenset(request.spec.publishes),
-        layout=JobLayout(Path(settings.handler.base_dir)),
-    )
+    return HandlerJob.for_request(request, Path(settings.handler.base_dir))
 
 
 def _open_to_all(layout: JobLayout) -> None:

@@ -475,12 +475,7 @@ class LocalExecutor:
     async def _run(self, job: JobRequest, paths: _Job) -> JobResult:
         if job.spec.command:
             self._processes_only.add(job.job_id)
-        handler_job = HandlerJob(
-            module=job.spec.name,
-            event=job.event,
-            publishes=frozenset(job.spec.publishes),
-            layout=JobLayout(paths.base),
-        )
+        handler_job = HandlerJob.for_request(job, paths.base)
         run = _read_json(paths.module_lock)
         ended = await self._resume(job, paths, run) if run is not None else None
         prepare_error = ""

@@ -20,8 +20,14 @@ import yaml
 from ion.core import ModuleRecord, attempts, errors, naming
 from ion.core.config import IonSettings
 from ion.core.ports.bus import EventBus, SubscriptionOptions
-from ion.dispatcher.executors.kubernetes import KubeApi, KubeApiError, label_value
-from ion.dispatcher.executors.kubernetes._manifest import BACKENDS_SECRET_DIR
+from ion.dispatcher.executors.kubernetes import (
+    BACKENDS_SECRET_DIR,
+    MANAGED_BY,
+    KubeApi,
+    KubeApiError,
+    default_namespace,
+    label_value,
+)
 from ion.management.deployers.base import Runtime
 
 log = logging.getLogger(__name__)
@@ -173,6 +179,11 @@ def manifests(
     ]
 
 
+def _jobs_selector(module: str) -> str:
+    """Label selector of the Jobs a module's dispatchers create."""
+    return f"app.kubernetes.io/managed-by={MANAGED_BY},ion/modulename={label_value(module)}"
+
+
 def _path(obj: dict[str, Any], namespace: str, name: str = "") -> str:
     kind = obj["kind"]
     api_version = obj["apiVersion"]
@@ -207,8 +218,6 @@ class KubernetesDeployer:
         Raises:
             errors.ConfigError: Kubernetes cannot be reached with the configured credentials.
         """
-        from ion.dispatcher.executors.kubernetes._api import default_namespace
-
         k8s = settings.kubernetes
         api = await KubeApi.connect(kubeconfig=k8s.kubeconfig, context=k8s.context)
         return cls(api, settings=settings, namespace=default_namespace(k8s.namespace), bus=bus)
@@ -271,10 +280,7 @@ class KubernetesDeployer:
         template = manifests(record, self._settings, namespace=self._namespace)
         for obj in reversed(template):
             await self._delete(_path(obj, self._namespace, name))
-        selector = (
-            f"app.kubernetes.io/managed-by=ion-dispatcher,"
-            f"ion/modulename={label_value(record.spec.name)}"
-        )
+        selector = _jobs_selector(record.spec.name)
         jobs = f"/apis/batch/v1/namespaces/{self._namespace}/jobs"
         try:
             await self._api.request(
@@ -300,10 +306,7 @@ class KubernetesDeployer:
         """Return the Deployment's ready replicas, the module's active Jobs and its last error."""
         name = object_name(record.spec.name)
         deployment_path = f"/apis/apps/v1/namespaces/{self._namespace}/deployments/{name}"
-        selector = (
-            f"app.kubernetes.io/managed-by=ion-dispatcher,"
-            f"ion/modulename={label_value(record.spec.name)}"
-        )
+        selector = _jobs_selector(record.spec.name)
         try:
             deployment, jobs, pods = await asyncio.gather(
                 self._api.request("GET", deployment_path),

@@ -4,9 +4,11 @@ See `_manifest` for the Job's shape, `_outcome` for how its status becomes a `Jo
 `_executor` for the watch that follows the Jobs.
 """
 
-from ion.dispatcher.executors.kubernetes._api import KubeApi, KubeApiError
+from ion.dispatcher.executors.kubernetes._api import KubeApi, KubeApiError, default_namespace
 from ion.dispatcher.executors.kubernetes._executor import KubernetesExecutor
 from ion.dispatcher.executors.kubernetes._manifest import (
+    BACKENDS_SECRET_DIR,
+    MANAGED_BY,
     PodSettings,
     job_annotations,
     job_labels,
@@ -16,11 +18,14 @@ from ion.dispatcher.executors.kubernetes._manifest import (
 from ion.dispatcher.executors.kubernetes._outcome import Outcome, read_outcome
 
 __all__ = [
+    "BACKENDS_SECRET_DIR",
+    "MANAGED_BY",
     "KubeApi",
     "KubeApiError",
     "KubernetesExecutor",
     "Outcome",
     "PodSettings",
+    "default_namespace",
     "job_annotations",
     "job_labels",
     "job_manifest",

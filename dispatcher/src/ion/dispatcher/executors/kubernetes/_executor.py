@@ -22,7 +22,6 @@ from typing import Any
 from ion.core import errors, naming
 from ion.core.clock import Clock, SystemClock
 from ion.core.config import IonSettings
-from ion.core.contract import JobLayout
 from ion.core.ports.blobs import BlobStore
 from ion.core.ports.bus import EventBus
 from ion.core.ports.executor import JobPhase, JobRequest, JobResult, JobState
@@ -39,7 +38,7 @@ from ion.dispatcher.executors.kubernetes._manifest import (
     job_manifest,
     label_value,
 )
-from ion.dispatcher.executors.kubernetes._outcome import Outcome, read_outcome
+from ion.dispatcher.executors.kubernetes._outcome import Outcome, read_outcome, when
 from ion.handler.finish import Attempt, ModuleEnd, finish_job
 from ion.handler.job import HandlerJob
 
@@ -296,7 +295,7 @@ class KubernetesExecutor:
             exit_code=outcome.exit_code,
             timed_out=outcome.timed_out,
             reason=outcome.reason,
-            started_at=_when((job.get("metadata") or {}).get("creationTimestamp")),
+            started_at=when((job.get("metadata") or {}).get("creationTimestamp")),
         )
 
     async def wait(self, job_id: str) -> JobResult:
@@ -440,7 +439,7 @@ class KubernetesExecutor:
                 result = await self._store_commit(request, outcome, output)
             else:
                 result = await self._store_failure(request, outcome, output)
-            started = _when(
+            started = when(
                 (self._jobs.get(job_id, {}).get("metadata") or {}).get("creationTimestamp")
             )
             result = result.model_copy(update={"started_at": started or result.started_at})
@@ -475,12 +474,7 @@ class KubernetesExecutor:
 
     async def _store_failure(self, job: JobRequest, outcome: Outcome, output: str) -> JobResult:
         """Prepare or the module failed (commit never ran): store the log and `modulelogs`."""
-        handler_job = HandlerJob(
-            module=job.spec.name,
-            event=job.event,
-            publishes=frozenset(job.spec.publishes),
-            layout=JobLayout(Path(BASE_DIR)),
-        )
+        handler_job = HandlerJob.for_request(job, Path(BASE_DIR))
         with tempfile.TemporaryDirectory(prefix="ion-k8s-") as tmp:
             path = Path(tmp) / "attempt.log"
             path.write_text(output)
@@ -583,12 +577,6 @@ def _newer(obj: dict[str, Any], than: dict[str, Any] | None) -> bool:
     if mine.get("uid") == theirs.get("uid"):
         return True
     return str(mine.get("creationTimestamp", "")) >= str(theirs.get("creationTimestamp", ""))
-
-
-def _when(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _refusal(err: KubeApiError) -> str:

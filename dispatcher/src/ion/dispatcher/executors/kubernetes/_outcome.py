@@ -49,7 +49,8 @@ class Outcome:
     waiting_since: datetime | None = None
 
 
-def _when(text: str | None) -> datetime | None:
+def when(text: str | None) -> datetime | None:
+    """The time of a Kubernetes timestamp (`2026-12-01T20:00:00Z`), None if absent."""
     if not text:
         return None
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -160,7 +161,7 @@ def read_outcome(
                 return Outcome(state=JobState.RUNNING, waiting_since=since)
             running = state.get("running")
             if name == WORKER and running:
-                started = _when(running.get("startedAt"))
+                started = when(running.get("startedAt"))
                 if started is not None and now - started > module_deadline:
                     return Outcome(
                         state=JobState.FAILED,
