@@ -48,14 +48,14 @@ IMAGES: dict[str, ImageDeps] = {
     ),
     "dispatcher": ImageDeps(
         members=("ion-core", "ion-handler", "ion-dispatcher"),
-        roots=("ion-core[azure]", "ion-dispatcher[kubernetes]", "opentelemetry-sdk"),
+        roots=("ion-core[azure]", "ion-dispatcher[kubernetes,azurebatch]", "opentelemetry-sdk"),
         forbidden=("grpcio",),
     ),
     "management": ImageDeps(
         members=("ion-core", "ion-handler", "ion-dispatcher", "ion-proto", "ion-management"),
         roots=(
             "ion-core[azure]",
-            "ion-dispatcher[kubernetes]",
+            "ion-dispatcher[kubernetes,azurebatch]",
             "ion-management[kubernetes]",
             "opentelemetry-sdk",
         ),
