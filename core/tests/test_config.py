@@ -163,3 +163,22 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
     settings = load_settings(environ={"ION_HOME": str(tmp_path)})
     with pytest.raises(ValueError, match="frozen"):
         settings.home = Path("/elsewhere")  # type: ignore[misc]  # asserting it is refused
+
+
+def test_dict_and_list_settings_come_from_the_environment_as_json(tmp_path: Path) -> None:
+    settings = load_settings(
+        environ={
+            "ION_HOME": str(tmp_path),
+            "ION_KUBERNETES__POD_LABELS": '{"azure.workload.identity/use": "true"}',
+            "ION_KUBERNETES__HOST_PATH_MOUNTS": '["/data"]',
+            "ION_BUS__URL": "{not json, and not a dict setting}",
+        }
+    )
+    assert settings.kubernetes.pod_labels == {"azure.workload.identity/use": "true"}
+    assert settings.kubernetes.host_path_mounts == ["/data"]
+    assert settings.bus.url == "{not json, and not a dict setting}"
+
+
+def test_a_dict_setting_that_is_not_json_is_named(tmp_path: Path) -> None:
+    with pytest.raises(errors.ConfigError, match="ION_KUBERNETES__SETTINGS_ENV must be JSON"):
+        load_settings(environ={"ION_HOME": str(tmp_path), "ION_KUBERNETES__SETTINGS_ENV": "A=1"})

@@ -234,3 +234,15 @@ def test_an_evicted_pod_fails_with_the_eviction_message() -> None:
 def test_a_pending_pod_is_running() -> None:
     assert _outcome(_pod()).state == JobState.RUNNING
     assert _outcome(None).state == JobState.RUNNING
+
+
+def test_extra_pod_labels_reach_the_job_pod_but_never_replace_ions_own() -> None:
+    pod = PodSettings(
+        handler_image="h:1",
+        pod_labels={"azure.workload.identity/use": "true", "ion/modulename": "spoofed"},
+    )
+    manifest = job_manifest(_request(), pod)
+    labels = manifest["spec"]["template"]["metadata"]["labels"]
+    assert labels["azure.workload.identity/use"] == "true"
+    assert labels["ion/modulename"] == "transcoder"
+    assert "azure.workload.identity/use" not in manifest["metadata"]["labels"]

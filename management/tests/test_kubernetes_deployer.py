@@ -3,11 +3,12 @@ tests are in tests/test_kubernetes_e2e.py)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
 from ion.core import ModuleRecord
-from ion.core.config import IonSettings
+from ion.core.config import IonSettings, load_settings
 from ion.core.modules import ModuleSpec
 from ion.management.deployers.kubernetes import _last_error, manifests, object_name
 
@@ -111,3 +112,26 @@ def test_the_last_error_names_a_stuck_or_crashing_dispatcher() -> None:
     assert _last_error({}, [creating]) == ""
     stalled = {"conditions": [{"type": "Available", "status": "False", "message": "no replicas"}]}
     assert _last_error(stalled, []) == "Available: no replicas"
+
+
+def test_a_shared_dispatcher_account_means_no_per_module_rbac_and_labels_reach_every_pod() -> None:
+    shared = IonSettings.model_validate(
+        {
+            "kubernetes": {
+                "dispatcher_service_account": "ion-dispatcher",
+                "pod_labels": {"azure.workload.identity/use": "true"},
+            }
+        }
+    )
+    objects = manifests(_record(), shared, namespace="ion")
+    assert [o["kind"] for o in objects] == ["ConfigMap", "Deployment"]
+    template = _by_kind(objects)["Deployment"]["spec"]["template"]
+    assert template["spec"]["serviceAccountName"] == "ion-dispatcher"
+    assert template["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    assert template["metadata"]["labels"]["ion/modulename"] == "thumbnailer"
+    env = {e["name"]: e["value"] for e in template["spec"]["containers"][0]["env"]}
+    # the dispatcher's own Jobs get the labels too, and its settings read them back
+    assert json.loads(env["ION_KUBERNETES__POD_LABELS"]) == {"azure.workload.identity/use": "true"}
+    assert load_settings(environ=env).kubernetes.pod_labels == {
+        "azure.workload.identity/use": "true"
+    }

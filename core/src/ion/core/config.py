@@ -7,12 +7,13 @@ Nothing below an entry point reads `os.environ`. The 2018 variable `HANDLER_BASE
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from ion.core import errors
@@ -70,7 +71,8 @@ class DispatcherSettings(BaseModel):
     keep_job_dirs: bool = False
     """Keep each finished job's directory (for debugging); logs are stored either way."""
     executor: str = "local"
-    """Where jobs run: `local` (processes on this machine) or `kubernetes` (one Job each)."""
+    """Where jobs run: `local` (processes on this machine), `kubernetes` (one Job each) or
+    `azurebatch` (one Batch task each, settings in `azurebatch`)."""
 
 
 class KubernetesSettings(BaseModel):
@@ -98,6 +100,13 @@ class KubernetesSettings(BaseModel):
     job_service_account: str = ""
     """Service account of job pods when the module names none; empty: the namespace default
     (its token is not mounted either way)."""
+    dispatcher_service_account: str = ""
+    """Service account every dispatcher Deployment runs as, made beforehand with the rights a
+    dispatcher needs (the Helm chart's `ion-dispatcher`; one account that workload identity can
+    federate). Empty: management creates a ServiceAccount, Role and RoleBinding per module."""
+    pod_labels: dict[str, str] = Field(default_factory=dict)
+    """Extra labels on the dispatcher and job pods Ion creates (e.g.
+    `azure.workload.identity/use: "true"`, which workload identity needs)."""
     ttl_seconds_after_finished: int = Field(default=600, ge=0)
     """Kubernetes deletes a finished Job after this long, if Ion has not already."""
     deadline_allowance_seconds: float = Field(default=120.0, ge=0)
@@ -112,6 +121,67 @@ class KubernetesSettings(BaseModel):
     development clusters share embedded (SQLite, file) backends with the host."""
     create_concurrency: int = Field(default=32, ge=1, le=1024)
     """API calls one executor makes at once."""
+
+
+class AzureBatchSettings(BaseModel):
+    """How the Azure Batch executor runs jobs: one Batch job per module dispatcher on a named
+    pool, one task per attempt (see docs/azure-batch.md)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    account_url: str = ""
+    """The Batch account's endpoint, `https://<account>.<region>.batch.azure.com`."""
+    account_name: str = ""
+    """The account's name (shared-key auth signs with it); empty: the first label of the URL."""
+    account_key: SecretStr = SecretStr("")
+    """Shared key; empty: a token from azure-identity (managed identity, workload identity,
+    `az login`: `DefaultAzureCredential`). Give it by environment or config file, never a flag."""
+    managed_identity_client_id: str = ""
+    """Client id of the user-assigned managed identity to use, when there are several."""
+    pool_id: str = ""
+    """The pool tasks run on; made beforehand (Terraform, the portal), never by Ion."""
+    job_id_prefix: str = "ion"
+    """Batch job ids are `<prefix>-<module>`: one job per module dispatcher."""
+    handler_image: str = "localhost/ion-handler:dev"
+    """Image of the prepare and commit steps, unless the module names its own."""
+    default_module_image: str = ""
+    """Image of modules that give only a command."""
+    registry_server: str = ""
+    """Registry the task logs in to before pulling (`registry.example.com`); empty: none."""
+    registry_username: str = ""
+    registry_password: SecretStr = SecretStr("")
+    """Reaches the task as an environment setting, never its command line."""
+    forward_env: list[str] = Field(
+        default_factory=lambda: [
+            "ION_AZURE_STORAGE_CONNECTION_STRING",
+            "ION_AZURE_COSMOS_ENDPOINT",
+            "ION_AZURE_COSMOS_KEY",
+            "ION_AZURE_SERVICEBUS_CONNECTION_STRING",
+            "ION_AZURE_CA_FILE",
+            "AZURE_CLIENT_ID",
+        ]
+    )
+    """Variables of the dispatcher's environment given to the prepare and commit steps as task
+    environment settings (the backends' credentials), when set."""
+    handler_env: dict[str, str] = Field(default_factory=dict)
+    """Plain settings for the prepare and commit steps (no secrets: they are visible in the
+    task's environment settings)."""
+    docker_network: str = ""
+    """`docker run --network` of the job's containers; empty: the engine's default."""
+    host_path_mounts: list[str] = Field(default_factory=list)
+    """Host directories mounted at the same path into the job's containers (one-machine
+    development: embedded backends shared with the dispatcher)."""
+    task_retention_seconds: float = Field(default=3600.0, gt=0)
+    """Batch keeps a finished task's files this long unless Ion deletes the task first."""
+    deadline_allowance_seconds: float = Field(default=600.0, ge=0)
+    """Added to a module's max execution time for its task's max wall-clock time: the time
+    pulls, prepare and commit may take. The module itself is stopped at its own deadline."""
+    poll_interval_seconds: float = Field(default=2.0, gt=0)
+    """How often a running task's state is read."""
+    job_delete_wait_seconds: float = Field(default=60.0, ge=0)
+    """How long to wait for a Batch job that is being deleted before creating it again."""
+    ca_file: str = ""
+    """PEM bundle to verify the account's TLS certificate with instead of the system's."""
 
 
 class HandlerSettings(BaseModel):
@@ -138,7 +208,8 @@ class ManagementSettings(BaseModel):
     """Serve plaintext gRPC (warns); mutual TLS otherwise."""
     providers: str = "local,docker"
     """Comma list of the providers this server runs modules on: `local` and `docker` (in this
-    process), `kubernetes` (a Deployment per module, settings in `kubernetes`)."""
+    process), `kubernetes` (a Deployment per module, settings in `kubernetes`), `azurebatch`
+    (dispatchers in this process whose jobs are Batch tasks, settings in `azurebatch`)."""
     default_provider: str = ""
     """Provider of a module whose request names none (2018's default was `kubernetes`); empty:
     the first of `providers`."""
@@ -186,6 +257,7 @@ class IonSettings(BaseModel):
     handler: HandlerSettings = HandlerSettings()
     management: ManagementSettings = ManagementSettings()
     kubernetes: KubernetesSettings = KubernetesSettings()
+    azurebatch: AzureBatchSettings = AzureBatchSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
 
     @property
@@ -280,8 +352,30 @@ def _env_only(env: Mapping[str, str]) -> dict[str, Any]:
             if not isinstance(node, dict):
                 break
         else:
-            node[path[-1]] = value
+            node[path[-1]] = _decode(path, value)
     return out
+
+
+def _decode(path: list[str], value: str) -> Any:
+    """A dict or list setting given in the environment as JSON (`{"a": "b"}`), else the text."""
+    model: type[BaseModel] = IonSettings
+    for part in path[:-1]:
+        field = model.model_fields.get(part)
+        if field is None or not isinstance(field.annotation, type):
+            return value
+        if not issubclass(field.annotation, BaseModel):
+            return value
+        model = field.annotation
+    field = model.model_fields.get(path[-1])
+    if field is None or get_origin(field.annotation) not in (dict, list):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError as err:
+        name = "ION_" + "__".join(path).upper()
+        raise errors.ConfigError(
+            f'setting {name} must be JSON (like {{"key": "value"}} or ["a"]): {err}'
+        ) from err
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

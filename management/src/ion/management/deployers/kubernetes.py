@@ -4,13 +4,16 @@ Per module it applies (server-side apply, so a repeat is harmless and an edited 
 out): a ConfigMap holding the module spec, a ServiceAccount, a Role that may create, read,
 watch and delete Jobs and read pods and their logs (nothing else), its RoleBinding, and a
 Deployment of `ion-dispatcher serve` with `instance_count` replicas, health probes, and the
-backends' credentials from a Secret. `undeploy` deletes all of them and the module's Jobs;
+backends' credentials from a Secret. With `kubernetes.dispatcher_service_account` set (the Helm
+chart sets it), every Deployment runs as that existing account instead, and management makes
+no ServiceAccount, Role or RoleBinding. `undeploy` deletes all of them and the module's Jobs;
 `runtime` reports the Deployment's ready replicas, its active Jobs and its last error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import timedelta
 from typing import Any
@@ -70,6 +73,7 @@ def manifests(
         "ION_KUBERNETES__IMAGE_PULL_POLICY": k8s.image_pull_policy,
         "ION_KUBERNETES__BACKENDS_SECRET": k8s.backends_secret,
         "ION_KUBERNETES__JOB_SERVICE_ACCOUNT": k8s.job_service_account,
+        "ION_KUBERNETES__DISPATCHER_SERVICE_ACCOUNT": k8s.dispatcher_service_account,
         "ION_KUBERNETES__TTL_SECONDS_AFTER_FINISHED": str(k8s.ttl_seconds_after_finished),
         "ION_KUBERNETES__DEADLINE_ALLOWANCE_SECONDS": str(k8s.deadline_allowance_seconds),
         "ION_KUBERNETES__PENDING_TIMEOUT_SECONDS": str(k8s.pending_timeout_seconds),
@@ -84,6 +88,8 @@ def manifests(
         "ION_TELEMETRY__LOG_FORMAT": settings.telemetry.log_format,
         **k8s.settings_env,
     }
+    if k8s.pod_labels:  # the dispatcher's Jobs carry them too
+        env["ION_KUBERNETES__POD_LABELS"] = json.dumps(k8s.pod_labels)
     resources: dict[str, Any] = {
         "requests": {"cpu": "50m", "memory": "128Mi"},
         "limits": {"memory": "512Mi"},
@@ -117,32 +123,11 @@ def manifests(
         },
     }
     grace = int(settings.dispatcher.shutdown_grace_seconds) + 10
+    account = k8s.dispatcher_service_account or name
+    rbac = [] if k8s.dispatcher_service_account else _dispatcher_rbac(meta, name, namespace)
+    pod_labels = {**k8s.pod_labels, **labels(module)}
     return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": meta,
-            "rules": [
-                {
-                    "apiGroups": ["batch"],
-                    "resources": ["jobs"],
-                    "verbs": ["create", "get", "list", "watch", "delete"],
-                },
-                {
-                    "apiGroups": [""],
-                    "resources": ["pods", "pods/log"],
-                    "verbs": ["get", "list", "watch"],
-                },
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": meta,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
-        },
+        *rbac,
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -158,12 +143,12 @@ def manifests(
                 "selector": {"matchLabels": labels(module)},
                 "template": {
                     "metadata": {
-                        "labels": labels(module),
+                        "labels": pod_labels,
                         # a changed spec rolls the pods, which read it at start
                         "annotations": {"ion/spec-etag": record.etag or ""},
                     },
                     "spec": {
-                        "serviceAccountName": name,
+                        "serviceAccountName": account,
                         "terminationGracePeriodSeconds": grace,
                         "containers": [container],
                         "volumes": [{"name": "spec", "configMap": {"name": name}}]
@@ -175,6 +160,41 @@ def manifests(
                     },
                 },
             },
+        },
+    ]
+
+
+DISPATCHER_RULES: list[dict[str, Any]] = [
+    {
+        "apiGroups": ["batch"],
+        "resources": ["jobs"],
+        "verbs": ["create", "get", "list", "watch", "delete"],
+    },
+    {
+        "apiGroups": [""],
+        "resources": ["pods", "pods/log"],
+        "verbs": ["get", "list", "watch"],
+    },
+]
+"""What a dispatcher may do in its namespace (and so what management must hold to grant it)."""
+
+
+def _dispatcher_rbac(meta: dict[str, Any], name: str, namespace: str) -> list[dict[str, Any]]:
+    """A module's own ServiceAccount, Role (`DISPATCHER_RULES`) and RoleBinding."""
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": DISPATCHER_RULES,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
         },
     ]
 

@@ -127,6 +127,7 @@ class KubernetesExecutor:
                 host_path_mounts=tuple(k8s.host_path_mounts),
                 handler_user=_owner(k8s.host_path_mounts[0]) if k8s.host_path_mounts else None,
                 default_module_image=default_module_image,
+                pod_labels=dict(k8s.pod_labels),
             ),
             blobs=blobs,
             meta=meta,

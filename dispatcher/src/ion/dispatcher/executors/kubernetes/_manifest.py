@@ -79,6 +79,8 @@ class PodSettings:
     handler_resources: dict[str, dict[str, str]] = field(
         default_factory=lambda: {"requests": {"cpu": "50m", "memory": "64Mi"}}
     )
+    pod_labels: dict[str, str] = field(default_factory=dict)
+    """Extra labels on every job pod (Ion's own labels win over them)."""
 
 
 def job_labels(job: JobRequest) -> dict[str, str]:
@@ -257,7 +259,7 @@ def job_manifest(job: JobRequest, pod: PodSettings) -> dict[str, Any]:
             "backoffLimit": 0,
             "activeDeadlineSeconds": deadline,
             "ttlSecondsAfterFinished": pod.ttl_seconds_after_finished,
-            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+            "template": {"metadata": {"labels": {**pod.pod_labels, **labels}}, "spec": pod_spec},
         },
     }
 
