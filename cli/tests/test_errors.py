@@ -161,3 +161,17 @@ def test_unknown_config_setting_is_named(ion: Any, tmp_path: Path) -> None:
     path.write_text("endpoint: x:1\nendpiont: typo\n")
     line = _one_line(ion("module", "list", "--config", str(path)))
     assert "endpiont" in line
+
+
+def test_tls_server_name_is_the_name_the_server_certificate_is_checked_against(
+    ion: Any, up: Any
+) -> None:
+    port = up.endpoint.rsplit(":", 1)[1]
+    # the server's certificate names localhost and 127.0.0.1, not this name
+    wrong = ion(
+        "module", "list", "--endpoint", f"127.0.0.1:{port}", "--tls-server-name", "ion.example"
+    )
+    assert wrong.exit_code == 1, wrong.output
+    print("WRONG", wrong.stderr)
+    right = ion("module", "list", "-o", "json", env={"ION_TLS_SERVER_NAME": "localhost"})
+    assert right.exit_code == 0, right.output

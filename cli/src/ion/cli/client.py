@@ -116,6 +116,13 @@ def explain(conn: Connection, err: Any) -> CliError:
                 f"the server at {where} does not speak TLS; if it was started with --insecure,"
                 " pass --insecure (or ION_INSECURE=true)"
             )
+        if "Hostname Verification" in details:
+            name = conn.tls_server_name or where.rsplit(":", 1)[0]
+            return CliError(
+                f"the server certificate of {where} is not valid for the name {name!r}; connect"
+                " by a name it carries, or pass --tls-server-name NAME (ION_TLS_SERVER_NAME)"
+                " with one of them (e.g. through a port-forward)"
+            )
         if "CERTIFICATE_VERIFY_FAILED" in details or "peer certificate" in details.lower():
             return CliError(
                 f"the server certificate of {where} does not verify against cacertfile"
@@ -156,7 +163,7 @@ class IonClient:
         self._channel: Any = None
 
     async def __aenter__(self) -> Self:
-        options = [
+        options: list[tuple[str, int | str]] = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ]
@@ -164,6 +171,8 @@ class IonClient:
             self._channel = grpc.aio.insecure_channel(self.conn.endpoint, options=options)
         else:
             tls = load_client_tls(self.conn)
+            if self.conn.tls_server_name:
+                options.append(("grpc.ssl_target_name_override", self.conn.tls_server_name))
             creds = grpc.ssl_channel_credentials(
                 root_certificates=tls.ca, private_key=tls.key, certificate_chain=tls.cert
             )

@@ -20,7 +20,15 @@ from ion.cli.errors import CliError
 
 DEFAULT_ENDPOINT = "localhost:9000"
 DEFAULT_TIMEOUT = 30.0
-KEYS = ("endpoint", "certfile", "keyfile", "cacertfile", "timeout", "insecure")
+KEYS = (
+    "endpoint",
+    "certfile",
+    "keyfile",
+    "cacertfile",
+    "tls_server_name",
+    "timeout",
+    "insecure",
+)
 ENV = {key: f"ION_{key.upper()}" for key in KEYS}
 """Environment variable of each setting: ION_ENDPOINT, ION_CERTFILE ..."""
 
@@ -49,6 +57,9 @@ class Connection:
     cacertfile: Path | None = None
     timeout: float = DEFAULT_TIMEOUT
     insecure: bool = False
+    tls_server_name: str = ""
+    """Name the server's certificate must carry when it is not the endpoint's host (a
+    port-forward, or a pod reached by IP)."""
     config_file: Path | None = None
     origin: Mapping[str, str] | None = None
 
@@ -133,6 +144,7 @@ def resolve(
         cacertfile=paths["cacertfile"],
         timeout=timeout,
         insecure=_bool(values.get("insecure", False), origin.get("insecure", "insecure")),
+        tls_server_name=str(values.get("tls_server_name") or ""),
         config_file=path if path.is_file() else None,
         origin=origin,
     )

@@ -84,6 +84,13 @@ def _connection_options(func: F, *, hidden: bool) -> F:
             help="CA certificate that signed the server's [$ION_CACERTFILE, config].",
         ),
         click.option(
+            "--tls-server-name",
+            callback=_store,
+            expose_value=False,
+            help="Name to check the server's certificate against, when not the endpoint's host "
+            "(a port-forward) [$ION_TLS_SERVER_NAME, config].",
+        ),
+        click.option(
             "--timeout",
             type=float,
             callback=_store,

@@ -268,6 +268,85 @@ def generate(state: _State, directory: Path | None, hosts: tuple[str, ...], forc
     )
 
 
+@certs.command("secret")
+@click.option(
+    "--namespace",
+    default="",
+    help="Namespace of the Secrets [the pod's own in a cluster, else `default`].",
+)
+@click.option(
+    "--name",
+    "server_secret",
+    default="ion-management-tls",
+    show_default=True,
+    help="Secret for the server: tls.crt, tls.key, ca.crt.",
+)
+@click.option(
+    "--client-name",
+    "client_secret",
+    default="ion-client-tls",
+    show_default=True,
+    help="Secret for the CLI's client certificate: tls.crt, tls.key, ca.crt.",
+)
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    help="Name or IP the server certificate is valid for (repeatable) [localhost, 127.0.0.1, ::1].",
+)
+@click.option("--label", "label_pairs", multiple=True, help="KEY=VALUE label on both Secrets.")
+@click.option("--kubeconfig", default="", help="Kubeconfig file [in-cluster credentials].")
+@click.option("--force", is_flag=True, help="Replace Secrets that exist (new CA: re-issue CLIs).")
+@click.pass_obj
+def secret(
+    state: _State,
+    namespace: str,
+    server_secret: str,
+    client_secret: str,
+    hosts: tuple[str, ...],
+    label_pairs: tuple[str, ...],
+    kubeconfig: str,
+    force: bool,
+) -> None:
+    """Create the mTLS Secrets in Kubernetes, unless they exist (the Helm chart's hook).
+
+    A new CA signs a server certificate for the --host names and a client certificate; the CA
+    key is not kept. Existing Secrets are kept, so upgrades never rotate certificates.
+    """
+    from ion.dispatcher.executors.kubernetes import KubeApi, default_namespace
+    from ion.management.cert_secrets import install_cert_secrets
+
+    labels: dict[str, str] = {}
+    for pair in label_pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            _fail(state, errors.ValidationError(f"--label {pair!r} must be KEY=VALUE"))
+            return
+        labels[key] = value
+
+    async def run() -> None:
+        api = await KubeApi.connect(kubeconfig=kubeconfig)
+        try:
+            done = await install_cert_secrets(
+                api,
+                namespace=default_namespace(namespace),
+                server_secret=server_secret,
+                client_secret=client_secret,
+                hosts=hosts or DEFAULT_HOSTS,
+                labels=labels,
+                force=force,
+            )
+        finally:
+            await api.aclose()
+        verb = "created" if done.created else "kept existing"
+        click.echo(f"{verb} Secrets {done.server_secret} and {done.client_secret}", err=True)
+
+    try:
+        asyncio.run(run())
+    except errors.IonError as err:
+        _fail(state, err)
+
+
 @cli.group()
 def pipeline() -> None:
     """Run pipeline files on this machine."""
