@@ -73,6 +73,26 @@ class DispatcherSettings(BaseModel):
     executor: str = "local"
     """Where jobs run: `local` (processes on this machine), `kubernetes` (one Job each) or
     `azurebatch` (one Batch task each, settings in `azurebatch`)."""
+    routes_to: str = ""
+    """Comma list of further executors this dispatcher holds for modules' `routes:` (`local`,
+    `kubernetes`, `azurebatch`); a route may name these or `executor`. Empty: only `executor`."""
+
+    @property
+    def executor_names(self) -> list[str]:
+        """`executor` first, then each of `routes_to` once, in lowercase."""
+        names = [self.executor.strip().lower() or "local"]
+        for name in self.routes_to.split(","):
+            name = name.strip().lower()
+            if name and name not in names:
+                names.append(name)
+        return names
+
+    def route_executors(self, provider: str = "") -> list[str]:
+        """The executors routes of a module on `provider` may name: the provider's own executor
+        (`kubernetes`, `azurebatch`; `executor` for `local` and `docker`) and `routes_to`."""
+        first = provider if provider in ("kubernetes", "azurebatch") else ""
+        names = self.executor_names
+        return [first, *(n for n in names if n != first)] if first else names
 
 
 class KubernetesSettings(BaseModel):

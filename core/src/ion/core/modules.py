@@ -89,6 +89,81 @@ class Resources(BaseModel):
     """Number of GPUs."""
 
 
+MAX_ROUTES = 32
+"""Routes of one module."""
+UNREACHABLE_ROUTE = "UnreachableRoute"
+INVALID_EXECUTOR_NAME = "InvalidExecutorName"
+EXECUTOR_NAME_RULE = (
+    "lowercase letters, digits and '-', starting with a letter, at most 40 characters"
+)
+
+
+def _rule_text(value: str) -> str:
+    """Return `value` (stripped) if it is empty or a rule that compiles, else a rule error."""
+    text = value.strip()
+    if not text:
+        return ""
+    from ion.core import rules  # lark only where rules are given: a job's handler never is
+
+    try:
+        return rules.check_rule(text)
+    except rules.RuleError as err:
+        raise _RuleError(str(err).removeprefix("when: "), rule=err.rule) from err
+
+
+class RouteResources(BaseModel):
+    """What a route asks for instead of the module's `resources`: only the fields it sets."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cpu: str = ""
+    """CPU request as Kubernetes writes it (`500m`); empty: the module's."""
+    memory: str = ""
+    """Memory request as Kubernetes writes it (`2Gi`); empty: the module's."""
+    gpu: int | None = Field(default=None, ge=0, le=16)
+    """Number of GPUs; none: the module's."""
+
+    def over(self, resources: Resources) -> Resources:
+        """Return `resources` with this route's fields in place of the module's."""
+        return Resources(
+            cpu=self.cpu or resources.cpu,
+            memory=self.memory or resources.memory,
+            gpu=resources.gpu if self.gpu is None else self.gpu,
+        )
+
+
+class Route(BaseModel):
+    """Where an event that matches `when` runs: an executor by name, and its resources.
+
+    A module's routes are tried in order and the first match wins; a route without `when`
+    matches every event, so it can only be the last (the default).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    when: str = ""
+    """A rule over the event (docs/choosing-where-jobs-run.md); empty: every event."""
+    executor: str
+    """The executor's name as the dispatcher knows it: `local`, `kubernetes`, `azurebatch`..."""
+    resources: RouteResources = Field(default_factory=RouteResources)
+
+    @field_validator("when")
+    @classmethod
+    def _valid_when(cls, value: str) -> str:
+        return _rule_text(value)
+
+    @field_validator("executor")
+    @classmethod
+    def _valid_executor(cls, value: str) -> str:
+        name = value.strip().lower()
+        if not _MODULE_NAME.match(name) or "--" in name:
+            raise _RuleError(
+                f"{identifiers.shown(value)} is not an executor name: use {EXECUTOR_NAME_RULE}",
+                rule=INVALID_EXECUTOR_NAME,
+            )
+        return name
+
+
 class Toleration(BaseModel):
     """A Kubernetes toleration: lets a module's jobs run on nodes with a matching taint.
 
@@ -192,6 +267,12 @@ class ModuleSpec(BaseModel):
     only: values never pass through Ion)."""
     image_pull_secrets: list[str] = Field(default_factory=list, max_length=MAX_SCHEDULING_ITEMS)
     """Names of Kubernetes Secrets used to pull the module's and the handler's images."""
+    when: str = ""
+    """A rule over the event; an event it does not match is recorded as filtered and never run.
+    Empty: every event runs."""
+    routes: list[Route] = Field(default_factory=list, max_length=MAX_ROUTES)
+    """Where each event runs: the first route whose `when` matches picks the executor and
+    resources; none matching (or none given): the dispatcher's own executor."""
 
     @field_validator("name")
     @classmethod
@@ -269,6 +350,32 @@ class ModuleSpec(BaseModel):
         return _kubernetes(
             identifiers.check_dns_subdomains, value, field=info.field_name or "secrets"
         )
+
+    @field_validator("when")
+    @classmethod
+    def _valid_when(cls, value: str) -> str:
+        return _rule_text(value)
+
+    @field_validator("routes")
+    @classmethod
+    def _reachable_routes(cls, value: list[Route]) -> list[Route]:
+        for i, route in enumerate(value[:-1]):
+            if not route.when:
+                raise _RuleError(
+                    f"route {i} has no 'when', so it takes every event and the routes after it"
+                    " can never match: give it a 'when' or make it the last route",
+                    rule=UNREACHABLE_ROUTE,
+                )
+        return value
+
+    @property
+    def has_rules(self) -> bool:
+        """The module filters or routes its events."""
+        return bool(self.when or self.routes)
+
+    def without_rules(self) -> ModuleSpec:
+        """The spec a job is given: its rules were applied by the dispatcher already."""
+        return self.model_copy(update={"when": "", "routes": []}) if self.has_rules else self
 
     @property
     def retry_backoff(self) -> timedelta:

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ion.core.modules import ModuleSpec
+from ion.core.modules import ModuleSpec, Resources
 
 
 class AttemptState(StrEnum):
@@ -24,10 +24,12 @@ class AttemptState(StrEnum):
     """The module exited non-zero, timed out, or prepare/commit failed."""
     DEAD_LETTERED = "DEAD_LETTERED"
     """The last attempt failed; the event went to the dead-letter queue."""
+    FILTERED = "FILTERED"
+    """The module's `when` rule did not match the event: completed, never run."""
 
 
 TERMINAL_STATES = frozenset(
-    {AttemptState.SUCCEEDED, AttemptState.FAILED, AttemptState.DEAD_LETTERED}
+    {AttemptState.SUCCEEDED, AttemptState.FAILED, AttemptState.DEAD_LETTERED, AttemptState.FILTERED}
 )
 
 
@@ -48,11 +50,14 @@ class RunStatus(StrEnum):
     """An attempt succeeded: the module exited 0 and its outputs and events were committed."""
     DEAD_LETTERED = "DEAD_LETTERED"
     """The last attempt failed with no retry left; the event is in the module's dead letters."""
+    FILTERED = "FILTERED"
+    """The module's `when` rule did not match the event, so it never ran: a deliberate end,
+    distinct from success and from an event no module subscribes to."""
 
     @property
     def settled(self) -> bool:
         """Nothing more will happen to this run unless someone acts (a dead-letter replay)."""
-        return self in (RunStatus.SUCCEEDED, RunStatus.DEAD_LETTERED)
+        return self in (RunStatus.SUCCEEDED, RunStatus.DEAD_LETTERED, RunStatus.FILTERED)
 
     @classmethod
     def of(cls, attempts: Iterable[JobAttempt]) -> RunStatus:
@@ -65,12 +70,51 @@ class RunStatus(StrEnum):
                 return cls.SUCCEEDED
             case AttemptState.DEAD_LETTERED:
                 return cls.DEAD_LETTERED
+            case AttemptState.FILTERED:
+                return cls.FILTERED
             case AttemptState.FAILED:
                 return cls.RETRYING  # the dispatcher writes DEAD_LETTERED when no retry is left
             case AttemptState.RUNNING:
                 return cls.RUNNING
             case AttemptState.PENDING:
                 return cls.PENDING if last.attempt <= 1 else cls.RETRYING
+
+
+class RouteChoice(BaseModel):
+    """Where one attempt runs and why: recorded on the attempt, shown in flows."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    index: int | None = None
+    """The matching route's position in `routes` (from 0); None: no route matched (or the
+    module has none), so the dispatcher's own executor runs it."""
+    executor: str
+    """The executor's name."""
+    when: str = ""
+    """The matching route's rule ('' for a default route or no route)."""
+    resources: Resources = Resources()
+    """The resources the job asked for: the module's, with the route's fields in their place."""
+    notes: str = ""
+    """What the rules could not compare for this event (a missing key ...), if anything."""
+
+    def describe(self) -> str:
+        """One line for a flow tree: `route 0 → azurebatch (gpu=1) when files.size > 1GiB`."""
+        head = "default" if self.index is None else f"route {self.index}"
+        parts = [f"{head} → {self.executor}"]
+        asked = [
+            f"{name}={value}"
+            for name, value in (
+                ("cpu", self.resources.cpu),
+                ("memory", self.resources.memory),
+                ("gpu", self.resources.gpu or ""),
+            )
+            if value
+        ]
+        if asked:
+            parts.append(f"({', '.join(asked)})")
+        if self.when:
+            parts.append(f"when {self.when}")
+        return " ".join(parts)
 
 
 class JobAttempt(BaseModel):
@@ -99,6 +143,8 @@ class JobAttempt(BaseModel):
     child_event_ids: list[str] = Field(default_factory=list)
     dispatcher: str = ""
     """Identity of the dispatcher that ran it."""
+    route: RouteChoice | None = None
+    """Where it ran, by the module's routes (None when the module has none)."""
 
     def evolve(self, **changes: Any) -> JobAttempt:
         """Return a copy with `changes` applied."""

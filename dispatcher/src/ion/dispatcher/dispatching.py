@@ -12,6 +12,11 @@ settlement; the job itself (prepare → module → commit) is its executor's, be
   reason (the cause and the module's last output) and a link to the logs;
 - a backend error on receive, settle or a job's finish is retried with backoff; the
   dispatcher keeps going.
+
+Before a job starts, the module's rules are applied (`ion.core.routing`): an event its `when`
+does not match is recorded as FILTERED and completed, never run; otherwise its `routes` pick
+the executor (by name, among those this dispatcher holds) and the resources, and the choice is
+recorded on the attempt, so a redelivery or a retry's clean-up goes to the same executor.
 """
 
 from __future__ import annotations
@@ -21,21 +26,22 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 from opentelemetry import propagate, trace
 
-from ion.core import attempts, errors, failpoints, logs, naming
+from ion.core import attempts, errors, failpoints, logs, naming, routing
 from ion.core.clock import Clock, SystemClock
 from ion.core.events import Event
 from ion.core.modules import ModuleSpec
+from ion.core.ports.blobs import BlobStore
 from ion.core.ports.bus import EventBus, ReceivedMessage, SubscriptionOptions
 from ion.core.ports.executor import BackendRefs, Executor, JobRequest, JobResult, JobState
 from ion.core.ports.meta import MetadataStore
-from ion.core.records import AttemptState, JobAttempt
+from ion.core.records import AttemptState, JobAttempt, RouteChoice
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("ion.dispatcher")
@@ -52,6 +58,7 @@ class DispatcherStats:
     succeeded: int = 0
     failed: int = 0
     dead_lettered: int = 0
+    filtered: int = 0
     poison: int = 0
     adopted: int = 0
     in_flight_ids: set[str] = field(default_factory=set)
@@ -89,9 +96,20 @@ class Dispatcher:
         executor: Executor,
         options: DispatcherOptions | None = None,
         clock: Clock | None = None,
+        executors: Mapping[str, Executor] | None = None,
+        default_executor: str = "local",
+        blobs: BlobStore | None = None,
     ) -> None:
+        """`executor` runs jobs no route sends elsewhere; it is `executors[default_executor]`.
+
+        `executors`: every executor this dispatcher holds by name, for the module's routes.
+        `blobs`: where rules read input file sizes (`files.size`); without it sizes are unknown.
+        """
         self.spec = spec
         self._bus, self._meta, self._executor = bus, meta, executor
+        self._blobs = blobs
+        self.default_executor = default_executor
+        self._executors: dict[str, Executor] = {**(executors or {}), default_executor: executor}
         self.options = options or DispatcherOptions()
         self._clock = clock or SystemClock()
         self.identity = self.options.identity or f"{socket.gethostname()}-{os.getpid()}-{spec.name}"
@@ -332,17 +350,30 @@ class Dispatcher:
     ) -> None:
         # Always looked up: a duplicate of the event can arrive as a first delivery too.
         record = await self._get_attempt(event, job)
-        if record is not None and record.state == AttemptState.SUCCEEDED:
-            log.info("attempt already succeeded; completing the redelivered message")
+        if record is not None and record.state in (AttemptState.SUCCEEDED, AttemptState.FILTERED):
+            log.info("attempt already %s; completing the redelivered message", record.state.value)
             await self._settle(self._bus.complete, message)
             return
         if record is not None and record.state in (AttemptState.FAILED, AttemptState.DEAD_LETTERED):
             await self._after_failure(message, event, record, max_attempt)
             return
+        if record is not None:
+            route = record.route  # decided before: the job is where it was sent
+        else:
+            decision = await self._decide(event)
+            if not decision.run:
+                await self._filter(message, event, job, attempt, decision.reason)
+                return
+            route = decision.route
+        try:
+            executor = self._executor_for(route)
+        except errors.NotFoundError as err:
+            await self._unroutable(message, event, job, attempt, route, str(err))
+            return
         known: JobResult | None = None
         if record is not None or message.delivery_count > 1:
             with contextlib.suppress(errors.NotFoundError):
-                known = await self._executor.status(job)
+                known = await executor.status(job)
         record = JobAttempt(
             id=job,
             module=self.spec.name,
@@ -354,6 +385,7 @@ class Dispatcher:
             state=AttemptState.RUNNING,
             started_at=self._clock.now(),
             dispatcher=self.identity,
+            route=route,
         )
         if known is None:
             if stop is not None and stop.is_set():
@@ -365,7 +397,7 @@ class Dispatcher:
                 job_id=job,
                 attempt=attempt,
                 event=event,
-                spec=self.spec,
+                spec=self._job_spec(route),
                 working_dir=self.options.working_dir,
                 backends=self.options.backends,
                 labels={  # 2018's job labels, and Ion's
@@ -383,7 +415,7 @@ class Dispatcher:
             # error is looked at, so it can never land after the final record written below.
             outcome = await asyncio.gather(
                 self._meta.upsert_attempt(record),
-                self._executor.submit(request),
+                executor.submit(request),
                 return_exceptions=True,
             )
             for failure in outcome:
@@ -396,7 +428,7 @@ class Dispatcher:
             if known.started_at is not None:
                 record = record.evolve(started_at=known.started_at)
         try:
-            result = await self._wait(job, stop)
+            result = await self._wait(executor, job, stop)
         except errors.NotFoundError:
             # Another handler of this message (a redelivery after a lost lock) finished the
             # job and cleaned it up meanwhile: settle by what it recorded.
@@ -426,14 +458,109 @@ class Dispatcher:
         )
         if await self._settle(self._bus.complete, message):
             failpoints.reach("dispatcher.completed")
-            await self._executor.delete(job)
+            await executor.delete(job)
 
-    async def _wait(self, job: str, stop: asyncio.Event | None) -> JobResult:
+    async def _decide(self, event: Event) -> routing.Decision:
+        """Apply the module's rules to the event (reading only the facts they need)."""
+        if not self.spec.has_rules:
+            return routing.Decision(run=True)
+        facts = await routing.event_facts(
+            event, routing.needs_of(self.spec), meta=self._meta, blobs=self._blobs
+        )
+        return routing.decide(self.spec, facts, default_executor=self.default_executor)
+
+    def _executor_for(self, route: RouteChoice | None) -> Executor:
+        """The executor a route names (the default one without a route).
+
+        Raises:
+            errors.NotFoundError: this dispatcher holds no executor of that name.
+        """
+        if route is None:
+            return self._executor
+        try:
+            return self._executors[route.executor]
+        except KeyError:
+            raise errors.NotFoundError(
+                f"the route chose executor {route.executor!r}, which this dispatcher does not"
+                f" hold (it has: {', '.join(sorted(self._executors))})",
+                key=route.executor,
+            ) from None
+
+    def _job_spec(self, route: RouteChoice | None) -> ModuleSpec:
+        """The spec a job is given: rules applied already, the route's resources in place."""
+        spec = self.spec.without_rules()
+        if route is not None and route.resources != spec.resources:
+            spec = spec.model_copy(update={"resources": route.resources})
+        return spec
+
+    async def _filter(
+        self, message: ReceivedMessage, event: Event, job: str, attempt: int, reason: str
+    ) -> None:
+        """Record that `when` did not match (FILTERED) and complete the message; nothing runs."""
+        now = self._clock.now()
+        await self._meta.upsert_attempt(
+            JobAttempt(
+                id=job,
+                module=self.spec.name,
+                event_id=event.event_id,
+                correlation_id=event.correlation_id,
+                parent_event_id=event.context.parent_event_id,
+                event_type=event.type,
+                attempt=attempt,
+                state=AttemptState.FILTERED,
+                started_at=now,
+                finished_at=now,
+                reason=reason,
+                dispatcher=self.identity,
+            )
+        )
+        self.stats.filtered += 1
+        log.info("event filtered out: %s", reason)
+        await self._settle(self._bus.complete, message)
+
+    async def _unroutable(
+        self,
+        message: ReceivedMessage,
+        event: Event,
+        job: str,
+        attempt: int,
+        route: RouteChoice | None,
+        reason: str,
+    ) -> None:
+        """A route to an executor this dispatcher lacks: dead-letter at once (no retry helps)."""
+        record = JobAttempt(
+            id=job,
+            module=self.spec.name,
+            event_id=event.event_id,
+            correlation_id=event.correlation_id,
+            parent_event_id=event.context.parent_event_id,
+            event_type=event.type,
+            attempt=attempt,
+            state=AttemptState.DEAD_LETTERED,
+            started_at=self._clock.now(),
+            finished_at=self._clock.now(),
+            reason=reason,
+            dispatcher=self.identity,
+            route=route,
+        )
+        await self._meta.upsert_attempt(record)
+        self.stats.dead_lettered += 1
+        log.error("dead-lettering: %s", reason)
+        await self._settle(
+            self._bus.dead_letter, message, reason="Unroutable", description=reason[:1000]
+        )
+
+    async def _delete_job(self, record: JobAttempt) -> None:
+        """Forget a finished job in the executor that ran it."""
+        with contextlib.suppress(errors.NotFoundError):
+            await self._executor_for(record.route).delete(record.id)
+
+    async def _wait(self, executor: Executor, job: str, stop: asyncio.Event | None) -> JobResult:
         """Wait for the job's result; a backend that is down is waited out, never fatal."""
         delay = timedelta(seconds=0.5)
         while True:
             try:
-                return await self._executor.wait(job)
+                return await executor.wait(job)
             except errors.TransientError as err:
                 if stop is not None and stop.is_set():
                     raise
@@ -505,7 +632,7 @@ class Dispatcher:
             await self._bus.publish(self.topic, [retry])
             log.info("retrying as attempt %d in %s", record.attempt + 1, delay)
             if await self._settle(self._bus.complete, message):
-                await self._executor.delete(record.id)
+                await self._delete_job(record)
             return
         self.stats.dead_lettered += 1
         description = f"{record.reason[:800]}; logs: {record.logs_ref or 'none'}"
@@ -513,4 +640,4 @@ class Dispatcher:
         if await self._settle(
             self._bus.dead_letter, message, reason="ModuleFailed", description=description[:1000]
         ):
-            await self._executor.delete(record.id)
+            await self._delete_job(record)

@@ -1,8 +1,9 @@
 """A pool of dispatchers over the executor Ion's settings name, wired in one place.
 
 `ion-dispatcher serve` and management's in-process deployer both get their pool here, so the
-dispatcher options and the executor are built from settings in one place: the local executor
-(`dispatcher.executor: local`, the default) or the Kubernetes one (`kubernetes`).
+dispatcher options and the executors are built from settings in one place: the default one
+(`dispatcher.executor`: `local`, `kubernetes` or `azurebatch`) and those modules' routes may
+name (`dispatcher.routes_to`), by name through `ion.dispatcher.executors.named`.
 """
 
 from __future__ import annotations
@@ -11,21 +12,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ion.core import errors
 from ion.core.clock import Clock
 from ion.core.config import IonSettings
 from ion.core.ports.blobs import BlobStore
 from ion.core.ports.bus import EventBus
-from ion.core.ports.executor import BackendRefs, Executor
+from ion.core.ports.executor import BackendRefs
 from ion.core.ports.meta import MetadataStore
 from ion.dispatcher.dispatching import DispatcherOptions
+from ion.dispatcher.executors import named
 from ion.dispatcher.executors.local import LocalExecutor
+from ion.dispatcher.executors.named import Executors
 from ion.dispatcher.pool import DispatcherPool
-
-if TYPE_CHECKING:
-    from ion.dispatcher.executors.kubernetes import KubernetesExecutor
 
 
 def dispatcher_options(settings: IonSettings, *, working_dir: Path | None) -> DispatcherOptions:
@@ -71,27 +69,18 @@ async def settings_executor(
     meta: MetadataStore,
     module: str | None = None,
     clock: Clock | None = None,
-) -> LocalExecutor | KubernetesExecutor:
-    """The executor `settings.dispatcher.executor` names.
+) -> Executors:
+    """The executors settings name: `dispatcher.executor` (the default) and the further ones
+    `dispatcher.routes_to` lists for modules' routes (`ion.dispatcher.executors.named`).
 
     `module`: the one module this process dispatches, if any (a Kubernetes executor then
     follows only that module's Jobs).
 
     Raises:
-        errors.ConfigError: the executor is unknown, or Kubernetes cannot be reached.
+        errors.ConfigError: an executor is unknown, or cannot be reached.
     """
-    kind = settings.dispatcher.executor.strip().lower()
-    if kind in ("", "local"):
-        return local_executor(settings, bus=bus, blobs=blobs, meta=meta, clock=clock)
-    if kind == "kubernetes":
-        from ion.dispatcher.executors.kubernetes import KubernetesExecutor
-
-        return await KubernetesExecutor.from_settings(
-            settings, blobs=blobs, meta=meta, bus=bus, module=module, clock=clock
-        )
-    raise errors.ConfigError(
-        f"setting ION_DISPATCHER__EXECUTOR is {settings.dispatcher.executor!r}: use `local` or "
-        "`kubernetes`"
+    return await named.open_executors(
+        settings, bus=bus, blobs=blobs, meta=meta, module=module, clock=clock
     )
 
 
@@ -110,18 +99,18 @@ async def local_pool(
 
     The backends are the caller's: they stay open.
     """
-    executor: Executor
-    executor = found = await settings_executor(
+    executors = await settings_executor(
         settings, bus=bus, blobs=blobs, meta=meta, module=module, clock=clock
     )
     try:
         async with DispatcherPool(
             bus=bus,
             meta=meta,
-            executor=executor,
+            blobs=blobs,
+            executors=executors,
             options=dispatcher_options(settings, working_dir=working_dir),
             clock=clock,
         ) as pool:
             yield pool
     finally:
-        await found.aclose()
+        await executors.aclose()

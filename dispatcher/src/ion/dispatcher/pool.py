@@ -1,6 +1,7 @@
 """The dispatcher pool: starts, stops and reports the dispatchers of many modules in one process.
 
-Every dispatcher of the pool shares the bus, the metadata store and one executor; each module
+Every dispatcher of the pool shares the bus, the metadata store and the executors (a default
+one, and those modules' routes may name, by name); each module
 gets `instance_count` competing dispatchers, run as tasks of one TaskGroup. A dispatcher that
 fails is logged and never takes the others down. `ion-dispatcher serve` runs a pool of one
 module; management's in-process deployer runs a pool of every module (`ion up`, `pipeline run`).
@@ -21,11 +22,13 @@ from dataclasses import dataclass, field
 from ion.core import errors
 from ion.core.clock import Clock, SystemClock
 from ion.core.modules import ModuleSpec
+from ion.core.ports.blobs import BlobStore
 from ion.core.ports.bus import EventBus
 from ion.core.ports.executor import Executor
 from ion.core.ports.meta import MetadataStore
 from ion.core.records import ModuleRecord
 from ion.dispatcher.dispatching import Dispatcher, DispatcherOptions
+from ion.dispatcher.executors.named import Executors
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +67,27 @@ async def _guarded(dispatcher: Dispatcher, stop: asyncio.Event) -> None:
 
 
 class DispatcherPool:
-    """The dispatchers of many modules over shared backends and one executor."""
+    """The dispatchers of many modules over shared backends and executors."""
 
     def __init__(
         self,
         *,
         bus: EventBus,
         meta: MetadataStore,
-        executor: Executor,
+        executor: Executor | None = None,
+        executors: Executors | None = None,
+        blobs: BlobStore | None = None,
         options: DispatcherOptions | None = None,
         clock: Clock | None = None,
         identity: Callable[[ModuleRecord, int], str] | None = None,
     ) -> None:
-        self._bus, self._meta, self._executor = bus, meta, executor
+        """Give `executor` (held as `local`) or `executors` (by name, with a default)."""
+        if executors is None:
+            if executor is None:
+                raise TypeError("give the pool an executor or executors")
+            executors = Executors(default="local", by_name={"local": executor})
+        self._bus, self._meta, self._executors = bus, meta, executors
+        self._blobs = blobs
         self._options = options or DispatcherOptions()
         self._clock = clock or SystemClock()
         self._identity = identity or (
@@ -105,13 +116,26 @@ class DispatcherPool:
             raise RuntimeError("use DispatcherPool as an async context manager")
         if record.id in self._modules:
             return
+        missing = sorted({r.executor for r in record.spec.routes} - set(self._executors.by_name))
+        if missing:
+            raise errors.ValidationError(
+                f"module {record.spec.name!r}: routes name executor {missing[0]!r}, which these"
+                f" dispatchers do not have (they have: {', '.join(self._executors.names)});"
+                " add it to ION_DISPATCHER__ROUTES_TO or change the route",
+                field="routes",
+                rule="UnknownExecutor",
+            )
         spec = localise(record.spec)
+        default = self._executors.default
         dispatchers = [
             Dispatcher(
                 spec,
                 bus=self._bus,
                 meta=self._meta,
-                executor=self._executor,
+                executor=self._executors.get(default),
+                executors=self._executors.by_name,
+                default_executor=default,
+                blobs=self._blobs,
                 options=dataclasses.replace(self._options, identity=self._identity(record, i)),
                 clock=self._clock,
             )
