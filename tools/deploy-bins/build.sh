@@ -27,6 +27,9 @@
 # GOPROXY is the environment's (`go env GOPROXY`) with a trailing `direct` dropped, so a module
 # the proxy refuses is reported as the proxy's answer rather than as a failed git clone.
 # Builds run one at a time (a lock in the cache); a second caller waits and then finds the result.
+# The whole script is one block, so bash has read all of it before it runs: editing this file
+# while a 12-minute build runs cannot change what the running build does.
+{
 set -euo pipefail
 
 HELM_VERSION=v3.22.0
@@ -286,3 +289,5 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   exec 9>&-
 fi
 assemble
+exit
+}
