@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from ion.core import AttemptState, KeyValuePair, RunStatus
+from ion.core import AttemptState, KeyValuePair, Resources, RouteChoice, RunStatus
 from ion.core.flow import Flow, FlowAttempt, FlowEvent, FlowModuleRun
 from ion.proto.v1 import types_pb2
 
@@ -21,6 +21,17 @@ def _time(text: str) -> datetime | None:
 
 def _pairs(items: Iterable[types_pb2.KeyValue]) -> list[KeyValuePair]:
     return [KeyValuePair(key=kv.key, value=kv.value) for kv in items]
+
+
+def _route(message: types_pb2.RouteChoice) -> RouteChoice:
+    res = message.resources
+    return RouteChoice(
+        index=message.index if message.HasField("index") else None,
+        executor=message.executor,
+        when=message.when,
+        resources=Resources(cpu=res.cpu, memory=res.memory, gpu=res.gpu),
+        notes=message.notes,
+    )
 
 
 def _attempt(message: types_pb2.Attempt) -> FlowAttempt:
@@ -34,6 +45,7 @@ def _attempt(message: types_pb2.Attempt) -> FlowAttempt:
         reason=message.reason,
         logs_ref=message.logs_ref,
         dispatcher=message.dispatcher,
+        route=_route(message.route) if message.HasField("route") else None,
     )
 
 

@@ -2,7 +2,8 @@
 
 Other Ion members import only the names listed here, the public subpackages
 `ion.core.ports`, `ion.core.backends` and `ion.core.testing`, and the flow tree modules
-`ion.core.flow` (model and builder) and `ion.core.flowtree` (terminal rendering; needs rich).
+`ion.core.flow` (model and builder), `ion.core.flowtree` (terminal rendering; needs rich),
+`ion.core.rules` (the dispatch rules' language) and `ion.core.routing` (rules applied to an event).
 """
 
 from ion.core import errors
@@ -25,12 +26,20 @@ from ion.core.events import (
     new_root_event,
     pairs,
 )
-from ion.core.modules import ModuleSpec, PipelineSpec, Resources, Toleration
+from ion.core.modules import (
+    ModuleSpec,
+    PipelineSpec,
+    Resources,
+    Route,
+    RouteResources,
+    Toleration,
+)
 from ion.core.records import (
     TERMINAL_STATES,
     AttemptState,
     JobAttempt,
     ModuleRecord,
+    RouteChoice,
     RunStatus,
 )
 
@@ -55,6 +64,9 @@ __all__ = [
     "ModuleSpec",
     "PipelineSpec",
     "Resources",
+    "Route",
+    "RouteChoice",
+    "RouteResources",
     "RunStatus",
     "SystemClock",
     "Toleration",

@@ -12,7 +12,8 @@ When a flow is settled and when it succeeded:
 - A run is settled when it is SUCCEEDED or DEAD_LETTERED (`RunStatus.settled`).
 - The flow is *settled* when it has at least one event and every run in it is settled: nothing
   more will happen unless someone acts (a dead-letter replay, a new event).
-- The flow *succeeded* when it is settled, every run SUCCEEDED, every root event was handled by
+- The flow *succeeded* when it is settled, every run SUCCEEDED (or was FILTERED: its module's
+  `when` rule chose not to run it), every root event was handled by
   at least one module, and the tree has no gap (every event has its eventMeta document and
   every root event is a real root, raised from outside, not a child whose parent is missing).
 
@@ -34,7 +35,7 @@ from pydantic import BaseModel, Field
 from ion.core.documents import FlowDocument
 from ion.core.events import ROOT_PUBLISHER, EventMeta, Insight, KeyValuePair
 from ion.core.ports.meta import MetadataStore
-from ion.core.records import AttemptState, JobAttempt, RunStatus
+from ion.core.records import AttemptState, JobAttempt, RouteChoice, RunStatus
 
 __all__ = [
     "Flow",
@@ -59,6 +60,8 @@ class FlowAttempt(BaseModel):
     reason: str = ""
     logs_ref: str = ""
     dispatcher: str = ""
+    route: RouteChoice | None = None
+    """Where it ran by the module's routes (None when the module has none)."""
 
     @classmethod
     def of(cls, record: JobAttempt) -> FlowAttempt:
@@ -73,6 +76,7 @@ class FlowAttempt(BaseModel):
             reason=record.reason,
             logs_ref=record.logs_ref,
             dispatcher=record.dispatcher,
+            route=record.route,
         )
 
 
@@ -282,7 +286,7 @@ def build_flow(
     flow.settled = bool(roots) and all(r.status.settled for r in runs)
     flow.succeeded = (
         flow.settled
-        and all(r.status == RunStatus.SUCCEEDED for r in runs)
+        and all(r.status in (RunStatus.SUCCEEDED, RunStatus.FILTERED) for r in runs)
         and all(root.handled and root.raised_from_outside for root in roots)
         and not any(e.missing_document for e in flow.events())
     )

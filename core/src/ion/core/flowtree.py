@@ -23,6 +23,7 @@ STYLE = {
     RunStatus.RETRYING: "yellow",
     RunStatus.RUNNING: "cyan",
     RunStatus.PENDING: "dim",
+    RunStatus.FILTERED: "blue",
 }
 MARK = {
     RunStatus.SUCCEEDED: "✔",
@@ -30,6 +31,7 @@ MARK = {
     RunStatus.RETRYING: "↻",
     RunStatus.RUNNING: "…",
     RunStatus.PENDING: "·",
+    RunStatus.FILTERED: "⊘",
 }
 
 
@@ -62,8 +64,13 @@ def _run_label(run: FlowModuleRun) -> Text:
         (run.module, "bold"),
         "  ",
         (run.status.value, style),
-        f"  attempts={len(run.attempts)}  {duration}",
     )
+    if run.status == RunStatus.FILTERED:
+        return label  # never ran: no attempts or duration to speak of
+    label.append(f"  attempts={len(run.attempts)}  {duration}")
+    route = run.attempts[-1].route if run.attempts else None
+    if route is not None:
+        label.append(f"  {route.describe()}", style="blue")
     if run.insights:
         shown = ", ".join(f"{kv.key}={kv.value}" for kv in run.insights[:3])
         label.append(f"  {shown}", style="dim")
@@ -84,7 +91,9 @@ def flow_tree(flow: Flow, *, show_outputs: int = 3, show_logs: bool = False) -> 
         node = parent.add(_event_label(event, root=root))
         for run in event.triggered:
             run_node = node.add(_run_label(run))
-            if run.reason and run.status != RunStatus.SUCCEEDED:
+            if run.status == RunStatus.FILTERED:
+                run_node.add(Text(run.reason or "filtered", style="blue"))
+            elif run.reason and run.status != RunStatus.SUCCEEDED:
                 run_node.add(Text(f"reason: {run.reason}", style="red"))
             for key in run.outputs[:show_outputs]:
                 # keys are <correlation>/<event>/<module>/<path>; the path is what the module wrote

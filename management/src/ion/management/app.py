@@ -94,7 +94,12 @@ async def run(
     cfg = settings.management
     async with platform_factory(settings) as platform:
         deployer, closers = await _deployer(settings, platform)
-        registry = ModuleRegistry(platform.meta, platform.bus, deployer)
+        registry = ModuleRegistry(
+            platform.meta,
+            platform.bus,
+            deployer,
+            route_executors=settings.dispatcher.route_executors,
+        )
         restored = await registry.restore()
         if restored:
             log.info("restarted %d module(s): %s", len(restored), ", ".join(restored))

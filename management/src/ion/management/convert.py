@@ -21,6 +21,8 @@ from ion.core import (
     FlowDocument,
     ModuleRecord,
     ModuleSpec,
+    Route,
+    RouteChoice,
     Toleration,
     errors,
 )
@@ -53,6 +55,8 @@ REQUEST_FIELD = {
     "service_account": "service_account",
     "secrets": "secrets",
     "image_pull_secrets": "image_pull_secrets",
+    "when": "when",
+    "routes": "routes",
 }
 """Spec field → the create-request field a client sets for it."""
 
@@ -114,6 +118,8 @@ def spec_from_request(req: module_pb2.ModuleCreateRequest) -> ModuleSpec:
         service_account=req.service_account.strip(),
         secrets=list(req.secrets),
         image_pull_secrets=list(req.image_pull_secrets),
+        when=req.when,
+        routes=[_route_from(r) for r in req.routes],
     )
     if not raw["name"]:
         raise errors.ValidationError(
@@ -129,7 +135,7 @@ def spec_from_request(req: module_pb2.ModuleCreateRequest) -> ModuleSpec:
     except errors.ValidationError as err:
         top, _, rest = err.field.partition(".")
         field = REQUEST_FIELD.get(top, top or "moduleimage or command")
-        if top == "tolerations" and rest:
+        if top in ("tolerations", "routes") and rest:
             field = f"{field}.{rest}"  # which toleration, and which of its fields
         detail = str(err).split(": ", 2)[-1]
         raise errors.ValidationError(
@@ -147,6 +153,41 @@ def _toleration_from(message: types_pb2.Toleration) -> dict[str, Any]:
     if message.HasField("toleration_seconds"):
         raw["toleration_seconds"] = message.toleration_seconds
     return raw
+
+
+def _route_from(message: types_pb2.Route) -> dict[str, Any]:
+    resources: dict[str, Any] = {"cpu": message.cpu.strip(), "memory": message.memory.strip()}
+    if message.HasField("gpu"):
+        resources["gpu"] = message.gpu
+    return {"when": message.when, "executor": message.executor, "resources": resources}
+
+
+def route_message(route: Route) -> types_pb2.Route:
+    """Return one of a module's routes as `ion.v1.Route`."""
+    message = types_pb2.Route(
+        when=route.when,
+        executor=route.executor,
+        cpu=route.resources.cpu,
+        memory=route.resources.memory,
+    )
+    if route.resources.gpu is not None:
+        message.gpu = route.resources.gpu
+    return message
+
+
+def route_choice_message(choice: RouteChoice) -> types_pb2.RouteChoice:
+    """Return an attempt's route as `ion.v1.RouteChoice`."""
+    message = types_pb2.RouteChoice(
+        executor=choice.executor,
+        when=choice.when,
+        resources=types_pb2.Resources(
+            cpu=choice.resources.cpu, memory=choice.resources.memory, gpu=choice.resources.gpu
+        ),
+        notes=choice.notes,
+    )
+    if choice.index is not None:
+        message.index = choice.index
+    return message
 
 
 def toleration_message(toleration: Toleration) -> types_pb2.Toleration:
@@ -194,6 +235,8 @@ def module_info(record: ModuleRecord, runtime: Runtime) -> types_pb2.ModuleInfo:
         service_account=spec.service_account,
         secrets=spec.secrets,
         image_pull_secrets=spec.image_pull_secrets,
+        when=spec.when,
+        routes=[route_message(r) for r in spec.routes],
     )
 
 
@@ -246,7 +289,7 @@ def flat_flow_json(documents: Iterable[FlowDocument]) -> str:
 
 
 def _attempt(attempt: FlowAttempt) -> types_pb2.Attempt:
-    return types_pb2.Attempt(
+    message = types_pb2.Attempt(
         id=attempt.id,
         attempt=attempt.attempt,
         state=attempt.state.value,
@@ -257,6 +300,9 @@ def _attempt(attempt: FlowAttempt) -> types_pb2.Attempt:
         logs_ref=attempt.logs_ref,
         dispatcher=attempt.dispatcher,
     )
+    if attempt.route is not None:
+        message.route.CopyFrom(route_choice_message(attempt.route))
+    return message
 
 
 def _run(run: FlowModuleRun) -> types_pb2.FlowModuleRun:

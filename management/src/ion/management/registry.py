@@ -16,6 +16,7 @@ import secrets
 import string
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -98,8 +99,18 @@ class ModuleStatus:
 class ModuleRegistry:
     """Create, find, list and delete modules; report their status."""
 
-    def __init__(self, meta: MetadataStore, bus: EventBus, deployer: Deployer) -> None:
+    def __init__(
+        self,
+        meta: MetadataStore,
+        bus: EventBus,
+        deployer: Deployer,
+        *,
+        route_executors: Callable[[str], Sequence[str]] | None = None,
+    ) -> None:
+        """`route_executors(provider)`: the executors routes of a module on that provider may
+        name (`DispatcherSettings.route_executors`); None: routes are not checked here."""
         self._meta = meta
+        self._route_executors = route_executors
         self._bus = bus
         self._deployer = deployer
         self._lock = asyncio.Lock()
@@ -115,7 +126,8 @@ class ModuleRegistry:
         """Store a new module and start its dispatchers; return its record.
 
         Raises:
-            errors.ValidationError: the provider is not one this server runs (field `provider`).
+            errors.ValidationError: the provider is not one this server runs (field `provider`),
+                or a route names an executor its dispatchers do not have (`routes.N.executor`).
             errors.ConflictError: a live module has that name already.
         """
         chosen = (provider or self._deployer.default_provider).lower()
@@ -127,6 +139,7 @@ class ModuleRegistry:
                 field="provider",
                 rule="provider",
             )
+        self._check_routes(spec, chosen)
         async with self._lock:
             for other in await self._meta.list_modules():
                 if other.spec.name == spec.name:
@@ -145,6 +158,20 @@ class ModuleRegistry:
             raise
         log.info("created module %s", record.id, extra={"ion_module": record.id})
         return record
+
+    def _check_routes(self, spec: ModuleSpec, provider: str) -> None:
+        if self._route_executors is None or not spec.routes:
+            return
+        have = list(self._route_executors(provider))
+        for i, route in enumerate(spec.routes):
+            if route.executor not in have:
+                raise errors.ValidationError(
+                    f"field 'routes.{i}.executor': executor {route.executor!r} is not configured"
+                    f" for provider {provider!r} on this server; it has: {', '.join(have)}"
+                    " (ION_DISPATCHER__ROUTES_TO adds more)",
+                    field=f"routes.{i}.executor",
+                    rule="UnknownExecutor",
+                )
 
     async def _store_new(self, spec: ModuleSpec, provider: str) -> ModuleRecord:
         for _ in range(20):

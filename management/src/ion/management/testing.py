@@ -234,7 +234,12 @@ class StubServer:
 async def serve_stub(settings: IonSettings, *, tls: TlsFiles | None) -> AsyncIterator[StubServer]:
     """Run a management server on 127.0.0.1:0 over a `StubPlatform`."""
     async with StubPlatform(settings) as platform:
-        registry = ModuleRegistry(platform.meta, platform.bus, InProcessDeployer(platform))
+        registry = ModuleRegistry(
+            platform.meta,
+            platform.bus,
+            InProcessDeployer(platform),
+            route_executors=settings.dispatcher.route_executors,
+        )
         server = await start_server(platform, registry, port=0, tls=tls)
         try:
             yield StubServer(server=server, platform=platform, registry=registry)

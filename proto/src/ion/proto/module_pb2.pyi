@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ModuleCreateRequest(_message.Message):
-    __slots__ = ("modulename", "eventsubscriptions", "eventpublications", "moduleimage", "handlerimage", "instancecount", "retrycount", "provider", "maxexecutiontimemins", "configmap", "command", "env", "resources", "retry_backoff_seconds", "max_execution_seconds", "working_dir", "max_in_flight", "image_pull_policy", "node_selector", "tolerations", "service_account", "secrets", "image_pull_secrets")
+    __slots__ = ("modulename", "eventsubscriptions", "eventpublications", "moduleimage", "handlerimage", "instancecount", "retrycount", "provider", "maxexecutiontimemins", "configmap", "command", "env", "resources", "retry_backoff_seconds", "max_execution_seconds", "working_dir", "max_in_flight", "image_pull_policy", "node_selector", "tolerations", "service_account", "secrets", "image_pull_secrets", "when", "routes")
     class ConfigmapEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,8 @@ class ModuleCreateRequest(_message.Message):
     SERVICE_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     SECRETS_FIELD_NUMBER: _ClassVar[int]
     IMAGE_PULL_SECRETS_FIELD_NUMBER: _ClassVar[int]
+    WHEN_FIELD_NUMBER: _ClassVar[int]
+    ROUTES_FIELD_NUMBER: _ClassVar[int]
     modulename: str
     eventsubscriptions: str
     eventpublications: str
@@ -76,7 +78,9 @@ class ModuleCreateRequest(_message.Message):
     service_account: str
     secrets: _containers.RepeatedScalarFieldContainer[str]
     image_pull_secrets: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, modulename: _Optional[str] = ..., eventsubscriptions: _Optional[str] = ..., eventpublications: _Optional[str] = ..., moduleimage: _Optional[str] = ..., handlerimage: _Optional[str] = ..., instancecount: _Optional[int] = ..., retrycount: _Optional[int] = ..., provider: _Optional[str] = ..., maxexecutiontimemins: _Optional[int] = ..., configmap: _Optional[_Mapping[str, str]] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., retry_backoff_seconds: _Optional[float] = ..., max_execution_seconds: _Optional[float] = ..., working_dir: _Optional[str] = ..., max_in_flight: _Optional[int] = ..., image_pull_policy: _Optional[str] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., tolerations: _Optional[_Iterable[_Union[_types_pb2.Toleration, _Mapping]]] = ..., service_account: _Optional[str] = ..., secrets: _Optional[_Iterable[str]] = ..., image_pull_secrets: _Optional[_Iterable[str]] = ...) -> None: ...
+    when: str
+    routes: _containers.RepeatedCompositeFieldContainer[_types_pb2.Route]
+    def __init__(self, modulename: _Optional[str] = ..., eventsubscriptions: _Optional[str] = ..., eventpublications: _Optional[str] = ..., moduleimage: _Optional[str] = ..., handlerimage: _Optional[str] = ..., instancecount: _Optional[int] = ..., retrycount: _Optional[int] = ..., provider: _Optional[str] = ..., maxexecutiontimemins: _Optional[int] = ..., configmap: _Optional[_Mapping[str, str]] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., retry_backoff_seconds: _Optional[float] = ..., max_execution_seconds: _Optional[float] = ..., working_dir: _Optional[str] = ..., max_in_flight: _Optional[int] = ..., image_pull_policy: _Optional[str] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., tolerations: _Optional[_Iterable[_Union[_types_pb2.Toleration, _Mapping]]] = ..., service_account: _Optional[str] = ..., secrets: _Optional[_Iterable[str]] = ..., image_pull_secrets: _Optional[_Iterable[str]] = ..., when: _Optional[str] = ..., routes: _Optional[_Iterable[_Union[_types_pb2.Route, _Mapping]]] = ...) -> None: ...
 
 class ModuleCreateResponse(_message.Message):
     __slots__ = ("name",)

@@ -40,10 +40,14 @@ GET_FIELDS = (
     "service_account",
     "secrets",
     "image_pull_secrets",
+    "when",
+    "routes",
     "provider",
     "created_at",
 )
 TOLERATION_SYNTAX = "KEY[=VALUE][:EFFECT[:SECONDS]]"
+ROUTE_SYNTAX = "EXPR => EXECUTOR[,cpu=C][,memory=M][,gpu=N]"
+ROUTE_RESOURCES = ("cpu", "memory", "gpu")
 EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
@@ -120,6 +124,23 @@ def module() -> None:
     help="Kubernetes Secret to pull the images with (repeatable).",
 )
 @click.option(
+    "--when",
+    "when",
+    default="",
+    metavar="EXPR",
+    help="Run only events this rule matches; others are recorded as filtered"
+    " (e.g. 'data.mime startswith \"video/\"'). See docs/choosing-where-jobs-run.md.",
+)
+@click.option(
+    "--route",
+    "route_items",
+    multiple=True,
+    metavar=ROUTE_SYNTAX,
+    help="Where matching events run (repeatable, tried in order, first match wins); EXPR '*'"
+    " (or empty) matches every event: the default route, last. E.g."
+    " 'files.size > 1GiB => azurebatch,gpu=1'.",
+)
+@click.option(
     "--config-map-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Dotenv file of KEY=value settings given to the module as environment.",
@@ -159,6 +180,8 @@ def create(
     service_account: str,
     secret_names: tuple[str, ...],
     image_pull_secret_names: tuple[str, ...],
+    when: str,
+    route_items: tuple[str, ...],
     config_map_file: Path | None,
     env_items: tuple[str, ...],
     provider: str,
@@ -193,6 +216,8 @@ def create(
         service_account=service_account,
         secrets=secret_names,
         image_pull_secrets=image_pull_secret_names,
+        when=when,
+        routes=[_route(item) for item in route_items],
     )
     if retry_backoff is not None:
         request.retry_backoff_seconds = retry_backoff
@@ -239,6 +264,49 @@ def _toleration(item: str) -> types_pb2.Toleration:
     return toleration
 
 
+def _route(item: str) -> types_pb2.Route:
+    """Parse `EXPR => EXECUTOR[,cpu=C][,memory=M][,gpu=N]`; EXPR `*` or empty: every event.
+
+    Split at the last `=>`: what follows holds none (executor names and resources cannot).
+    The rule itself is checked by the server, which points at its column.
+    """
+    expr, arrow, target = item.rpartition("=>")
+    if not arrow:
+        raise click.BadParameter(f"{item!r} has no '=>'; use {ROUTE_SYNTAX}", param_hint="--route")
+    executor, *options = (part.strip() for part in target.split(","))
+    if not executor:
+        raise click.BadParameter(
+            f"{item!r} names no executor after '=>'; use {ROUTE_SYNTAX}", param_hint="--route"
+        )
+    route = types_pb2.Route(when="" if expr.strip() == "*" else expr.strip(), executor=executor)
+    for option in options:
+        key, equals, value = (p.strip() for p in option.partition("="))
+        if not equals or key not in ROUTE_RESOURCES:
+            raise click.BadParameter(
+                f"{item!r}: {option!r} is not one of cpu=, memory=, gpu=; use {ROUTE_SYNTAX}",
+                param_hint="--route",
+            )
+        if key == "gpu":
+            try:
+                route.gpu = int(value)
+            except ValueError:
+                raise click.BadParameter(
+                    f"{item!r}: gpu must be a whole number, not {value!r}", param_hint="--route"
+                ) from None
+        else:
+            setattr(route, key, value)
+    return route
+
+
+def _route_text(route: dict[str, Any]) -> str:
+    """The --route syntax of a route, for the table."""
+    text = f"{route.get('when') or '*'} => {route.get('executor', '')}"
+    for key in ROUTE_RESOURCES:
+        if route.get(key) not in (None, ""):
+            text += f",{key}={route[key]}"
+    return text
+
+
 def _toleration_text(toleration: dict[str, Any]) -> str:
     """The --toleration syntax of a toleration, for the table."""
     text = str(toleration.get("key") or "*")
@@ -268,6 +336,7 @@ def _table_data(data: dict[str, Any]) -> dict[str, Any]:
         flat[key] = info.get(key, "")
     flat["command"] = shlex.join(info.get("command") or [])
     flat["tolerations"] = [_toleration_text(t) for t in info.get("tolerations") or []]
+    flat["routes"] = [_route_text(r) for r in info.get("routes") or []]
     flat["node_selector"] = dict(sorted((info.get("node_selector") or {}).items()))  # a map
     return flat
 

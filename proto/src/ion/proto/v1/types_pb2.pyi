@@ -38,8 +38,36 @@ class Toleration(_message.Message):
     toleration_seconds: int
     def __init__(self, key: _Optional[str] = ..., operator: _Optional[str] = ..., value: _Optional[str] = ..., effect: _Optional[str] = ..., toleration_seconds: _Optional[int] = ...) -> None: ...
 
+class Route(_message.Message):
+    __slots__ = ("when", "executor", "cpu", "memory", "gpu")
+    WHEN_FIELD_NUMBER: _ClassVar[int]
+    EXECUTOR_FIELD_NUMBER: _ClassVar[int]
+    CPU_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    GPU_FIELD_NUMBER: _ClassVar[int]
+    when: str
+    executor: str
+    cpu: str
+    memory: str
+    gpu: int
+    def __init__(self, when: _Optional[str] = ..., executor: _Optional[str] = ..., cpu: _Optional[str] = ..., memory: _Optional[str] = ..., gpu: _Optional[int] = ...) -> None: ...
+
+class RouteChoice(_message.Message):
+    __slots__ = ("index", "executor", "when", "resources", "notes")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    EXECUTOR_FIELD_NUMBER: _ClassVar[int]
+    WHEN_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    executor: str
+    when: str
+    resources: Resources
+    notes: str
+    def __init__(self, index: _Optional[int] = ..., executor: _Optional[str] = ..., when: _Optional[str] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., notes: _Optional[str] = ...) -> None: ...
+
 class ModuleInfo(_message.Message):
-    __slots__ = ("id", "name", "subscribes_to", "publishes", "command", "image", "env", "instance_count", "retry_count", "retry_backoff_seconds", "max_execution_seconds", "resources", "max_in_flight", "working_dir", "provider", "created_at", "deleted", "status", "subscription", "handler_image", "image_pull_policy", "node_selector", "tolerations", "service_account", "secrets", "image_pull_secrets")
+    __slots__ = ("id", "name", "subscribes_to", "publishes", "command", "image", "env", "instance_count", "retry_count", "retry_backoff_seconds", "max_execution_seconds", "resources", "max_in_flight", "working_dir", "provider", "created_at", "deleted", "status", "subscription", "handler_image", "image_pull_policy", "node_selector", "tolerations", "service_account", "secrets", "image_pull_secrets", "when", "routes")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +108,8 @@ class ModuleInfo(_message.Message):
     SERVICE_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     SECRETS_FIELD_NUMBER: _ClassVar[int]
     IMAGE_PULL_SECRETS_FIELD_NUMBER: _ClassVar[int]
+    WHEN_FIELD_NUMBER: _ClassVar[int]
+    ROUTES_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     subscribes_to: str
@@ -106,7 +136,9 @@ class ModuleInfo(_message.Message):
     service_account: str
     secrets: _containers.RepeatedScalarFieldContainer[str]
     image_pull_secrets: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., subscribes_to: _Optional[str] = ..., publishes: _Optional[_Iterable[str]] = ..., command: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., instance_count: _Optional[int] = ..., retry_count: _Optional[int] = ..., retry_backoff_seconds: _Optional[float] = ..., max_execution_seconds: _Optional[float] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., max_in_flight: _Optional[int] = ..., working_dir: _Optional[str] = ..., provider: _Optional[str] = ..., created_at: _Optional[str] = ..., deleted: _Optional[bool] = ..., status: _Optional[str] = ..., subscription: _Optional[str] = ..., handler_image: _Optional[str] = ..., image_pull_policy: _Optional[str] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., tolerations: _Optional[_Iterable[_Union[Toleration, _Mapping]]] = ..., service_account: _Optional[str] = ..., secrets: _Optional[_Iterable[str]] = ..., image_pull_secrets: _Optional[_Iterable[str]] = ...) -> None: ...
+    when: str
+    routes: _containers.RepeatedCompositeFieldContainer[Route]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., subscribes_to: _Optional[str] = ..., publishes: _Optional[_Iterable[str]] = ..., command: _Optional[_Iterable[str]] = ..., image: _Optional[str] = ..., env: _Optional[_Mapping[str, str]] = ..., instance_count: _Optional[int] = ..., retry_count: _Optional[int] = ..., retry_backoff_seconds: _Optional[float] = ..., max_execution_seconds: _Optional[float] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., max_in_flight: _Optional[int] = ..., working_dir: _Optional[str] = ..., provider: _Optional[str] = ..., created_at: _Optional[str] = ..., deleted: _Optional[bool] = ..., status: _Optional[str] = ..., subscription: _Optional[str] = ..., handler_image: _Optional[str] = ..., image_pull_policy: _Optional[str] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., tolerations: _Optional[_Iterable[_Union[Toleration, _Mapping]]] = ..., service_account: _Optional[str] = ..., secrets: _Optional[_Iterable[str]] = ..., image_pull_secrets: _Optional[_Iterable[str]] = ..., when: _Optional[str] = ..., routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ...) -> None: ...
 
 class EventInfo(_message.Message):
     __slots__ = ("event_id", "correlation_id", "parent_event_id", "published_by", "event_type", "document_type")
@@ -125,7 +157,7 @@ class EventInfo(_message.Message):
     def __init__(self, event_id: _Optional[str] = ..., correlation_id: _Optional[str] = ..., parent_event_id: _Optional[str] = ..., published_by: _Optional[str] = ..., event_type: _Optional[str] = ..., document_type: _Optional[str] = ...) -> None: ...
 
 class Attempt(_message.Message):
-    __slots__ = ("id", "attempt", "state", "started_at", "finished_at", "exit_code", "reason", "logs_ref", "dispatcher")
+    __slots__ = ("id", "attempt", "state", "started_at", "finished_at", "exit_code", "reason", "logs_ref", "dispatcher", "route")
     ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -135,6 +167,7 @@ class Attempt(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     LOGS_REF_FIELD_NUMBER: _ClassVar[int]
     DISPATCHER_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_FIELD_NUMBER: _ClassVar[int]
     id: str
     attempt: int
     state: str
@@ -144,7 +177,8 @@ class Attempt(_message.Message):
     reason: str
     logs_ref: str
     dispatcher: str
-    def __init__(self, id: _Optional[str] = ..., attempt: _Optional[int] = ..., state: _Optional[str] = ..., started_at: _Optional[str] = ..., finished_at: _Optional[str] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., logs_ref: _Optional[str] = ..., dispatcher: _Optional[str] = ...) -> None: ...
+    route: RouteChoice
+    def __init__(self, id: _Optional[str] = ..., attempt: _Optional[int] = ..., state: _Optional[str] = ..., started_at: _Optional[str] = ..., finished_at: _Optional[str] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., logs_ref: _Optional[str] = ..., dispatcher: _Optional[str] = ..., route: _Optional[_Union[RouteChoice, _Mapping]] = ...) -> None: ...
 
 class FlowModuleRun(_message.Message):
     __slots__ = ("module", "status", "attempts", "duration_seconds", "outputs", "insights", "logs", "children", "reason")
