@@ -17,10 +17,11 @@ from tests.fakes.azure_emulators import INSTALL_HINT
 from tests.fakes.fixtures import azurite, cosmos_server, servicebus_fake
 from tests.kube.fixtures import kube_cluster, kube_namespace, pytest_runtest_makereport
 from tests.kube.ion import kube_ion
+from tests.kube.pipeline import stack
 
 __all__ = ["azurite", "cosmos_server", "docker_engine", "ion_images", "kube_ion", "servicebus_fake"]
 # The real Kubernetes cluster (tests/kube/fixtures.py); the hook adds its logs to failures.
-__all__ += ["kube_cluster", "kube_namespace", "pytest_runtest_makereport"]
+__all__ += ["kube_cluster", "kube_namespace", "pytest_runtest_makereport", "stack"]
 
 
 def _skip_reason(report: pytest.TestReport) -> str:

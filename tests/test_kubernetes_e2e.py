@@ -14,7 +14,6 @@ dispatcher's service account being denied Secrets and other namespaces.
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import socket
 import subprocess
@@ -26,94 +25,22 @@ from pathlib import Path
 
 import pytest
 
-from ion.core.config import IonSettings, load_settings
-from ion.core.flow import Flow
-from ion.core.modules import PipelineSpec
 from ion.dispatcher.executors.kubernetes import KubeApi, KubeApiError
 from ion.management.control import ControlPlane
 from ion.management.testing import make_test_certificates
-from tests.fakes import azure_emulators
-from tests.fakes.fixtures import require_emulators
-from tests.fakes.servicebus import FakeServiceBus
 from tests.kube.ion import KubeIon, service_account_api
+from tests.kube.pipeline import (
+    Stack,
+    create_backends_secret,
+    example_pipeline,
+    ion_objects,
+    wait_flow,
+)
 
 pytestmark = pytest.mark.timeout(900)
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "media-classifiers"
 BIN = Path(sys.executable).parent
-
-
-@dataclass
-class Stack:
-    """Emulators the pods reach on the bridge, and management's settings for them."""
-
-    env: dict[str, str]
-    backend_secrets: dict[str, str]
-    settings: IonSettings
-
-
-def _sb_endpoint(connection_string: str) -> str:
-    fields = dict(p.split("=", 1) for p in connection_string.split(";") if "=" in p)
-    return fields["Endpoint"].removeprefix("sb://").rstrip("/")
-
-
-@pytest.fixture
-def stack(kube_ion: KubeIon, tmp_path: Path, kube_namespace: str) -> Iterator[Stack]:
-    require_emulators()
-    host = kube_ion.cluster.host_ip
-    with (
-        azure_emulators.running_azurite(tmp_path / "azurite", host=host) as azurite,
-        azure_emulators.running_cosmos(tmp_path / "cosmos", host=host) as cosmos,
-        FakeServiceBus(host=host) as servicebus,
-    ):
-        # TLS is verified everywhere: the emulators' CAs travel in the Secret as a file
-        bundle = (
-            Path(cosmos.ca_cert).read_text()
-            + Path(servicebus.admin_client_kwargs["connection_verify"]).read_text()
-        )
-        (tmp_path / "ca.crt").write_text(bundle)
-        secrets = {
-            "ION_AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string,
-            "ION_AZURE_COSMOS_ENDPOINT": cosmos.endpoint,
-            "ION_AZURE_COSMOS_KEY": cosmos.key,
-            "ION_AZURE_SERVICEBUS_CONNECTION_STRING": servicebus.connection_string,
-            "ION_AZURE_SERVICEBUS_ADMIN_CONNECTION_STRING": servicebus.admin_connection_string,
-            "ION_AZURE_CA_FILE": "/etc/ion/backends/ca.crt",
-            "ca.crt": bundle,
-        }
-        tag = kube_namespace.replace("-", "")[-12:]
-        env = {
-            "ION_HOME": str(tmp_path / "home"),
-            "ION_BLOBS__URL": f"azblob://devstoreaccount1/ion-{tag}",
-            "ION_META__URL": f"cosmos://localhost/ion-{tag}",
-            "ION_BUS__URL": f"servicebus://{_sb_endpoint(servicebus.connection_string)}",
-            "ION_BUS__LOCK_DURATION_SECONDS": "10",
-            "ION_BUS__RECEIVE_WAIT_SECONDS": "0.3",
-            "ION_MANAGEMENT__PROVIDERS": "kubernetes",
-            "ION_KUBERNETES__KUBECONFIG": str(kube_ion.cluster.kubeconfig),
-            "ION_KUBERNETES__NAMESPACE": kube_namespace,
-            "ION_KUBERNETES__HANDLER_IMAGE": kube_ion.handler_image,
-            "ION_KUBERNETES__DISPATCHER_IMAGE": kube_ion.dispatcher_image,
-            "ION_KUBERNETES__IMAGE_PULL_POLICY": "Never",
-            "ION_KUBERNETES__BACKENDS_SECRET": "ion-backends",
-            "ION_KUBERNETES__PENDING_TIMEOUT_SECONDS": "60",
-        }
-        local = {
-            **{k: v for k, v in secrets.items() if k.startswith("ION_")},
-            "ION_AZURE_CA_FILE": str(tmp_path / "ca.crt"),
-        }
-        env.update(local)
-        old = {k: os.environ.get(k) for k in local}
-        os.environ.update(local)  # the control plane in this process reads them too
-        try:
-            yield Stack(env=env, backend_secrets=secrets, settings=load_settings(environ=env))
-        finally:
-            for key, value in old.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-            assert not servicebus.errors, servicebus.errors
 
 
 @pytest.fixture
@@ -199,24 +126,11 @@ def management(stack: Stack, tmp_path: Path) -> Iterator[Management]:
         process.kill()
 
 
-async def _create_secret(api: KubeApi, namespace: str, data: dict[str, str]) -> None:
-    await api.request(
-        "POST",
-        f"/api/v1/namespaces/{namespace}/secrets",
-        body={
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "ion-backends"},
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-        },
-    )
-
-
 def _create_modules(
     management: Management, kube_ion: KubeIon, *, only: set[str] | None = None
 ) -> list[str]:
     names = []
-    for i, module in enumerate(_pipeline().modules):
+    for i, module in enumerate(example_pipeline().modules):
         if only is not None and module.name not in only:
             continue
         image = kube_ion.images.tag(f"example-{module.name}")
@@ -241,28 +155,6 @@ def _create_modules(
     return names
 
 
-def _pipeline() -> PipelineSpec:
-    return PipelineSpec.load(EXAMPLE / "pipeline.yaml")
-
-
-async def _objects(api: KubeApi, namespace: str) -> dict[str, list[str]]:
-    paths = {
-        "deployments": f"/apis/apps/v1/namespaces/{namespace}/deployments",
-        "jobs": f"/apis/batch/v1/namespaces/{namespace}/jobs",
-        "pods": f"/api/v1/namespaces/{namespace}/pods",
-        "configmaps": f"/api/v1/namespaces/{namespace}/configmaps",
-        "roles": f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles",
-        "rolebindings": f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings",
-        "serviceaccounts": f"/api/v1/namespaces/{namespace}/serviceaccounts",
-    }
-    found: dict[str, list[str]] = {}
-    for kind, path in paths.items():
-        listing = await api.request("GET", path)
-        names = [item["metadata"]["name"] for item in listing.get("items") or []]
-        found[kind] = [n for n in names if n not in ("default", "kube-root-ca.crt")]
-    return found
-
-
 async def _wait_running(management: Management, names: list[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     pending = set(names)
@@ -277,19 +169,6 @@ async def _wait_running(management: Management, names: list[str], timeout: float
         await asyncio.sleep(1)
 
 
-async def _wait_flow(settings: IonSettings, correlation_id: str, timeout: float) -> Flow:
-    """The flow once it has runs and none is pending (a root event no dispatcher has picked up
-    yet has no runs, and so counts as settled)."""
-    deadline = time.monotonic() + timeout
-    async with ControlPlane(settings) as platform:
-        while True:
-            left = deadline - time.monotonic()
-            flow = await platform.wait_settled(correlation_id, timeout=max(left, 1))
-            if list(flow.runs()) or time.monotonic() > deadline:
-                return flow
-            await asyncio.sleep(0.5)
-
-
 async def test_the_example_pipeline_runs_on_kubernetes_and_delete_leaves_nothing(
     kube_ion: KubeIon,
     kube_namespace: str,
@@ -297,10 +176,10 @@ async def test_the_example_pipeline_runs_on_kubernetes_and_delete_leaves_nothing
     management: Management,
     api: KubeApi,
 ) -> None:
-    kube_ion.ensure("dispatcher", *(f"example-{m.name}" for m in _pipeline().modules))
-    await _create_secret(api, kube_namespace, stack.backend_secrets)
+    kube_ion.ensure("dispatcher", *(f"example-{m.name}" for m in example_pipeline().modules))
+    await create_backends_secret(api, kube_namespace, stack.backend_secrets)
     names = _create_modules(management, kube_ion)
-    objects = await _objects(api, kube_namespace)
+    objects = await ion_objects(api, kube_namespace)
     assert sorted(objects["deployments"]) == sorted(f"ion-dispatcher-{n}" for n in names)
     await _wait_running(management, names, timeout=240)
 
@@ -308,7 +187,7 @@ async def test_the_example_pipeline_runs_on_kubernetes_and_delete_leaves_nothing
         "event", "create", "--type", "media.submitted", "--data", "count=6", "--data", "seed=7"
     )
     correlation_id = raised.stderr.rsplit("ion trace flow -c ", 1)[1].split()[0]
-    flow = await _wait_flow(stack.settings, correlation_id, timeout=420)
+    flow = await wait_flow(stack.settings, correlation_id, timeout=420)
     assert flow.succeeded, flow.model_dump_json(indent=2)
     runs = {r.module: r for r in flow.runs()}
     assert set(runs) == set(names)
@@ -327,7 +206,7 @@ async def test_the_example_pipeline_runs_on_kubernetes_and_delete_leaves_nothing
         management.ion("module", "delete", "-n", name)
     deadline = time.monotonic() + 120
     while True:
-        left = {k: v for k, v in (await _objects(api, kube_namespace)).items() if v}
+        left = {k: v for k, v in (await ion_objects(api, kube_namespace)).items() if v}
         if not left:
             break
         if time.monotonic() > deadline:
@@ -343,7 +222,7 @@ async def test_the_dispatchers_service_account_may_not_read_secrets_or_other_nam
     api: KubeApi,
 ) -> None:
     kube_ion.ensure("dispatcher", "example-ingest")
-    await _create_secret(api, kube_namespace, stack.backend_secrets)
+    await create_backends_secret(api, kube_namespace, stack.backend_secrets)
     _create_modules(management, kube_ion, only={"ingest"})
     account = "ion-dispatcher-ingest"
     as_dispatcher = await service_account_api(api, kube_namespace, account)
@@ -414,7 +293,7 @@ async def test_a_dispatcher_pod_killed_mid_job_is_replaced_and_the_job_adopted_n
     test_module_image: str,
 ) -> None:
     kube_ion.ensure("dispatcher")
-    await _create_secret(api, kube_namespace, stack.backend_secrets)
+    await create_backends_secret(api, kube_namespace, stack.backend_secrets)
     management.ion(
         "module", "create", "-n", "slow", "-i", "slow.start", "-m", test_module_image,
         "--image-pull-policy", "Never", "--env", "SLEEP=15",
@@ -444,7 +323,7 @@ async def test_a_dispatcher_pod_killed_mid_job_is_replaced_and_the_job_adopted_n
     killed = [p["metadata"]["name"] for p in dispatchers["items"]]
     assert len(killed) == 1
     await api.request("DELETE", f"{pods_path}/{killed[0]}", body={"gracePeriodSeconds": 0})
-    settled = asyncio.create_task(_wait_flow(stack.settings, correlation_id, timeout=300))
+    settled = asyncio.create_task(wait_flow(stack.settings, correlation_id, timeout=300))
     while not settled.done():
         listing = await api.request("GET", jobs_path)
         seen |= {j["metadata"]["uid"] for j in listing.get("items") or []}
@@ -470,7 +349,7 @@ async def test_a_failing_module_is_retried_with_backoff_then_dead_lettered_with_
     test_module_image: str,
 ) -> None:
     kube_ion.ensure("dispatcher")
-    await _create_secret(api, kube_namespace, stack.backend_secrets)
+    await create_backends_secret(api, kube_namespace, stack.backend_secrets)
     management.ion(
         "module", "create", "-n", "failing", "-i", "fail.start", "-m", test_module_image,
         "--image-pull-policy", "Never", "--env", "EXIT_CODE=3",
@@ -478,7 +357,7 @@ async def test_a_failing_module_is_retried_with_backoff_then_dead_lettered_with_
     )  # fmt: skip
     await _wait_running(management, ["failing"], timeout=240)
     correlation_id = await _raise(management, "fail.start")
-    flow = await _wait_flow(stack.settings, correlation_id, timeout=300)
+    flow = await wait_flow(stack.settings, correlation_id, timeout=300)
     assert flow.settled and not flow.succeeded, flow.model_dump_json(indent=2)
     assert list(flow.runs()), flow.model_dump_json(indent=2)
     (run,) = list(flow.runs())

@@ -347,6 +347,40 @@ def secret(
         _fail(state, err)
 
 
+@cli.command()
+@click.option(
+    "--namespace",
+    default="",
+    help="Namespace to clean [the pod's own in a cluster, else `default`].",
+)
+@click.option("--secret", "secrets_", multiple=True, help="Also delete this Secret (repeatable).")
+@click.option("--kubeconfig", default="", help="Kubeconfig file [in-cluster credentials].")
+@click.pass_obj
+def cleanup(state: _State, namespace: str, secrets_: tuple[str, ...], kubeconfig: str) -> None:
+    """Delete what Ion made at run time in a Kubernetes namespace (the Helm chart's uninstall hook).
+
+    Dispatcher Deployments, their ConfigMaps and per-module RBAC objects, and Ion's Jobs, found
+    by their managed-by labels. Module records in the metadata store are kept: a management
+    server started again on the same backends deploys the modules again.
+    """
+    from ion.dispatcher.executors.kubernetes import KubeApi, default_namespace
+    from ion.management.deployers.kubernetes import cleanup as delete_ion_objects
+
+    async def run() -> None:
+        api = await KubeApi.connect(kubeconfig=kubeconfig)
+        try:
+            done = await delete_ion_objects(api, default_namespace(namespace), secrets=secrets_)
+        finally:
+            await api.aclose()
+        for line in done:
+            click.echo(f"deleted {line}", err=True)
+
+    try:
+        asyncio.run(run())
+    except errors.IonError as err:
+        _fail(state, err)
+
+
 @cli.group()
 def pipeline() -> None:
     """Run pipeline files on this machine."""

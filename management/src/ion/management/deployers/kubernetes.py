@@ -382,3 +382,49 @@ def _last_error(status: dict[str, Any], pods: list[dict[str, Any]]) -> str:
         if condition.get("status") == "False" and condition.get("message"):
             return f"{condition.get('type')}: {condition['message']}"
     return ""
+
+
+CLEANUP_KINDS = (
+    ("apps/v1", "Deployment"),
+    ("batch/v1", "Job"),
+    ("v1", "ConfigMap"),
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+    ("rbac.authorization.k8s.io/v1", "Role"),
+    ("v1", "ServiceAccount"),
+)
+"""What management and its dispatchers create at run time, in the order `cleanup` deletes it."""
+
+
+async def cleanup(api: KubeApi, namespace: str, *, secrets: tuple[str, ...] = ()) -> list[str]:
+    """Delete every object Ion made at run time in `namespace`, and the named Secrets.
+
+    Dispatcher Deployments, their ConfigMaps and per-module RBAC carry management's label and
+    Jobs the executor's, so objects of anything else are never touched. Returns what was
+    asked to go, as `kind (selector)` and `Secret name` lines.
+
+    Raises:
+        errors.IonError: the API server refused a deletion (the kind and cause named).
+    """
+    done: list[str] = []
+    for api_version, kind in CLEANUP_KINDS:
+        owner = MANAGED_BY if kind == "Job" else FIELD_MANAGER
+        selector = f"app.kubernetes.io/managed-by={owner}"
+        try:
+            await api.request(
+                "DELETE",
+                _path({"apiVersion": api_version, "kind": kind}, namespace),
+                params={"labelSelector": selector, "propagationPolicy": "Background"},
+            )
+        except KubeApiError as err:
+            raise errors.IonError(
+                f"cannot delete the {kind}s of Ion in {namespace}: {err}"
+            ) from err
+        done.append(f"{kind} ({selector})")
+    for name in secrets:
+        try:
+            await api.request("DELETE", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        except KubeApiError as err:
+            if err.status != 404:
+                raise errors.IonError(f"cannot delete Secret {namespace}/{name}: {err}") from err
+        done.append(f"Secret {name}")
+    return done
