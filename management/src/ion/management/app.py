@@ -56,11 +56,11 @@ async def _deployer(
 ) -> tuple[Deployer, list[Callable[[], Awaitable[None]]]]:
     """The deployers of the configured providers, behind one router."""
     wanted = [p.strip().lower() for p in settings.management.providers.split(",") if p.strip()]
-    unknown = set(wanted) - {"local", "docker", "kubernetes"}
+    unknown = set(wanted) - {"local", "docker", "kubernetes", "azurebatch"}
     if unknown or not wanted:
         raise errors.ConfigError(
             f"setting ION_MANAGEMENT__PROVIDERS is {settings.management.providers!r}: list some "
-            "of local, docker, kubernetes (comma-separated)"
+            "of local, docker, kubernetes, azurebatch (comma-separated)"
         )
     deployers: dict[str, Deployer] = {}
     closers: list[Callable[[], Awaitable[None]]] = []
@@ -72,6 +72,12 @@ async def _deployer(
         kube = await KubernetesDeployer.from_settings(settings, bus=platform.bus)
         deployers["kubernetes"] = kube
         closers.append(kube.aclose)
+    if "azurebatch" in wanted:
+        from ion.management.deployers.azurebatch import AzureBatchDeployer
+
+        batch = AzureBatchDeployer(platform, settings)
+        deployers["azurebatch"] = batch
+        closers.append(batch.aclose)
     default = settings.management.default_provider or wanted[0]
     return ProviderRouter(deployers, default_provider=default), closers
 
