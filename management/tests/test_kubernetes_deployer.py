@@ -135,3 +135,16 @@ def test_a_shared_dispatcher_account_means_no_per_module_rbac_and_labels_reach_e
     assert load_settings(environ=env).kubernetes.pod_labels == {
         "azure.workload.identity/use": "true"
     }
+
+
+def test_dispatcher_pods_hold_the_executors_management_lets_routes_name() -> None:
+    routed = IonSettings.model_validate({"dispatcher": {"routes_to": "azurebatch"}})
+    deployment = _by_kind(manifests(_record(), routed, namespace="ion"))["Deployment"]
+    env = {
+        e["name"]: e["value"]
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert load_settings(environ=env).dispatcher.route_executors("kubernetes") == [
+        "kubernetes",
+        "azurebatch",
+    ]

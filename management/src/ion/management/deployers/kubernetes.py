@@ -68,6 +68,8 @@ def manifests(
     spec_yaml = yaml.safe_dump(record.spec.model_dump(mode="json"), sort_keys=False)
     env = {
         "ION_DISPATCHER__EXECUTOR": "kubernetes",
+        # the executors modules' routes may name, as management checked them at create
+        "ION_DISPATCHER__ROUTES_TO": settings.dispatcher.routes_to,
         "ION_KUBERNETES__NAMESPACE": namespace,
         "ION_KUBERNETES__HANDLER_IMAGE": k8s.handler_image,
         "ION_KUBERNETES__IMAGE_PULL_POLICY": k8s.image_pull_policy,
