@@ -31,6 +31,9 @@ from ion.core import errors
 from ion.dispatcher.executors.azurebatch._task import TaskPlan
 
 log = logging.getLogger(__name__)
+# azure-batch 15 logs a WARNING with a traceback for every error answer to a streamed download
+# (a task file that does not exist yet, which the executor expects): it cannot read the body.
+logging.getLogger("azure.batch._utils.model_base").setLevel(logging.ERROR)
 
 RETRY_TOTAL = 6
 """Attempts azure-core's retry policy makes at a throttled (429) or busy (5xx) request."""

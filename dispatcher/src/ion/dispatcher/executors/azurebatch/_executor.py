@@ -48,8 +48,6 @@ log = logging.getLogger(__name__)
 LOG_LIMIT_BYTES = 8 * 1024 * 1024
 """At most this much of each of the task's files is read into the attempt's log."""
 REPORT_LIMIT_BYTES = 256 * 1024
-WALL_CLOCK_CODES = frozenset({"MaxWallClockTimeExpiry", "TaskEnded"})
-"""failureInfo codes of a task the service stopped (its wall clock, or a terminate)."""
 
 
 class AzureBatchExecutor:
@@ -350,6 +348,7 @@ class AzureBatchExecutor:
             result = result.model_copy(
                 update={
                     "started_at": started or result.started_at,
+                    "timed_out": result.timed_out or verdict.timed_out,
                     "finished_at": (task.ended if task else None) or datetime.now(UTC),
                 }
             )
@@ -369,6 +368,23 @@ class AzureBatchExecutor:
         )
         if job_id in self._cancelled and COMMIT not in steps:
             return _Verdict(phase=current, reason="the job was cancelled")
+        if task.failure_code == "MaxWallClockTimeExpiry" or (
+            COMMIT not in steps
+            and task.max_wall_clock is not None
+            and task.started is not None
+            and task.ended is not None
+            and task.ended - task.started >= task.max_wall_clock
+        ):
+            limit = task.max_wall_clock.total_seconds() if task.max_wall_clock else 0
+            return _Verdict(
+                phase=current,
+                timed_out=True,
+                reason=f"the Batch task ran past its max wall-clock time ({limit:g}s: the module's"
+                " deadline plus ION_AZUREBATCH__DEADLINE_ALLOWANCE_SECONDS) and was stopped by"
+                f" the service during {current}",
+            )
+        if task.failure_code == "TaskEnded" and COMMIT not in steps:
+            return _Verdict(phase=current, reason=f"the Batch task was terminated during {current}")
         if COMMIT in steps:
             report = _json(await self._read(task.id, "wd/outcome/commit.json"))
             code = steps[COMMIT]
@@ -408,19 +424,6 @@ class AzureBatchExecutor:
                 f"the prepare step exited with code {steps[PREPARE]}: {log_tail or 'no output'}"
             )
             return _Verdict(phase=JobPhase.PREPARE, reason=reason)
-        if task.failure_code in WALL_CLOCK_CODES or (
-            task.max_wall_clock is not None
-            and task.started is not None
-            and task.ended is not None
-            and task.ended - task.started >= task.max_wall_clock
-        ):
-            limit = task.max_wall_clock.total_seconds() if task.max_wall_clock else 0
-            return _Verdict(
-                phase=current,
-                timed_out=True,
-                reason=f"the Batch task ran past its max wall-clock time ({limit:g}s) and was "
-                f"stopped by the service ({task.failure_code or 'no code'})",
-            )
         stderr = output_tail((await self._read(task.id, "stderr.txt")).encode(), 500)
         return _Verdict(
             phase=current,
