@@ -125,7 +125,7 @@ def management(fake: FakeBatch, batch_images: IonImages, tmp_path: Path) -> Iter
             str(pki.server.keyfile),
             "--cacertfile",
             str(pki.ca_cert),
-        ],  # fmt: skip
+        ],
         env={**os.environ, **env},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
