@@ -23,6 +23,7 @@ import yaml
 from ion.dispatcher.executors.kubernetes import KubeApi, KubeApiError
 from tests.deploy.tools import REPO, require_deploy_tools
 from tests.kube import schema
+from tests.kube.cluster import LocalCluster
 from tests.kube.ion import KubeIon
 from tests.kube.pipeline import (
     Stack,
@@ -256,9 +257,9 @@ async def _dry_run(api: KubeApi, namespace: str, obj: dict[str, Any]) -> str | N
 
 
 async def test_every_rendered_object_passes_a_strict_server_side_dry_run(
-    kube_ion: KubeIon, kube_namespace: str
+    kube_cluster: LocalCluster, kube_namespace: str
 ) -> None:
-    api = await KubeApi.connect(kubeconfig=str(kube_ion.cluster.kubeconfig))
+    api = await KubeApi.connect(kubeconfig=str(kube_cluster.kubeconfig))
     try:
         for values in [None, *VALUES]:
             for obj in _template(values=values):
@@ -271,7 +272,7 @@ async def test_every_rendered_object_passes_a_strict_server_side_dry_run(
 
 
 async def test_an_unknown_field_passes_lint_and_template_but_not_the_checks(
-    kube_ion: KubeIon, kube_namespace: str, tmp_path: Path
+    kube_cluster: LocalCluster, kube_namespace: str, tmp_path: Path
 ) -> None:
     chart = tmp_path / "ion"
     shutil.copytree(CHART, chart)
@@ -283,7 +284,7 @@ async def test_an_unknown_field_passes_lint_and_template_but_not_the_checks(
     rendered = _helm("template", "rel", str(chart), "--kube-version", KUBE_VERSION).stdout
     deployment = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Deployment")
     assert any("containerPortt" in p for p in schema.validate(deployment))
-    api = await KubeApi.connect(kubeconfig=str(kube_ion.cluster.kubeconfig))
+    api = await KubeApi.connect(kubeconfig=str(kube_cluster.kubeconfig))
     try:
         verdict = await _dry_run(api, kube_namespace, deployment)
     finally:
@@ -467,6 +468,7 @@ async def _wait_dispatchers(api: KubeApi, namespace: str, names: list[str]) -> d
         await asyncio.sleep(1)
 
 
+@pytest.mark.timeout(1200)
 async def test_helm_install_runs_the_pipeline_upgrade_keeps_modules_uninstall_leaves_nothing(
     kube_ion: KubeIon, stack: Stack, installed: Installed, tmp_path: Path
 ) -> None:
