@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ion.core import errors
-from ion.core.config import IonSettings, load_settings
+from ion.core.config import DispatcherSettings, IonSettings, load_settings
 
 
 def config_file(tmp_path: Path, text: str) -> Path:
@@ -182,3 +182,14 @@ def test_dict_and_list_settings_come_from_the_environment_as_json(tmp_path: Path
 def test_a_dict_setting_that_is_not_json_is_named(tmp_path: Path) -> None:
     with pytest.raises(errors.ConfigError, match="ION_KUBERNETES__SETTINGS_ENV must be JSON"):
         load_settings(environ={"ION_HOME": str(tmp_path), "ION_KUBERNETES__SETTINGS_ENV": "A=1"})
+
+
+def test_routes_of_a_cloud_provider_s_module_may_name_what_its_dispatchers_hold() -> None:
+    # kubernetes / azurebatch dispatchers hold their provider's executor instead of `executor`
+    assert DispatcherSettings().route_executors("azurebatch") == ["azurebatch"]
+    routed = DispatcherSettings(routes_to="local, azurebatch")
+    assert routed.route_executors("azurebatch") == ["azurebatch", "local"]
+    assert routed.route_executors("kubernetes") == ["kubernetes", "local", "azurebatch"]
+    # local and docker modules' dispatchers hold `executor` and routes_to
+    assert routed.route_executors("local") == ["local", "azurebatch"]
+    assert DispatcherSettings(routes_to="kubernetes").route_executors() == ["local", "kubernetes"]

@@ -89,10 +89,15 @@ class DispatcherSettings(BaseModel):
 
     def route_executors(self, provider: str = "") -> list[str]:
         """The executors routes of a module on `provider` may name: the provider's own executor
-        (`kubernetes`, `azurebatch`; `executor` for `local` and `docker`) and `routes_to`."""
-        first = provider if provider in ("kubernetes", "azurebatch") else ""
-        names = self.executor_names
-        return [first, *(n for n in names if n != first)] if first else names
+        (`kubernetes`, `azurebatch`; `executor` for `local` and `docker`) and `routes_to`.
+
+        A `kubernetes` or `azurebatch` module's dispatchers hold their provider's executor in
+        place of `executor` (the deployers set it), so `executor` is not among its names unless
+        `routes_to` lists it too."""
+        if provider not in ("kubernetes", "azurebatch"):
+            return self.executor_names
+        held = self.model_copy(update={"executor": provider})
+        return held.executor_names
 
 
 class KubernetesSettings(BaseModel):
