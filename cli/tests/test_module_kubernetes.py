@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+# No -m: against `ion up` (provider local) an image with --command is refused.
 FLAGS = [
-    "-m",
-    "registry.local:5000/team/resize:1.2",
     "--handler-image",
     "registry.local:5000/ion/handler:0.9",
     "--image-pull-policy",
@@ -40,7 +39,6 @@ FLAGS = [
 ]
 
 EXPECTED = {
-    "image": "registry.local:5000/team/resize:1.2",
     "handler_image": "registry.local:5000/ion/handler:0.9",
     "image_pull_policy": "IfNotPresent",
     "node_selector": {"kubernetes.io/arch": "amd64", "pool": "gpu"},

@@ -65,7 +65,9 @@ async def _deployer(
     deployers: dict[str, Deployer] = {}
     closers: list[Callable[[], Awaitable[None]]] = []
     if {"local", "docker"} & set(wanted):
-        deployers["inprocess"] = InProcessDeployer(platform)
+        deployers["inprocess"] = InProcessDeployer(
+            platform, container_runtime=settings.dispatcher.container_runtime
+        )
     if "kubernetes" in wanted:
         from ion.management.deployers.kubernetes import KubernetesDeployer
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from ion.core import AttemptState, JobAttempt, ModuleRecord, ModuleSpec, errors, naming
 from ion.core.ports import EventBus, MetadataStore
-from ion.management.deployers import Deployer, Runtime
+from ion.management.deployers import Deployer, Runtime, SpecChecker
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,8 @@ class ModuleRegistry:
 
         Raises:
             errors.ValidationError: the provider is not one this server runs (field `provider`),
-                or a route names an executor its dispatchers do not have (`routes.N.executor`).
+                a route names an executor its dispatchers do not have (`routes.N.executor`), or
+                the provider's deployer could never run the spec (`SpecChecker`).
             errors.ConflictError: a live module has that name already.
         """
         chosen = (provider or self._deployer.default_provider).lower()
@@ -140,6 +141,8 @@ class ModuleRegistry:
                 rule="provider",
             )
         self._check_routes(spec, chosen)
+        if isinstance(self._deployer, SpecChecker):
+            self._deployer.check(spec, chosen)
         async with self._lock:
             for other in await self._meta.list_modules():
                 if other.spec.name == spec.name:

@@ -237,7 +237,7 @@ async def serve_stub(settings: IonSettings, *, tls: TlsFiles | None) -> AsyncIte
         registry = ModuleRegistry(
             platform.meta,
             platform.bus,
-            InProcessDeployer(platform),
+            InProcessDeployer(platform, container_runtime=settings.dispatcher.container_runtime),
             route_executors=settings.dispatcher.route_executors,
         )
         server = await start_server(platform, registry, port=0, tls=tls)

@@ -208,7 +208,7 @@ def create(
         configmap=parse_dotenv(config_map_file) if config_map_file else {},
         command=argv,
         env=dict(key_values(env_items, flag="--env")),
-        working_dir=str((working_dir or Path(os.getcwd())).resolve()) if argv else "",
+        working_dir=_working_dir(working_dir, local=bool(argv) and not module_image),
         max_in_flight=max_in_flight,
         image_pull_policy=image_pull_policy or "",
         node_selector=_node_selector(node_selector_items),
@@ -223,6 +223,14 @@ def create(
         request.retry_backoff_seconds = retry_backoff
     reply = call(lambda client: client.create_module(request))
     click.echo(f"created module {reply.name}")
+
+
+def _working_dir(given: Path | None, *, local: bool) -> str:
+    """The directory to send: the one given (absolute), else the current one for a local command
+    (with an image, a command runs inside it, where this machine's directories mean nothing)."""
+    if given is not None:
+        return str(given.resolve())
+    return str(Path(os.getcwd()).resolve()) if local else ""
 
 
 def _node_selector(items: tuple[str, ...]) -> dict[str, str]:

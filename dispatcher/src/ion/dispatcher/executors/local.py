@@ -276,6 +276,12 @@ class _Job:
         return self.dir / f"run-{token}.{suffix}"
 
 
+def find_container_runtime(configured: str = "") -> str:
+    """Return the container runtime image modules run with: `configured`, else `docker` or
+    `podman` if on PATH, else "" (image-only modules cannot run here)."""
+    return configured or next((r for r in ("docker", "podman") if shutil.which(r)), "")
+
+
 class LocalExecutor:
     """Executor of jobs on this machine, under one jobs directory."""
 
@@ -294,9 +300,7 @@ class LocalExecutor:
         self.jobs_dir = jobs_dir
         self._bus, self._blobs, self._meta = bus, blobs, meta
         self._clock = clock or SystemClock()
-        self._runtime = container_runtime or next(
-            (r for r in ("docker", "podman") if shutil.which(r)), ""
-        )
+        self._runtime = find_container_runtime(container_runtime)
         self._keep = keep_job_dirs
         self._url_lifetime = url_lifetime
         self._drivers: dict[str, asyncio.Task[JobResult]] = {}

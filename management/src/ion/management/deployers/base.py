@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from ion.core import ModuleRecord
+from ion.core import ModuleRecord, ModuleSpec
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,4 +41,17 @@ class Deployer(Protocol):
 
     async def runtime(self, record: ModuleRecord) -> Runtime:
         """Return how many dispatchers run and how many jobs they hold."""
+        ...
+
+
+@runtime_checkable
+class SpecChecker(Protocol):
+    """A deployer that can tell, before a module is stored, that it could never run it."""
+
+    def check(self, spec: ModuleSpec, provider: str) -> None:
+        """Refuse a spec this deployer cannot run on `provider` (lowercase).
+
+        Raises:
+            errors.ValidationError: naming the request field at fault and the rule.
+        """
         ...

@@ -2,21 +2,34 @@
 
 Used by `ion up` and `ion-management serve`: one process holds the management server, the
 front API and every dispatcher. It runs local commands and (through the platform's container
-runtime) images, so it serves the providers `local` and `docker`.
+runtime) images, so it serves the providers `local` and `docker`. Its jobs run on this
+machine, so it refuses at create what could never run here (`check`): a working directory that
+does not exist, an image with no container runtime, or an image and a command together (the
+local executor would run the command and ignore the image).
 """
 
 from __future__ import annotations
 
-from ion.core import ModuleRecord, errors, naming
+from pathlib import Path
+
+from ion.core import ModuleRecord, ModuleSpec, errors, naming
+from ion.dispatcher.executors.local import find_container_runtime
 from ion.management.dataplane import Platform
 from ion.management.deployers.base import Runtime
+
+IMAGE_AND_COMMAND = "ImageAndCommand"
+NO_CONTAINER_RUNTIME = "NoContainerRuntime"
+NO_SUCH_DIRECTORY = "NoSuchDirectory"
 
 
 class InProcessDeployer:
     """Deployer over an embedded platform."""
 
-    def __init__(self, platform: Platform) -> None:
+    def __init__(self, platform: Platform, *, container_runtime: str = "") -> None:
+        """`container_runtime`: the one the platform's local executors are configured with
+        (`ION_DISPATCHER__CONTAINER_RUNTIME`); empty: docker or podman, if on PATH."""
         self._platform = platform
+        self._container_runtime = container_runtime
 
     @property
     def default_provider(self) -> str:
@@ -27,6 +40,38 @@ class InProcessDeployer:
     def providers(self) -> frozenset[str]:
         """Local processes, and images through the local container runtime."""
         return frozenset({"local", "docker"})
+
+    def check(self, spec: ModuleSpec, provider: str) -> None:
+        """Refuse a module this machine could never run (named by its request field).
+
+        Raises:
+            errors.ValidationError: `working_dir` is not a directory here, or `moduleimage` is
+                given with a command, or with no container runtime to run it.
+        """
+        if spec.working_dir and not Path(spec.working_dir).is_dir():
+            raise errors.ValidationError(
+                f"field 'working_dir': {spec.working_dir!r} is not a directory on the server's"
+                " machine; create it, or give --working-dir an existing directory",
+                field="working_dir",
+                rule=NO_SUCH_DIRECTORY,
+            )
+        if not spec.image or any(route.executor != "local" for route in spec.routes):
+            return  # a route to another executor may run the image there
+        if spec.command:
+            raise errors.ValidationError(
+                f"field 'moduleimage': provider {provider!r} runs either a command (as a local"
+                " process) or an image (in docker/podman), not both; drop -m or --command",
+                field="moduleimage",
+                rule=IMAGE_AND_COMMAND,
+            )
+        if not find_container_runtime(self._container_runtime):
+            raise errors.ValidationError(
+                f"field 'moduleimage': provider {provider!r} needs docker or podman on the"
+                " server's PATH to run an image, and has neither; install one (or set"
+                " ION_DISPATCHER__CONTAINER_RUNTIME), or give the module a --command instead",
+                field="moduleimage",
+                rule=NO_CONTAINER_RUNTIME,
+            )
 
     async def deploy(self, record: ModuleRecord) -> None:
         """Start `record.spec.instance_count` dispatchers in this process."""

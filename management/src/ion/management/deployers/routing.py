@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ion.core import ModuleRecord, errors
-from ion.management.deployers.base import Deployer, Runtime
+from ion.core import ModuleRecord, ModuleSpec, errors
+from ion.management.deployers.base import Deployer, Runtime, SpecChecker
 
 
 class ProviderRouter:
@@ -40,6 +40,12 @@ class ProviderRouter:
                 f"module {record.spec.name!r} runs on provider {provider!r}, which this server "
                 "no longer serves"
             ) from None
+
+    def check(self, spec: ModuleSpec, provider: str) -> None:
+        """Let the deployer of `provider` refuse a spec it could never run."""
+        deployer = self._by_provider.get(provider.lower())
+        if isinstance(deployer, SpecChecker):
+            deployer.check(spec, provider.lower())
 
     async def deploy(self, record: ModuleRecord) -> None:
         """Deploy with the module's provider."""
