@@ -193,3 +193,43 @@ def test_routes_of_a_cloud_provider_s_module_may_name_what_its_dispatchers_hold(
     # local and docker modules' dispatchers hold `executor` and routes_to
     assert routed.route_executors("local") == ["local", "azurebatch"]
     assert DispatcherSettings(routes_to="kubernetes").route_executors() == ["local", "kubernetes"]
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("managment:\n  port: 9100\n", "'managment'"),
+        ("management:\n  prot: 9100\n", "'management.prot'"),
+        ("dispatcher:\n  kubernetes:\n    x: 1\n", "'dispatcher.kubernetes'"),
+    ],
+)
+def test_a_config_file_key_no_setting_has_is_refused_naming_it(
+    tmp_path: Path, text: str, key: str
+) -> None:
+    path = config_file(tmp_path, text)
+    with pytest.raises(errors.ConfigError) as caught:
+        load_settings(environ={"ION_HOME": str(tmp_path)}, config_file=path)
+    assert f"unknown key {key}" in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_every_known_key_of_a_config_file_is_accepted(tmp_path: Path) -> None:
+    text = "home: /tmp/h\nmanagement:\n  port: 9100\nkubernetes:\n  namespace: jobs\n"
+    path = config_file(tmp_path, text)
+    settings = load_settings(environ={"ION_HOME": str(tmp_path)}, config_file=path)
+    assert settings.management.port == 9100 and settings.kubernetes.namespace == "jobs"
+
+
+def test_a_home_given_as_a_flag_reads_its_config_yaml_like_ion_home(tmp_path: Path) -> None:
+    """`--home DIR` (what `entrypoint.start(home=)` gets) means `ION_HOME=DIR`, config included."""
+    from ion.core import entrypoint
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.yaml").write_text("management:\n  prot: 9100\n")
+    want = f"config file {home / 'config.yaml'}: unknown key 'management.prot'"
+    with pytest.raises(errors.ConfigError, match="unknown key") as by_env:
+        load_settings(environ={"ION_HOME": str(home)})
+    assert want in str(by_env.value)
+    with pytest.raises(errors.ConfigError, match="unknown key") as by_flag:
+        entrypoint.start("test", home=home, environ={"ION_HOME": str(tmp_path / "elsewhere")})
+    assert want in str(by_flag.value)

@@ -351,6 +351,7 @@ def load_settings(
             raise errors.ConfigError(f"config file {path} is not valid YAML: {err}") from err
         if not isinstance(loaded, dict):
             raise errors.ConfigError(f"config file {path} must be a mapping of setting groups")
+        _check_keys(loaded, IonSettings, path=path)
         file_values = loaded
     if "HANDLER_BASE_DIR" in env and "ION_HANDLER__BASE_DIR" not in env:
         env["ION_HANDLER__BASE_DIR"] = env["HANDLER_BASE_DIR"]
@@ -363,6 +364,28 @@ def load_settings(
         first = err.errors()[0]
         field = "__".join(str(p) for p in first["loc"]).upper()
         raise errors.ConfigError(f"setting ION_{field} is invalid: {first['msg']}") from err
+
+
+def _check_keys(
+    values: Mapping[Any, Any], model: type[BaseModel], *, path: Path, prefix: str = ""
+) -> None:
+    """Refuse a config file key no setting has (a typo would otherwise be ignored silently).
+
+    Only the file is checked: the environment holds `ION_*` variables of other programs too.
+    """
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        field = model.model_fields.get(str(key))
+        if field is None:
+            known = ", ".join(sorted(model.model_fields))
+            where = f"under {prefix[:-1]!r}" if prefix else "at the top level"
+            raise errors.ConfigError(
+                f"config file {path}: unknown key {name!r}; the keys {where} are: {known}"
+                " (docs/cli.md lists the settings)"
+            )
+        nested = field.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseModel) and isinstance(value, dict):
+            _check_keys(value, nested, path=path, prefix=f"{name}.")
 
 
 def _env_only(env: Mapping[str, str]) -> dict[str, Any]:

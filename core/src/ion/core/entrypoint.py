@@ -9,6 +9,7 @@ stop event; `fail` turns an error into one line on stderr and exit code 1, never
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping
@@ -35,9 +36,13 @@ def start(
     Raises:
         errors.ConfigError: a setting is wrong (the message names it).
     """
+    if home:
+        # `--home DIR` means `ION_HOME=DIR`: DIR/config.yaml is the config file too.
+        home = Path(home).expanduser().absolute()
+        environ = {**(os.environ if environ is None else environ), "ION_HOME": str(home)}
     settings = load_settings(environ=environ, config_file=config_file)
     if home:
-        settings = settings.model_copy(update={"home": Path(home).expanduser().absolute()})
+        settings = settings.model_copy(update={"home": home})
     logs.configure(
         level=log_level or settings.telemetry.log_level,
         fmt=log_format or settings.telemetry.log_format,
