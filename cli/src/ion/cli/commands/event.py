@@ -13,8 +13,9 @@ here: text that is not valid UTF-8 (bytes of another encoding in an argument or 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -27,6 +28,7 @@ from ion.proto.v1 import events_pb2
 PEEK_COLUMNS = ("sequence_number", "message_id", "event_type", "delivery_count", "enqueued_at")
 DLQ_COLUMNS = ("module", "message_id", "event_type", "correlation_id", "reason", "description")
 MAX_FILE_BYTES = 60 * 1024 * 1024
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _note_ignored(name: str, value: Any) -> None:
@@ -36,11 +38,31 @@ def _note_ignored(name: str, value: Any) -> None:
         )
 
 
+def _amqp_ignored(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    root = ctx.find_root()
+    if value and not root.meta.get("ion.amqp-noted"):
+        root.meta["ion.amqp-noted"] = True  # one note, however often the flag is given
+        _note_ignored("--amqp-connection-string", value)
+
+
+def amqp_option(func: F) -> F:
+    """2018's `--amqp-connection-string` (persistent on `ion event`, so accepted after every
+    event command too): hidden, ignored with a note."""
+    return click.option(
+        "--amqp-connection-string",
+        hidden=True,
+        default=None,
+        expose_value=False,
+        callback=_amqp_ignored,
+        help="2018; ignored.",
+    )(func)
+
+
 @click.group()
-@click.option("--amqp-connection-string", hidden=True, default=None, help="2018; ignored.")
-def event(amqp_connection_string: str | None) -> None:
+@connection_options
+@amqp_option
+def event() -> None:
     """Raise events, read them and handle dead letters."""
-    _note_ignored("--amqp-connection-string", amqp_connection_string)
 
 
 def _text(value: str, what: str) -> str:
@@ -75,6 +97,7 @@ def _read_files(paths: tuple[Path, ...]) -> list[tuple[str, bytes]]:
 
 @event.command()
 @connection_options
+@amqp_option
 @click.option("--type", "--event-type", "event_type", required=True, help="Event type (topic).")
 @click.option("--data", "data_items", multiple=True, help="key=value data (repeatable).")
 @click.option(
@@ -145,6 +168,7 @@ def _peek_rows(messages: list[events_pb2.BusMessage]) -> list[dict[str, Any]]:
 
 @event.command()
 @connection_options
+@amqp_option
 @click.option("--event-id", default="", help="Event id (printed by `event create`).")
 @click.option("--correlation-id", default="", help="The event's flow (speeds up lookups).")
 @click.option("--sub-name", default="", help="2018: read the next message of this subscription.")
@@ -180,6 +204,7 @@ def get(event_id: str, correlation_id: str, sub_name: str, event_type: str, fmt:
 
 @event.command()
 @connection_options
+@amqp_option
 @click.option("--module", default="", help="Peek this module's subscription (id or name).")
 @click.option("--sub-name", default="", help="Subscription name (with --event-type).")
 @click.option("--event-type", default="", help="Topic of --sub-name.")
@@ -206,12 +231,15 @@ def peek(
 
 
 @event.group()
+@connection_options
+@amqp_option
 def dlq() -> None:
     """Dead-lettered events: list them with reasons, replay them."""
 
 
 @dlq.command("list")
 @connection_options
+@amqp_option
 @click.option("--module", default="", help="Only this module (id or name) [all].")
 @click.option("--max", "max_messages", type=int, default=100, show_default=True, help="Per module.")
 @output_option
@@ -238,6 +266,7 @@ def dlq_list(module: str, max_messages: int, fmt: str) -> None:
 
 @dlq.command("replay")
 @connection_options
+@amqp_option
 @click.option("--module", required=True, help="Module id or name.")
 @click.option("--message-id", required=True, help="Message id from `ion event dlq list`.")
 def dlq_replay(module: str, message_id: str) -> None:

@@ -53,6 +53,7 @@ PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 
 
 @click.group()
+@connection_options
 def module() -> None:
     """Create, inspect and delete modules."""
 

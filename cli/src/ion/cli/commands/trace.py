@@ -10,6 +10,7 @@ from ion.cli.output import console, render_one
 
 
 @click.group()
+@connection_options
 def trace() -> None:
     """Follow flows."""
 
