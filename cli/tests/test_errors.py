@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -175,3 +177,39 @@ def test_tls_server_name_is_the_name_the_server_certificate_is_checked_against(
     print("WRONG", wrong.stderr)
     right = ion("module", "list", "-o", "json", env={"ION_TLS_SERVER_NAME": "localhost"})
     assert right.exit_code == 0, right.output
+
+
+@pytest.mark.parametrize("verbosity", [None, "INFO"])
+def test_a_tls_failure_prints_one_line_and_no_grpc_log(
+    up: Any, helpers: Any, tmp_path: Path, verbosity: str | None
+) -> None:
+    """gRPC's C core logs `Handshake failed` to stderr itself; `ion` (a real process: the log
+    bypasses Python) silences it unless the user set GRPC_VERBOSITY, so one line remains
+    (and the gRPC line too only if the user asked for gRPC's logs)."""
+    (tmp_path / "other-ca.pem").write_bytes(new_ca("Other").cert)
+    env = helpers.clean_env(up.home)
+    env.pop("GRPC_VERBOSITY")
+    env.pop("GRPC_TRACE", None)
+    if verbosity:
+        env["GRPC_VERBOSITY"] = verbosity  # the user's own choice is kept
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ion"),
+            "module",
+            "list",
+            "--cacertfile",
+            str(tmp_path / "other-ca.pem"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("ion: error: ") and "does not verify" in lines[-1], done.stderr
+    if verbosity:
+        assert any("Handshake failed" in line for line in lines[:-1]), done.stderr
+    else:
+        assert len(lines) == 1, done.stderr
