@@ -84,6 +84,7 @@ class Up:
 @pytest.fixture(scope="session")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     home = tmp_path_factory.mktemp("ion-home")
+    home.chmod(0o755)  # as an older Ion left it: `ion up` must close it (test_home_is_private)
     port, front = free_port(), free_port()
     log = home / "up.log"
     with log.open("wb") as out:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -213,3 +214,19 @@ def test_a_tls_failure_prints_one_line_and_no_grpc_log(
         assert any("Handshake failed" in line for line in lines[:-1]), done.stderr
     else:
         assert len(lines) == 1, done.stderr
+
+
+def test_home_is_private_to_its_user(up: Any, ion: Any, tmp_path: Path) -> None:
+    """`ion up` closed the home the fixture made 0755; what the server wrote is 0600/0700."""
+    (tmp_path / "in.txt").write_text("private")
+    created = ion("event", "create", "--type", "private.check", "--file", str(tmp_path / "in.txt"))
+    assert created.exit_code == 0, created.output
+    assert stat.S_IMODE(up.home.stat().st_mode) == 0o700
+    written = ["meta.db", "bus.db", "blobs", "certs", "front-api-token", "cli.yaml"]
+    paths = [up.home / name for name in written]
+    paths += [p for d in ("blobs", "jobs") for p in (up.home / d).rglob("*")]
+    assert len(paths) > len(written)  # the event's blob at least
+    opened = {
+        str(p): oct(stat.S_IMODE(p.lstat().st_mode)) for p in paths if p.lstat().st_mode & 0o077
+    }
+    assert opened == {}

@@ -24,6 +24,7 @@ from ion.core import entrypoint, errors, logs, telemetry
 from ion.core.config import IonSettings, load_settings
 from ion.management import app
 from ion.management.certs import DEFAULT_HOSTS, TlsFiles, ensure_local_pki
+from ion.management.home import keep_private
 
 TOKEN_ENV = "ION_MANAGEMENT__FRONT_API_TOKEN"
 TOKEN_FILE = "front-api-token"
@@ -206,6 +207,7 @@ def up(
     """Create the local CA and certificates if needed, then serve over mutual TLS."""
     try:
         settings = state.settings(host=host, port=port, front_api_port=front_api_port)
+        keep_private(settings.home)
         hosts = tuple(dict.fromkeys((*DEFAULT_HOSTS, settings.management.host, *cert_hosts)))
         pki, written = ensure_local_pki(settings.home / "certs", hosts=hosts)
         if written:
@@ -424,6 +426,7 @@ def pipeline_run(
             environ=os.environ,
             config_file=state.config,
         )
+        keep_private(settings.home)
         spec = PipelineSpec.load(path)
         extra = dict(_pair(d) for d in data)
         with console.status(f"running {spec.name} ...") as status:

@@ -55,6 +55,7 @@ def up(
     grpc_port = port or int(os.environ.get("ION_MANAGEMENT__PORT", "9000"))
     listen = host or os.environ.get("ION_MANAGEMENT__HOST", "127.0.0.1")
     connect_host = "localhost" if listen in ("127.0.0.1", "0.0.0.0", "::", "localhost") else listen
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)  # the server closes an existing one
     cli_config = config.default_config_path()
     if _write_cli_config(cli_config, endpoint=f"{connect_host}:{grpc_port}", home=home):
         click.echo(
