@@ -102,15 +102,24 @@ def test_a_dead_letter_is_listed_and_replayed_then_the_module_deleted(
         "-i",
         "fail.me",
         "--command",
-        f"{sys.executable} -c 'raise SystemExit(3)'",
+        f"{sys.executable} -c 'import time; time.sleep(1); raise SystemExit(3)'",
         "--retry-count",
         "0",
     )
     assert created.exit_code == 0, created.output
     event = _json(ion("event", "create", "--type", "fail.me", "-o", "json"))
     correlation_id = event["context"]["correlationId"]  # type: ignore[index]
+    running = ion("trace", "flow", "-c", correlation_id)
+    assert running.exit_code == 3, running.output  # not settled: the job sleeps 1 s
     drawn = ion("trace", "flow", "-c", correlation_id, "--wait", "30")
+    assert drawn.exit_code == 1, drawn.output  # settled and failed
     assert "DEAD_LETTERED" in drawn.stdout and "exited with code 3" in drawn.stdout
+    as_json = ion("trace", "flow", "-c", correlation_id, "-o", "json")
+    assert as_json.exit_code == 1 and json.loads(as_json.stdout)["succeeded"] is False
+    assert ion("trace", "flow", "-c", correlation_id, "-o", "flat").exit_code == 0  # as 2018
+    lonely = _json(ion("event", "create", "--type", "nobody.listens", "-o", "json"))
+    unheard = ion("trace", "flow", "-c", lonely["context"]["correlationId"])  # type: ignore[index]
+    assert unheard.exit_code == 1 and "no subscribers" in unheard.stdout, unheard.output
 
     letters = _json(ion("event", "dlq", "list", "--module", "failer", "-o", "json"))
     [letter] = letters  # type: ignore[misc]
@@ -131,6 +140,7 @@ def test_a_dead_letter_is_listed_and_replayed_then_the_module_deleted(
     assert "failer" not in names
     history = _json(ion("module", "get", "-n", "failer", "-o", "json"))
     assert history["status"] == "DELETED" and history["dead_lettered"] == 2  # type: ignore[index]
+    assert history["failed"] == 2  # type: ignore[index]  # both attempts failed (#10)
 
 
 def test_event_with_a_file_then_get_and_peek(ion: Any, tmp_path: Path) -> None:

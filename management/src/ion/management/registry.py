@@ -72,6 +72,12 @@ class ModuleStatus:
     dead_letter_queue: int = 0
 
     @property
+    def failed(self) -> int:
+        """Attempts that failed, the last attempt of each dead-lettered event included (it is
+        recorded DEAD_LETTERED, not FAILED, but it failed all the same)."""
+        return self.attempts[AttemptState.FAILED] + self.attempts[AttemptState.DEAD_LETTERED]
+
+    @property
     def state(self) -> str:
         """RUNNING, DEGRADED, STOPPED or DELETED."""
         return state_of(self.record, self.runtime)
@@ -88,7 +94,7 @@ class ModuleStatus:
             )
         text = (
             f"{head}; {self.attempts[AttemptState.SUCCEEDED]} succeeded,"
-            f" {self.attempts[AttemptState.FAILED]} failed,"
+            f" {self.failed} failed,"
             f" {self.attempts[AttemptState.DEAD_LETTERED]} dead-lettered"
         )
         if self.runtime.last_error and not self.record.deleted:

@@ -124,7 +124,7 @@ class ModuleService(module_pb2_grpc.ModuleServiceServicer):
             dispatchers_running=status.runtime.dispatchers_running,
             jobs_in_flight=status.runtime.jobs_in_flight,
             succeeded=status.attempts[AttemptState.SUCCEEDED],
-            failed=status.attempts[AttemptState.FAILED],
+            failed=status.failed,
             dead_lettered=status.attempts[AttemptState.DEAD_LETTERED],
             running=status.attempts[AttemptState.RUNNING],
             module=convert.module_info(record, status.runtime),
