@@ -150,7 +150,7 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from ion.cli.commands import certs, dev, event, module, pipeline, trace, up, version
+    from ion.cli.commands import certs, completion, dev, event, module, pipeline, trace, up, version
 
     cli.add_command(module.module)
     cli.add_command(event.event)
@@ -160,6 +160,7 @@ def _register() -> None:
     cli.add_command(certs.certs)
     cli.add_command(up.up)
     cli.add_command(version.version)
+    cli.add_command(completion.completion)
 
 
 _register()
