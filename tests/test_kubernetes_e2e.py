@@ -1,14 +1,16 @@
-"""The example pipeline on a real Kubernetes node, as a user runs it.
+"""Ion on a real Kubernetes node with management outside the cluster, as a developer runs it.
 
-`ion-management serve` (mutual TLS, provider `kubernetes`) runs in this process's machine with
-the admin kubeconfig; `ion module create` registers the example modules with their images
-(one of them with 2018's defaults: no provider named); management creates one dispatcher
-Deployment per module; the dispatcher pods (in-cluster credentials, their own least-privilege
-Role) create one Job per event; each job pod's handler talks to Azurite, the Cosmos server and
-the Service Bus fake on the host. The flow tree must complete with every output in the blob
-store, and deleting the modules must leave nothing behind in the namespace. Faults follow:
-a dispatcher pod killed mid-job (its replacement adopts the Job: no second Job), and the
-dispatcher's service account being denied Secrets and other namespaces.
+`ion-management serve` (mutual TLS, provider `kubernetes`) runs on this machine with the admin
+kubeconfig; `ion module create` registers modules with their images; management creates one
+dispatcher Deployment per module with its own ServiceAccount and least-privilege Role; the
+dispatcher pods create one Job per event; each job pod's handler talks to Azurite, the Cosmos
+server and the Service Bus fake on the host. Faults: a dispatcher pod killed mid-job (its
+replacement adopts the Job: no second Job), a failing module dead-lettered with its reason, and
+the dispatcher's service account denied Secrets and other namespaces.
+
+The example pipeline end to end, module deletion leaving nothing behind, and the 2018 default
+provider run through the Helm chart's in-cluster management server instead:
+tests/deploy/test_helm.py.
 """
 
 from __future__ import annotations
@@ -26,14 +28,12 @@ from pathlib import Path
 import pytest
 
 from ion.dispatcher.executors.kubernetes import KubeApi, KubeApiError
-from ion.management.control import ControlPlane
 from ion.management.testing import make_test_certificates
 from tests.kube.ion import KubeIon, service_account_api
 from tests.kube.pipeline import (
     Stack,
     create_backends_secret,
     example_pipeline,
-    ion_objects,
     wait_flow,
 )
 
@@ -166,51 +166,6 @@ async def _wait_running(management: Management, names: list[str], timeout: float
         if pending and time.monotonic() > deadline:
             detail = management.ion("module", "get", "-n", sorted(pending)[0], "-o", "json").stdout
             raise AssertionError(f"dispatchers of {sorted(pending)} not running:\n{detail}")
-        await asyncio.sleep(1)
-
-
-async def test_the_example_pipeline_runs_on_kubernetes_and_delete_leaves_nothing(
-    kube_ion: KubeIon,
-    kube_namespace: str,
-    stack: Stack,
-    management: Management,
-    api: KubeApi,
-) -> None:
-    kube_ion.ensure("dispatcher", *(f"example-{m.name}" for m in example_pipeline().modules))
-    await create_backends_secret(api, kube_namespace, stack.backend_secrets)
-    names = _create_modules(management, kube_ion)
-    objects = await ion_objects(api, kube_namespace)
-    assert sorted(objects["deployments"]) == sorted(f"ion-dispatcher-{n}" for n in names)
-    await _wait_running(management, names, timeout=240)
-
-    raised = management.ion(
-        "event", "create", "--type", "media.submitted", "--data", "count=6", "--data", "seed=7"
-    )
-    correlation_id = raised.stderr.rsplit("ion trace flow -c ", 1)[1].split()[0]
-    flow = await wait_flow(stack.settings, correlation_id, timeout=420)
-    assert flow.succeeded, flow.model_dump_json(indent=2)
-    runs = {r.module: r for r in flow.runs()}
-    assert set(runs) == set(names)
-    async with ControlPlane(stack.settings) as platform:
-        for run in runs.values():
-            assert run.outputs, run.module
-            for key in run.outputs:
-                assert (await platform.blobs.stat(key)).size > 0
-    # every attempt ran as one Job, labelled the 2018 way
-    jobs = await api.request("GET", f"/apis/batch/v1/namespaces/{kube_namespace}/jobs")
-    for job in jobs.get("items") or []:
-        labels = job["metadata"]["labels"]
-        assert labels["ion/modulename"] in names and "ion/eventid" in labels
-
-    for name in names:
-        management.ion("module", "delete", "-n", name)
-    deadline = time.monotonic() + 120
-    while True:
-        left = {k: v for k, v in (await ion_objects(api, kube_namespace)).items() if v}
-        if not left:
-            break
-        if time.monotonic() > deadline:
-            raise AssertionError(f"left behind after delete: {left}")
         await asyncio.sleep(1)
 
 

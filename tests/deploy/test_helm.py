@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from ion.dispatcher.executors.kubernetes import KubeApi, KubeApiError
+from ion.management.control import ControlPlane
 from tests.deploy.tools import REPO, require_deploy_tools
 from tests.kube import schema
 from tests.kube.cluster import LocalCluster
@@ -433,22 +434,33 @@ def _create_modules(installed: Installed, kube_ion: KubeIon) -> list[str]:
     return names
 
 
-async def _run_flow(installed: Installed, stack: Stack, names: list[str], seed: int) -> None:
+async def _run_flow(
+    installed: Installed, stack: Stack, api: KubeApi, names: list[str], *, count: int, seed: int
+) -> None:
+    """Raise the example's root event; the flow must succeed through every module, each
+    output in the blob store, each attempt run as one Job labelled the 2018 way."""
     raised = installed.ion(
-        "event",
-        "create",
-        "--type",
-        "media.submitted",
-        "--data",
-        "count=4",
-        "--data",
-        f"seed={seed}",
-    )
+        "event", "create", "--type", "media.submitted",
+        "--data", f"count={count}", "--data", f"seed={seed}",
+    )  # fmt: skip
     correlation_id = raised.stderr.rsplit("ion trace flow -c ", 1)[1].split()[0]
     flow = await wait_flow(stack.settings, correlation_id, timeout=420)
     assert flow.succeeded, flow.model_dump_json(indent=2)
-    assert {r.module for r in flow.runs()} == set(names)
-    assert all(r.outputs for r in flow.runs())
+    runs = {r.module: r for r in flow.runs()}
+    assert set(runs) == set(names)
+    async with ControlPlane(stack.settings) as platform:
+        for run in runs.values():
+            assert run.outputs, run.module
+            for key in run.outputs:
+                assert (await platform.blobs.stat(key)).size > 0
+    jobs = await api.request("GET", f"/apis/batch/v1/namespaces/{installed.namespace}/jobs")
+    labelled = [  # those not yet cleaned up
+        j["metadata"]["labels"]
+        for j in jobs["items"]
+        if j["metadata"].get("annotations", {}).get("ion/correlationid") == correlation_id
+    ]
+    assert {lab["ion/modulename"] for lab in labelled} <= set(names)
+    assert all("ion/eventid" in lab for lab in labelled)
 
 
 async def _wait_dispatchers(api: KubeApi, namespace: str, names: list[str]) -> dict[str, str]:
@@ -493,7 +505,7 @@ async def test_helm_install_runs_the_pipeline_upgrade_keeps_modules_uninstall_le
         # the chart's shared account: management made no per-module RBAC
         objects = await ion_objects(api, ns)
         assert not [r for r in objects["roles"] if r.startswith("ion-dispatcher-")]
-        await _run_flow(installed, stack, names, seed=3)
+        await _run_flow(installed, stack, api, names, count=4, seed=3)
 
         # an upgrade changes a value: management rolls, every module stays and still runs
         old_pod = (await _management_pod(api, ns, installed.release))["metadata"]["uid"]
@@ -511,8 +523,25 @@ async def test_helm_install_runs_the_pipeline_upgrade_keeps_modules_uninstall_le
         listed = json.loads(installed.ion("module", "list", "-o", "json").stdout)
         assert sorted(m["name"] for m in listed) == sorted(names)
         assert await _wait_dispatchers(api, ns, names) == before  # not re-created
-        await _run_flow(installed, stack, names, seed=5)
+        await _run_flow(installed, stack, api, names, count=2, seed=5)
 
+        # deleting a module removes its dispatcher objects and Jobs; the rest stay for uninstall
+        gone = names[0]
+        installed.ion("module", "delete", "-n", gone)
+        deadline = time.monotonic() + 120
+        while True:
+            left = [
+                n
+                for kind in ("deployments", "configmaps", "jobs")
+                for n in (await ion_objects(api, ns))[kind]
+                if n == f"ion-dispatcher-{gone}" or n.startswith(f"{gone}-")
+            ]
+            if not left:
+                break
+            assert time.monotonic() < deadline, f"left behind after module delete: {left}"
+            await asyncio.sleep(1)
+
+        # uninstall: the pre-delete hook removes the other modules' objects, helm the rest
         installed.helm("uninstall", installed.release, "--wait", "--timeout", "120s")
         deadline = time.monotonic() + 120
         while True:
