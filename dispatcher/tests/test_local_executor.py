@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from ion.core import errors
 from ion.core.ports.executor import JobRequest, JobState
 from ion.core.testing.embedded import EmbeddedBackends
 from ion.core.testing.executor_contract import ExecutorContract, RequestFactory
-from ion.dispatcher.executors.local import LocalExecutor, container_argv
+from ion.dispatcher.executors.local import LocalExecutor, container_argv, local_command
 
 
 def local(backends: EmbeddedBackends, jobs: Path) -> LocalExecutor:
@@ -170,3 +171,10 @@ async def test_a_request_cut_short_by_a_kill_is_unknown_and_submitting_starts_it
     result = await executor.wait(job.job_id)
     assert result.state == JobState.SUCCEEDED, result.reason
     assert runs.read_text() == "run\n"
+
+
+def test_python_means_ion_s_interpreter_only_for_a_local_process() -> None:
+    assert local_command(["python", "m.py", "python"]) == [sys.executable, "m.py", "python"]
+    assert local_command(["python3", "-u", "m.py"]) == [sys.executable, "-u", "m.py"]
+    assert local_command(["/usr/bin/python", "m.py"]) == ["/usr/bin/python", "m.py"]
+    assert local_command([]) == []

@@ -14,14 +14,12 @@ import dataclasses
 import logging
 import os
 import socket
-import sys
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
 from ion.core import errors
 from ion.core.clock import Clock, SystemClock
-from ion.core.modules import ModuleSpec
 from ion.core.ports.blobs import BlobStore
 from ion.core.ports.bus import EventBus
 from ion.core.ports.executor import Executor
@@ -47,13 +45,6 @@ class _Running:
     dispatchers: list[Dispatcher]
     stop: asyncio.Event
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-
-def localise(spec: ModuleSpec) -> ModuleSpec:
-    """Return the spec with `python` meaning Ion's own interpreter (so modules share its packages)."""
-    if spec.command and spec.command[0] in ("python", "python3"):
-        return spec.model_copy(update={"command": [sys.executable, *spec.command[1:]]})
-    return spec
 
 
 async def _guarded(dispatcher: Dispatcher, stop: asyncio.Event) -> None:
@@ -125,7 +116,7 @@ class DispatcherPool:
                 field="routes",
                 rule="UnknownExecutor",
             )
-        spec = localise(record.spec)
+        spec = record.spec  # `python` becomes Ion's interpreter where it runs locally (local.py)
         default = self._executors.default
         dispatchers = [
             Dispatcher(

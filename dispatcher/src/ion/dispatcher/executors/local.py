@@ -33,6 +33,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
@@ -94,6 +95,15 @@ def container_argv(
     for key in job.spec.env:
         argv += ["-e", key]
     return [*argv, job.spec.image, *job.spec.command]
+
+
+def local_command(command: Sequence[str]) -> list[str]:
+    """The module's command as a local process runs it: `python` (or `python3`) first means
+    Ion's own interpreter, so modules share its packages. Only here: a module that runs in a
+    container (Kubernetes, Azure Batch) keeps `python`, its image's."""
+    if command and command[0] in ("python", "python3"):
+        return [sys.executable, *command[1:]]
+    return list(command)
 
 
 def _container_user(base_dir: Path) -> str | None:
@@ -540,7 +550,7 @@ class LocalExecutor:
 
     def _argv(self, job: JobRequest, paths: _Job) -> Sequence[str]:
         if job.spec.command:
-            return list(job.spec.command)
+            return local_command(job.spec.command)
         if job.spec.image and self._runtime:
             return container_argv(self._runtime, job, paths.base, user=_container_user(paths.base))
         raise errors.ConfigError(
