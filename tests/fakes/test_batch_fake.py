@@ -17,14 +17,23 @@ from azure.batch.aio import BatchClient
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
-from tests.fakes.batch import FakeBatch, running_fake_batch, sign, string_to_sign
+from tests.fakes.batch import (
+    ContainerRun,
+    FakeBatch,
+    running_fake_batch,
+    sign,
+    string_to_sign,
+    strip_gpus,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
 def fake(tmp_path: Path) -> Iterator[FakeBatch]:
-    with running_fake_batch(tmp_path / "nodes", pools={"p1": {}}, docker_host="") as batch:
+    with running_fake_batch(
+        tmp_path / "nodes", pools={"p1": {}}, gpu_pools=("gpu",), docker_host=""
+    ) as batch:
         yield batch
 
 
@@ -187,3 +196,46 @@ async def test_the_wall_clock_and_terminate_stop_a_task(client: BatchClient) -> 
     await client.delete_task("j1", "slow")
     with pytest.raises(ResourceNotFoundError):
         await client.get_task("j1", "slow")
+
+
+def test_the_gpu_nodes_docker_shim_takes_out_gpus_before_the_image_only() -> None:
+    argv = ["--config", "/c", "run", "-dit", "--rm", "--gpus", "all", "-v", "/a:/b", "--gpus=1"]
+    argv += ["-e", "X", "--entrypoint", "python", "img:1", "x.py", "--gpus", "2"]
+    out, run = strip_gpus(argv)
+    assert run == ContainerRun(command="run", image="img:1", gpus=("all", "1"))
+    assert out == [
+        *("--config", "/c", "run", "-dit", "--rm", "-v", "/a:/b", "-e", "X"),
+        *("--entrypoint", "python", "img:1", "x.py", "--gpus", "2"),
+    ]
+    assert strip_gpus(["container", "create", "--gpus", "all", "img"]) == (
+        ["container", "create", "img"],
+        ContainerRun(command="create", image="img", gpus=("all",)),
+    )
+    assert strip_gpus(["logs", "-f", "--gpus", "x"]) == (["logs", "-f", "--gpus", "x"], None)
+    assert strip_gpus(["run", "--rm", "img"])[1] == ContainerRun("run", "img", ())
+
+
+async def test_a_gpu_pool_s_tasks_find_the_shim_first_on_path_and_their_runs_are_kept(
+    fake: FakeBatch, client: BatchClient
+) -> None:
+    assert fake.is_gpu_pool("gpu") and not fake.is_gpu_pool("p1")
+    assert (await client.get_pool("gpu")).vm_size == "standard_nc6s_v3"
+    # no engine here (docker_host=""): the shim records the run, then the real client fails
+    script = "command -v docker; docker run --rm --gpus all -e A img:2 echo --gpus 3"
+    for pool in ("p1", "gpu"):
+        await client.create_job(
+            models.BatchJobCreateOptions(
+                id=f"j-{pool}", pool_info=models.BatchPoolInfo(pool_id=pool)
+            )
+        )
+        await client.create_task(
+            f"j-{pool}",
+            models.BatchTaskCreateOptions(id="t", command_line=f"/bin/sh -c '{script}'"),
+        )
+        await _wait_completed(client, f"j-{pool}", "t")
+        await client.delete_task(f"j-{pool}", "t")
+    cpu, gpu = fake.ran
+    assert (cpu.job_id, cpu.pool_id, cpu.container_runs) == ("j-p1", "p1", ())
+    assert (gpu.job_id, gpu.task_id, gpu.pool_id) == ("j-gpu", "t", "gpu")
+    assert gpu.container_runs == (ContainerRun(command="run", image="img:2", gpus=("all",)),)
+    assert "--gpus all" in gpu.command_line and gpu.exit_code not in (None, 0)

@@ -19,6 +19,16 @@ time, exitCode, result, failureInfo `FailureExitCode`, `MaxWallClockTimeExpiry`,
 
 Its tasks really run: the command line is split as a Linux node splits it and run on this
 machine in the task's `wd` with Batch's variables and `DOCKER_HOST`, one process group per task.
+`batch.ran` keeps every task that completed (its command line, exit code, container runs), also
+after the task is deleted.
+
+GPU pools: a pool whose `vmSize` is of a GPU family (NC, ND, NV, NG; `FakeBatch(gpu_pools=("p",))`
+gives `standard_nc6s_v3`; other pools are `standard_d4s_v3`) plays a pool of GPU nodes with the
+NVIDIA container toolkit. This machine has no GPU, so its tasks find a `docker` shim first on
+PATH (`_docker_shim`): it records each `docker run|create` with its image and `--gpus` values
+(`RanTask.container_runs`), takes `--gpus` out (only before the image) and runs the real
+`docker`. The container then runs without a GPU; what is tested is that the task asked for one.
+On a CPU pool `--gpus` reaches the real `docker`, which refuses it as a node without NVIDIA does.
 
 Not covered (differs from the service): pools, nodes, schedules, applications, certificates,
 output files and resource files, task dependencies, multi-instance tasks, retries
@@ -30,15 +40,19 @@ test's user), and persistence.
 """
 
 from tests.fakes.batch._auth import AuthFailure, sign, string_to_sign, verify
-from tests.fakes.batch._server import BatchError, FakeBatch, Logged, running_fake_batch
+from tests.fakes.batch._docker_shim import ContainerRun, strip_gpus
+from tests.fakes.batch._server import BatchError, FakeBatch, Logged, RanTask, running_fake_batch
 
 __all__ = [
     "AuthFailure",
     "BatchError",
+    "ContainerRun",
     "FakeBatch",
     "Logged",
+    "RanTask",
     "running_fake_batch",
     "sign",
     "string_to_sign",
+    "strip_gpus",
     "verify",
 ]

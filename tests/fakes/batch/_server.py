@@ -7,6 +7,9 @@ Linux node splits it (no shell) and run in its own process group with the variab
 (`AZ_BATCH_TASK_WORKING_DIR`, `AZ_BATCH_TASK_ID`, ...), its environment settings and this
 machine's `DOCKER_HOST`; it goes active → running → completed, and what is left of its process
 group is killed when it ends, when it is terminated, deleted, or passes its max wall-clock time.
+On a GPU pool (an N-series `vmSize`) a task finds the fake's `docker` shim first on PATH: it
+records each container run and takes `--gpus` out, as this machine has no GPU (`_docker_shim`).
+Every task that completes is kept in `FakeBatch.ran`, also after it is deleted.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import os
 import re
 import secrets
@@ -21,6 +25,7 @@ import shlex
 import shutil
 import signal
 import ssl
+import sys
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -34,10 +39,19 @@ from urllib.parse import unquote
 import isodate
 from aiohttp import web
 
+from tests.fakes.batch import _docker_shim
 from tests.fakes.batch._auth import AuthFailure, verify
+from tests.fakes.batch._docker_shim import ContainerRun
 from tests.fakes.servicebus._tls import certificate_files
 
 ID_RULE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+GPU_VM_SIZE = re.compile(r"^standard_n[cdvg]", re.IGNORECASE)
+"""Azure's GPU families (NC, ND, NV, NG): a pool of such a size is a GPU pool."""
+CPU_VM_SIZE = "standard_d4s_v3"
+GPU_VM_DEFAULT = "standard_nc6s_v3"
+"""The VM size `FakeBatch(gpu_pools=...)` gives a pool (one V100 per node)."""
+FAKE_DIR = ".fake"
+"""The fake's own files under the node root (a dot: never a Batch job id)."""
 TERMINATE_GRACE = 3.0
 """Seconds between SIGTERM and SIGKILL of a task's processes."""
 
@@ -77,6 +91,23 @@ class _Task:
     def move(self, state: str) -> None:
         self.previous_state, self.state, self.transitioned = self.state, state, _now()
         self.etag = f"0x{secrets.token_hex(8).upper()}"
+
+
+@dataclass(frozen=True, slots=True)
+class RanTask:
+    """A task that completed (kept after the task is deleted), for assertions."""
+
+    job_id: str
+    task_id: str
+    pool_id: str
+    command_line: str
+    environment: tuple[str, ...]
+    """The names of its environment settings."""
+    exit_code: int | None
+    failure: str
+    """The failure code (`FailureExitCode`, `TaskEnded`, ...), empty when it succeeded."""
+    container_runs: tuple[ContainerRun, ...]
+    """On a GPU pool: each `docker run|create` its script made, with its `--gpus` values."""
 
 
 @dataclass
@@ -130,6 +161,7 @@ class FakeBatch:
         account: str = "fakebatch",
         key: str | None = None,
         pools: dict[str, dict[str, Any]] | None = None,
+        gpu_pools: tuple[str, ...] = (),
         host: str = "127.0.0.1",
         docker_host: str | None = None,
         task_slots: int = 8,
@@ -140,9 +172,12 @@ class FakeBatch:
         self.account = account
         self.key = key or base64.b64encode(secrets.token_bytes(64)).decode()
         self.host = host
+        wanted = dict(pools if pools is not None else {"ion-pool": {}})
+        for name in gpu_pools:
+            wanted[name] = {"vmSize": GPU_VM_DEFAULT, **wanted.get(name, {})}
         self.pools: dict[str, dict[str, Any]] = {
             name: {
-                "vmSize": "standard_nc6s_v3",
+                "vmSize": CPU_VM_SIZE,
                 "taskSlotsPerNode": task_slots,
                 "virtualMachineConfiguration": {
                     "imageReference": {
@@ -155,7 +190,7 @@ class FakeBatch:
                 },
                 **extra,
             }
-            for name, extra in (pools if pools is not None else {"ion-pool": {}}).items()
+            for name, extra in wanted.items()
         }
         self.docker_host = (
             docker_host if docker_host is not None else os.environ.get("DOCKER_HOST", "")
@@ -164,6 +199,8 @@ class FakeBatch:
         self.job_delete_seconds = job_delete_seconds
         self.start_delay = start_delay
         self.jobs: dict[str, _Job] = {}
+        self.ran: list[RanTask] = []
+        """Every task that completed, in order (deleted ones too)."""
         self.log: list[Logged] = []
         self.errors: list[BaseException] = []
         self._throttles: list[tuple[int, float]] = []
@@ -181,8 +218,42 @@ class FakeBatch:
         """The account's endpoint."""
         return f"https://{self.host}:{self.port}"
 
+    def is_gpu_pool(self, pool_id: str) -> bool:
+        """Whether the pool's VM size is a GPU family (its tasks may run `docker --gpus`)."""
+        return bool(GPU_VM_SIZE.match(str(self.pools.get(pool_id, {}).get("vmSize", ""))))
+
+    @property
+    def _shim_dir(self) -> Path:
+        return self.root / FAKE_DIR / "gpu-node-bin"
+
+    @property
+    def _record_dir(self) -> Path:
+        return self.root / FAKE_DIR / "container-runs"
+
+    def _write_docker_shim(self) -> None:
+        """The GPU nodes' `docker`: `_docker_shim` in front of this machine's docker."""
+        real = shutil.which("docker") or "/usr/bin/docker"
+        self._shim_dir.mkdir(parents=True, exist_ok=True)
+        self._record_dir.mkdir(parents=True, exist_ok=True)
+        shim = self._shim_dir / "docker"
+        words = [sys.executable, "-I", "-S", _docker_shim.__file__, real, str(self._record_dir)]
+        shim.write_text(f'#!/bin/sh\nexec {shlex.join(words)} "$@"\n')
+        shim.chmod(0o755)
+
+    def _container_runs(self, task: _Task) -> tuple[ContainerRun, ...]:
+        path = self._record_dir / f"{task.job_id}.{task.id}.jsonl"
+        if not path.is_file():
+            return ()
+        runs = []
+        for line in path.read_text().splitlines():
+            if line.strip():
+                raw = json.loads(line)
+                runs.append(ContainerRun(raw["command"], raw["image"], tuple(raw["gpus"])))
+        return tuple(runs)
+
     def __enter__(self) -> FakeBatch:
         self.root.mkdir(parents=True, exist_ok=True)
+        self._write_docker_shim()
         ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
         self._thread.start()
@@ -655,8 +726,11 @@ class FakeBatch:
             return
         wd = task.directory / "wd"
         wd.mkdir(parents=True, exist_ok=True)
+        path = os.environ.get("PATH", "/usr/bin:/bin")
+        if self.is_gpu_pool(pool):
+            path = f"{self._shim_dir}{os.pathsep}{path}"
         env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PATH": path,
             "HOME": str(task.directory),
             "LANG": "C.UTF-8",
             "AZ_BATCH_ACCOUNT_NAME": self.account,
@@ -699,7 +773,7 @@ class FakeBatch:
                     "message": f"The specified command program is not found: {cannot}",
                 }
                 task.ended = _now()
-                task.move("completed")
+                self._complete(task)
                 return
             try:
                 code = await asyncio.wait_for(task.process.wait(), timeout=wall_clock)
@@ -735,7 +809,7 @@ class FakeBatch:
                         }
                     ],
                 }
-        task.move("completed")
+        self._complete(task)
 
     async def _kill(self, process: asyncio.subprocess.Process) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -762,7 +836,25 @@ class FakeBatch:
                 "code": "TaskEnded",
                 "message": "Task Was Ended by User Request",
             }
-            task.move("completed")
+            self._complete(task)
+
+    def _complete(self, task: _Task) -> None:
+        task.move("completed")
+        job = self.jobs.get(task.job_id)
+        self.ran.append(
+            RanTask(
+                job_id=task.job_id,
+                task_id=task.id,
+                pool_id=str((job.body.get("poolInfo") or {}).get("poolId", "")) if job else "",
+                command_line=str(task.body.get("commandLine", "")),
+                environment=tuple(
+                    str(s["name"]) for s in task.body.get("environmentSettings") or []
+                ),
+                exit_code=task.exit_code,
+                failure=str((task.failure or {}).get("code", "")),
+                container_runs=self._container_runs(task),
+            )
+        )
 
 
 @contextlib.contextmanager
