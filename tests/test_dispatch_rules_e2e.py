@@ -16,17 +16,16 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from rich.console import Console
 
 from ion.core import Resources, RunStatus
 from ion.core.config import IonSettings, load_settings
-from ion.core.flow import Flow, FlowModuleRun
-from ion.core.flowtree import print_flow
+from ion.core.flow import Flow
 from ion.core.modules import PipelineSpec
 from ion.core.ports.executor import Executor, JobRequest, JobResult
 from ion.dispatcher.executors import named
 from ion.dispatcher.executors.local import LocalExecutor
 from ion.management.pipeline import run_pipeline
+from tests.e2e_support import runs_by_mime, tree_text
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "dispatch-rules"
@@ -87,17 +86,6 @@ def _pipeline(tmp_path: Path) -> PipelineSpec:
     return pipeline.model_copy(update={"base_dir": EXAMPLE})
 
 
-def _runs(flow: Flow, module: str) -> dict[str, FlowModuleRun]:
-    """The module's runs by the mime type of the event they were on."""
-    out: dict[str, FlowModuleRun] = {}
-    for event in flow.events():
-        mime = next((kv.value for kv in event.data if kv.key == "mime"), "")
-        for run in event.triggered:
-            if run.module == module:
-                out[mime] = run
-    return out
-
-
 async def test_when_filters_and_routes_pick_the_executor(
     tmp_path: Path, gpu_executor: list[Recording]
 ) -> None:
@@ -105,7 +93,7 @@ async def test_when_filters_and_routes_pick_the_executor(
     flow = await run_pipeline(_pipeline(tmp_path), settings, data={"video_kib": "1100"})
     assert flow.succeeded, flow.model_dump_json(indent=2)
 
-    transcode, summarise = _runs(flow, "transcode"), _runs(flow, "summarise")
+    transcode, summarise = runs_by_mime(flow, "transcode"), runs_by_mime(flow, "summarise")
     assert {m: r.status for m, r in transcode.items()} == {
         "video/mp4": RunStatus.SUCCEEDED,
         "text/plain": RunStatus.FILTERED,
@@ -152,9 +140,7 @@ async def test_when_filters_and_routes_pick_the_executor(
             "notes": "",
         }
     ]
-    console = Console(width=200, record=True, color_system=None)
-    print_flow(flow, console)
-    tree = console.export_text()
+    tree = tree_text(flow)
     assert (
         "transcode  SUCCEEDED" in tree
         and "route 0 → local-gpu (gpu=1) when files.size > 1MiB" in tree
@@ -169,7 +155,7 @@ async def test_a_small_video_takes_the_default_route(
     settings = _settings(tmp_path, ION_DISPATCHER__ROUTES_TO="local-gpu")
     flow = await run_pipeline(_pipeline(tmp_path), settings, data={"video_kib": "4"})
     assert flow.succeeded
-    video = _runs(flow, "transcode")["video/mp4"].attempts[-1]
+    video = runs_by_mime(flow, "transcode")["video/mp4"].attempts[-1]
     assert video.route is not None
     assert (video.route.index, video.route.executor) == (1, "local")
     assert video.route.resources == Resources(cpu="500m")
