@@ -13,22 +13,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import tempfile
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ion.core import errors, naming
+from ion.core import errors
 from ion.core.clock import Clock, SystemClock
 from ion.core.config import IonSettings
 from ion.core.ports.blobs import BlobStore
 from ion.core.ports.bus import EventBus
 from ion.core.ports.executor import JobPhase, JobRequest, JobResult, JobState
 from ion.core.ports.meta import MetadataStore
+from ion.dispatcher.executors._remote import store_commit, store_failure
 from ion.dispatcher.executors.kubernetes._api import KubeApi, KubeApiError, default_namespace
 from ion.dispatcher.executors.kubernetes._manifest import (
-    BASE_DIR,
     COMMIT,
     MANAGED_BY,
     PREPARE,
@@ -39,8 +38,6 @@ from ion.dispatcher.executors.kubernetes._manifest import (
     label_value,
 )
 from ion.dispatcher.executors.kubernetes._outcome import Outcome, read_outcome, when
-from ion.handler.finish import Attempt, ModuleEnd, finish_job
-from ion.handler.job import HandlerJob
 
 log = logging.getLogger(__name__)
 
@@ -451,61 +448,29 @@ class KubernetesExecutor:
 
     async def _store_commit(self, job: JobRequest, outcome: Outcome, output: str) -> JobResult:
         """The commit step ran and wrote its own documents: store the full log and report."""
-        report = outcome.commit
-        key = str(report.get("logs_ref") or "") or naming.logs_key(
-            job.event.correlation_id, job.event.event_id, job.spec.name, job.attempt
-        )
-        with tempfile.TemporaryDirectory(prefix="ion-k8s-") as tmp:
-            path = Path(tmp) / "attempt.log"
-            path.write_text(output)
-            await self._blobs.put_file(key, path)
-        succeeded = outcome.state == JobState.SUCCEEDED
-        return JobResult(
-            job_id=job.job_id,
-            state=outcome.state,
-            phase=None if succeeded else JobPhase.COMMIT,
-            exit_code=0,
-            commit_refused=bool(report.get("commit_refused")),
-            reason="" if succeeded else outcome.reason,
-            outputs=[str(o) for o in report.get("outputs") or []],
-            child_event_ids=[str(i) for i in report.get("child_event_ids") or []],
-            logs_ref=key,
-            finished_at=datetime.now(UTC),
+        return await store_commit(
+            job,
+            report=outcome.commit,
+            succeeded=outcome.state == JobState.SUCCEEDED,
+            reason=outcome.reason,
+            output=output,
+            blobs=self._blobs,
         )
 
     async def _store_failure(self, job: JobRequest, outcome: Outcome, output: str) -> JobResult:
         """Prepare or the module failed (commit never ran): store the log and `modulelogs`."""
-        handler_job = HandlerJob.for_request(job, Path(BASE_DIR))
-        with tempfile.TemporaryDirectory(prefix="ion-k8s-") as tmp:
-            path = Path(tmp) / "attempt.log"
-            path.write_text(output)
-            attempt = Attempt(job_id=job.job_id, number=job.attempt, log_path=path)
-            if outcome.phase == JobPhase.PREPARE:
-                return await finish_job(
-                    handler_job,
-                    attempt,
-                    ended=None,
-                    prepare_error=outcome.reason,
-                    blobs=self._blobs,
-                    meta=self._meta,
-                    bus=self._bus,
-                    url_lifetime=self._url_lifetime,
-                )
-            plain = outcome.reason == f"module exited with code {outcome.exit_code}"
-            result = await finish_job(
-                handler_job,
-                attempt,
-                ended=ModuleEnd(
-                    exit_code=outcome.exit_code,
-                    timed_out=outcome.timed_out,
-                    error="" if plain else outcome.reason,
-                ),
-                blobs=self._blobs,
-                meta=self._meta,
-                bus=self._bus,
-                url_lifetime=self._url_lifetime,
-            )
-        return result.model_copy(update={"phase": outcome.phase or JobPhase.MODULE})
+        return await store_failure(
+            job,
+            phase=outcome.phase or JobPhase.MODULE,
+            reason=outcome.reason,
+            exit_code=outcome.exit_code,
+            timed_out=outcome.timed_out,
+            output=output,
+            blobs=self._blobs,
+            meta=self._meta,
+            bus=self._bus,
+            url_lifetime=self._url_lifetime,
+        )
 
     async def _collect_logs(self, job_id: str) -> str:
         pod = self._pods.get(job_id)
