@@ -5,12 +5,14 @@ conversion both ways (request → spec → ModuleInfo) loses nothing."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
 from ion.core import ModuleRecord, ModuleSpec, Toleration, errors
+from ion.core.config import IonSettings
 from ion.management import convert
 from ion.management.deployers import Runtime
 from ion.proto import module_pb2, module_pb2_grpc
@@ -192,8 +194,16 @@ def stub(channel: Any) -> Any:
     return module_pb2_grpc.ModuleServiceStub(channel)
 
 
+@pytest.fixture
+def settings(tmp_path: Path) -> IonSettings:
+    # an image-only module passes the local provider's door check when a container runtime is
+    # configured; nothing runs it here
+    return IonSettings(home=tmp_path / "home", dispatcher={"container_runtime": "docker"})
+
+
 async def test_create_stores_them_and_get_and_list_show_them(stub: Any, running: Any) -> None:
-    created = await stub.Create(_request(), timeout=5)
+    # image only: the local provider refuses an image together with a command
+    created = await stub.Create(_request(command=[]), timeout=5)
     record = await running.stub.platform.meta.get_module(created.name)
     _assert_kubernetes_fields(record.spec)
     got = await stub.Get(module_pb2.ModuleGetRequest(name=created.name), timeout=5)
