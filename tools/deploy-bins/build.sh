@@ -4,8 +4,9 @@
 #   and terraform itself only when the one on PATH is missing or not the pinned version.
 #
 #   tools/deploy-bins/build.sh                 # all tools: build what is missing, print the env
-#   tools/deploy-bins/build.sh helm            # helm alone (2-3 min cold)
-#   tools/deploy-bins/build.sh azurerm         # the provider alone (~12 min, 5 GB RAM at link)
+#   tools/deploy-bins/build.sh helm            # helm alone (3-5 min cold)
+#   tools/deploy-bins/build.sh azurerm         # the provider alone (12 min, up to 45 on a busy
+#                                              # host; 3.5-5 GB RAM at link: build it alone)
 #   tools/deploy-bins/build.sh terraform       # terraform, only if PATH's is not the pinned one
 #   tools/deploy-bins/build.sh --cached-only [tools...]   # print the env if built, else exit 3
 #
@@ -27,6 +28,13 @@
 # GOPROXY is the environment's (`go env GOPROXY`) with a trailing `direct` dropped, so a module
 # the proxy refuses is reported as the proxy's answer rather than as a failed git clone.
 # Builds run one at a time (a lock in the cache); a second caller waits and then finds the result.
+#
+# terraform: `go install github.com/hashicorp/terraform@v1.11.4` is refused (its go.mod replaces
+# nine nested modules with ./internal/... paths, which module zips leave out). The proxy serves
+# those nested modules at the v1.11.4 commit as a pseudo-version, so the fallback copies the
+# module source, points the replaces there, drops a `godebug tlskyber` line Go 1.26 rejects, and
+# builds it (7.7 min on 2 busy cores; the result passes tests/deploy/test_terraform.py).
+#
 # The whole script is one block, so bash has read all of it before it runs: editing this file
 # while a 12-minute build runs cannot change what the running build does.
 {
@@ -155,22 +163,24 @@ go_install() { # tool outdir: `go install pkg@version` (a module with no replace
 }
 
 build_terraform() { # outdir: build terraform from its module source with the nested replaces
+  # (called in an `||` list, where set -e is off: every step checks its own status)
   local dir src mod
   dir=$("$go_bin" mod download -json "$TERRAFORM_PKG" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
   [[ -n "$dir" && -f "$dir/go.mod" ]] || { log "could not download $TERRAFORM_PKG"; return 1; }
   src="$1/src"
-  cp -r "$dir" "$src"
-  chmod -R u+w "$src"
+  cp -r "$dir" "$src" && chmod -R u+w "$src" || return 1
   (
-    cd "$src"
+    cd "$src" || exit 1
     for mod in $("$go_bin" mod edit -json | sed -n 's/^[[:space:]]*"Path": "\(github.com\/hashicorp\/terraform\/internal\/[^"]*\)"$/\1/p' | sort -u); do
-      "$go_bin" mod edit -replace="$mod=$mod@$TERRAFORM_NESTED_VERSION"
+      "$go_bin" mod edit -replace="$mod=$mod@$TERRAFORM_NESTED_VERSION" || exit 1
     done
+    # go.mod has `godebug tlskyber=0`, a setting newer Go no longer knows (and refuses).
+    "$go_bin" mod edit -dropgodebug=tlskyber || exit 1
     GOFLAGS="-mod=mod -buildvcs=false" "$go_bin" build -trimpath -ldflags "$TERRAFORM_LDFLAGS" \
-      -o "$1/terraform" .
-  )
+      -o "$1/terraform" . || exit 1
+  ) || return 1
   rm -rf "$src"
-  "$1/terraform" version | grep -q "^Terraform v$TERRAFORM_VERSION\$" || {
+  TF_CLI_CONFIG_FILE=/dev/null "$1/terraform" version | grep -q "^Terraform v$TERRAFORM_VERSION\$" || {
     log "the terraform built does not report v$TERRAFORM_VERSION"
     return 1
   }
