@@ -526,28 +526,32 @@ def test_helm_values_output_renders_the_chart_with_the_trusted_service_accounts(
     assert grpc["port"] == 9000  # the port of ion_fqdn the CLI is given
 
 
-@pytest.mark.parametrize(
-    ("var", "value", "message"),
-    [
-        ("prefix", "Ion_Prod", "The prefix must be 3-12 lowercase letters"),
-        ("location", "West Europe", "short name"),
-        ("node_count", "0", "whole number from 1 to 100"),
-        ("ion_ca_cert_file", "missing/ca.pem", "ion certs generate"),
-    ],
-)
+BAD_VALUES = {
+    # variable: (value, what its error message says)
+    "prefix": ("Ion_Prod", "The prefix must be 3-12 lowercase letters"),
+    "location": ("West Europe", "short name"),
+    "node_count": ("0", "whole number from 1 to 100"),
+    "modules": ('["Bad_Module"]', "Ion's module name rule"),
+    "ion_ca_cert_file": ("missing/ca.pem", "ion certs generate"),
+}
+
+
 def test_variable_validation_rejects_bad_values(
-    workdir: Workdir, fake_azure: FakeAzureCloud, var: str, value: str, message: str
+    workdir: Workdir, fake_azure: FakeAzureCloud
 ) -> None:
+    """One plan with every bad value: each is refused, by name, with its own message."""
     done = workdir.run(
         "plan",
         "-input=false",
         "-lock=false",
         "-no-color",
-        f"-var={var}={value}",
+        *(f"-var={var}={value}" for var, (value, _) in BAD_VALUES.items()),
         extra_env=fake_azure.environ(),
     )
     assert done.returncode != 0
-    text = " ".join(done.stderr.split())
-    assert "Invalid value for variable" in text, done.stderr
-    assert message in text, done.stderr
-    assert f"var.{var}" in text or f'variable "{var}"' in text, done.stderr
+    # Terraform reports each invalid variable as its own diagnostic block.
+    blocks = [" ".join(b.split()) for b in done.stderr.split("Error: ")[1:]]
+    assert all("Invalid value for variable" in b for b in blocks), done.stderr
+    for var, (_, message) in BAD_VALUES.items():
+        assert any(f"var.{var}" in b and message in b for b in blocks), (var, done.stderr)
+    assert len(blocks) == len(BAD_VALUES), done.stderr
