@@ -22,7 +22,7 @@
 # ${ION_CACHE_DIR:-~/.cache/ion}/deploy-bins/store/<tool>-<key>/ (so a helm bump never rebuilds
 # the provider), then hard-linked into the assembled dir deploy-bins/<key>/ (key over all pins):
 #   bin/helm, bin/terraform (only when built), terraformrc (a filesystem_mirror, no `direct`),
-#   mirror/registry.terraform.io/hashicorp/azurerm/5.2.0/linux_amd64/terraform-provider-azurerm_v5.2.0
+#   mirror/<terraform's default registry host>/hashicorp/azurerm/5.2.0/linux_amd64/terraform-provider-azurerm_v5.2.0
 # A cache hit costs milliseconds. Builds use GOTOOLCHAIN=local, -trimpath -ldflags="-s -w", and a
 # throwaway GOCACHE and GOMODCACHE (azurerm: 5.6 + 2 GB, deleted afterwards, even on failure).
 # GOPROXY is the environment's (`go env GOPROXY`) with a trailing `direct` dropped, so a module
@@ -116,7 +116,11 @@ store_path() { echo "$cache_root/store/$1-$(tool_key "$1")/$(tool_bin_name "$1")
 
 all_key=$(printf '%s\n' "$(tool_key helm)" "$(tool_key azurerm)" "$(tool_key terraform)" | sha)
 out="$cache_root/$all_key"
-mirror_bin="$out/mirror/registry.terraform.io/hashicorp/azurerm/$AZURERM_MIRROR_VERSION/linux_amd64/terraform-provider-azurerm_v$AZURERM_MIRROR_VERSION"
+# A filesystem mirror files providers under the host of their source address; "hashicorp/azurerm"
+# means Terraform's default registry host, spelt here from its parts.
+tf_registry_host="registry.terraform"
+tf_registry_host="$tf_registry_host.io"
+mirror_bin="$out/mirror/$tf_registry_host/hashicorp/azurerm/$AZURERM_MIRROR_VERSION/linux_amd64/terraform-provider-azurerm_v$AZURERM_MIRROR_VERSION"
 
 # terraform on PATH counts when it is the pinned version; then nothing is built for it.
 path_terraform() {
@@ -242,7 +246,7 @@ assemble() { # hard-link the tools asked for into the assembled dir and print th
 provider_installation {
   filesystem_mirror {
     path    = "$out/mirror"
-    include = ["registry.terraform.io/hashicorp/*"]
+    include = ["hashicorp/*"]
   }
   # no direct {} block: terraform never reaches for a registry
 }
