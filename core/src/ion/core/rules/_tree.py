@@ -10,6 +10,7 @@ false and leaves a note saying why.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -73,7 +74,7 @@ class _Env:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Node:
+class Node(ABC):
     """A sub-expression: its static kind and where it is in the rule's text."""
 
     kind: Kind
@@ -82,9 +83,9 @@ class Node:
     line: int
     column: int
 
+    @abstractmethod
     def value(self, env: _Env) -> Value:
         """Evaluate the sub-expression."""
-        raise NotImplementedError
 
     def needs(self) -> frozenset[Need]:
         """What the sub-expression reads beyond the event type."""
