@@ -374,19 +374,7 @@ class Dispatcher:
         if record is not None or message.delivery_count > 1:
             with contextlib.suppress(errors.NotFoundError):
                 known = await executor.status(job)
-        record = JobAttempt(
-            id=job,
-            module=self.spec.name,
-            event_id=event.event_id,
-            correlation_id=event.correlation_id,
-            parent_event_id=event.context.parent_event_id,
-            event_type=event.type,
-            attempt=attempt,
-            state=AttemptState.RUNNING,
-            started_at=self._clock.now(),
-            dispatcher=self.identity,
-            route=route,
-        )
+        record = self._attempt(event, job, attempt, AttemptState.RUNNING, route=route)
         if known is None:
             if stop is not None and stop.is_set():
                 await self._settle(self._bus.abandon, message)  # not started: leave it for others
@@ -486,6 +474,35 @@ class Dispatcher:
                 key=route.executor,
             ) from None
 
+    def _attempt(
+        self,
+        event: Event,
+        job: str,
+        attempt: int,
+        state: AttemptState,
+        *,
+        route: RouteChoice | None = None,
+        reason: str = "",
+    ) -> JobAttempt:
+        """A record of this dispatcher's attempt at `event`, started now; one in a final state
+        (anything but RUNNING) also finished now."""
+        now = self._clock.now()
+        return JobAttempt(
+            id=job,
+            module=self.spec.name,
+            event_id=event.event_id,
+            correlation_id=event.correlation_id,
+            parent_event_id=event.context.parent_event_id,
+            event_type=event.type,
+            attempt=attempt,
+            state=state,
+            started_at=now,
+            finished_at=None if state == AttemptState.RUNNING else now,
+            reason=reason,
+            dispatcher=self.identity,
+            route=route,
+        )
+
     def _job_spec(self, route: RouteChoice | None) -> ModuleSpec:
         """The spec a job is given: rules applied already, the route's resources in place."""
         spec = self.spec.without_rules()
@@ -497,22 +514,8 @@ class Dispatcher:
         self, message: ReceivedMessage, event: Event, job: str, attempt: int, reason: str
     ) -> None:
         """Record that `when` did not match (FILTERED) and complete the message; nothing runs."""
-        now = self._clock.now()
         await self._meta.upsert_attempt(
-            JobAttempt(
-                id=job,
-                module=self.spec.name,
-                event_id=event.event_id,
-                correlation_id=event.correlation_id,
-                parent_event_id=event.context.parent_event_id,
-                event_type=event.type,
-                attempt=attempt,
-                state=AttemptState.FILTERED,
-                started_at=now,
-                finished_at=now,
-                reason=reason,
-                dispatcher=self.identity,
-            )
+            self._attempt(event, job, attempt, AttemptState.FILTERED, reason=reason)
         )
         self.stats.filtered += 1
         log.info("event filtered out: %s", reason)
@@ -528,20 +531,8 @@ class Dispatcher:
         reason: str,
     ) -> None:
         """A route to an executor this dispatcher lacks: dead-letter at once (no retry helps)."""
-        record = JobAttempt(
-            id=job,
-            module=self.spec.name,
-            event_id=event.event_id,
-            correlation_id=event.correlation_id,
-            parent_event_id=event.context.parent_event_id,
-            event_type=event.type,
-            attempt=attempt,
-            state=AttemptState.DEAD_LETTERED,
-            started_at=self._clock.now(),
-            finished_at=self._clock.now(),
-            reason=reason,
-            dispatcher=self.identity,
-            route=route,
+        record = self._attempt(
+            event, job, attempt, AttemptState.DEAD_LETTERED, route=route, reason=reason
         )
         await self._meta.upsert_attempt(record)
         self.stats.dead_lettered += 1
