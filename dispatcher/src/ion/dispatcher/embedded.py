@@ -22,7 +22,6 @@ from ion.core.ports.meta import MetadataStore
 from ion.dispatcher.dispatching import DispatcherOptions
 from ion.dispatcher.executors import named
 from ion.dispatcher.executors.local import LocalExecutor
-from ion.dispatcher.executors.named import Executors
 from ion.dispatcher.pool import DispatcherPool
 
 
@@ -61,29 +60,6 @@ def local_executor(
     )
 
 
-async def settings_executor(
-    settings: IonSettings,
-    *,
-    bus: EventBus,
-    blobs: BlobStore,
-    meta: MetadataStore,
-    module: str | None = None,
-    clock: Clock | None = None,
-) -> Executors:
-    """The executors settings name: `dispatcher.executor` (the default) and the further ones
-    `dispatcher.routes_to` lists for modules' routes (`ion.dispatcher.executors.named`).
-
-    `module`: the one module this process dispatches, if any (a Kubernetes executor then
-    follows only that module's Jobs).
-
-    Raises:
-        errors.ConfigError: an executor is unknown, or cannot be reached.
-    """
-    return await named.open_executors(
-        settings, bus=bus, blobs=blobs, meta=meta, module=module, clock=clock
-    )
-
-
 @asynccontextmanager
 async def local_pool(
     settings: IonSettings,
@@ -99,7 +75,7 @@ async def local_pool(
 
     The backends are the caller's: they stay open.
     """
-    executors = await settings_executor(
+    executors = await named.open_executors(
         settings, bus=bus, blobs=blobs, meta=meta, module=module, clock=clock
     )
     try:

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 from ion.core import ModuleRecord, errors, naming
 from ion.core.config import IonSettings
-from ion.dispatcher.embedded import dispatcher_options, settings_executor
+from ion.dispatcher.embedded import dispatcher_options
 from ion.dispatcher.executors.azurebatch import AzureBatchExecutor
+from ion.dispatcher.executors.named import open_executors
 from ion.dispatcher.pool import DispatcherPool
 from ion.management.dataplane import Platform
 from ion.management.deployers.base import Runtime
@@ -60,7 +61,7 @@ class AzureBatchDeployer:
             return
         stack = AsyncExitStack()
         try:
-            executors = await settings_executor(
+            executors = await open_executors(
                 self._settings,
                 bus=self._platform.bus,
                 blobs=self._platform.blobs,
