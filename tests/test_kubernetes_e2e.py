@@ -17,18 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from ion.dispatcher.executors.kubernetes import KubeApi, KubeApiError
-from ion.management.testing import make_test_certificates
+from tests.e2e_support import Management, management_server
 from tests.kube.ion import KubeIon, service_account_api
 from tests.kube.pipeline import (
     Stack,
@@ -39,9 +36,6 @@ from tests.kube.pipeline import (
 
 pytestmark = pytest.mark.timeout(900)
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "media-classifiers"
-BIN = Path(sys.executable).parent
-
 
 @pytest.fixture
 async def api(kube_ion: KubeIon) -> AsyncIterator[KubeApi]:
@@ -50,80 +44,10 @@ async def api(kube_ion: KubeIon) -> AsyncIterator[KubeApi]:
     await found.aclose()
 
 
-@dataclass
-class Management:
-    process: subprocess.Popen[bytes]
-    cli_env: dict[str, str]
-    log: Path
-
-    def ion(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [str(BIN / "ion"), *args],
-            env=self.cli_env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if check and done.returncode != 0:
-            raise AssertionError(
-                f"ion {' '.join(args)} exited {done.returncode}:\n{done.stderr}\n"
-                f"management log:\n{self.log.read_text()[-4000:]}"
-            )
-        return done
-
-
 @pytest.fixture
 def management(stack: Stack, tmp_path: Path) -> Iterator[Management]:
-    certs = make_test_certificates(tmp_path / "certs")
-    pki = certs.pki
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        front = s.getsockname()[1]
-    log = tmp_path / "management.log"
-    process = subprocess.Popen(
-        [
-            str(BIN / "ion-management"),
-            "serve",
-            "--port",
-            str(port),
-            "--front-api-port",
-            str(front),
-            "--certfile",
-            str(pki.server.certfile),
-            "--keyfile",
-            str(pki.server.keyfile),
-            "--cacertfile",
-            str(pki.ca_cert),
-        ],
-        env={**os.environ, **stack.env},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    cli_env = {
-        **os.environ,
-        "ION_HOME": str(tmp_path / "cli-home"),
-        "ION_ENDPOINT": f"127.0.0.1:{port}",
-        "ION_CERTFILE": str(pki.client.certfile),
-        "ION_KEYFILE": str(pki.client.keyfile),
-        "ION_CACERTFILE": str(pki.ca_cert),
-    }
-    found = Management(process=process, cli_env=cli_env, log=log)
-    deadline = time.monotonic() + 60
-    while found.ion("module", "list", check=False).returncode != 0:
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"management did not start:\n{log.read_text()[-4000:]}")
-        time.sleep(0.5)
-    yield found
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with management_server(tmp_path, stack.env) as found:
+        yield found
 
 
 def _create_modules(
