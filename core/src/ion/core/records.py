@@ -26,10 +26,19 @@ class AttemptState(StrEnum):
     """The last attempt failed; the event went to the dead-letter queue."""
     FILTERED = "FILTERED"
     """The module's `when` rule did not match the event: completed, never run."""
+    CANCELLED = "CANCELLED"
+    """Stopped on purpose before it finished (its module was deleted with --force, or its flow
+    was cancelled): the job was killed or never started, and nothing more will run for it."""
 
 
 TERMINAL_STATES = frozenset(
-    {AttemptState.SUCCEEDED, AttemptState.FAILED, AttemptState.DEAD_LETTERED, AttemptState.FILTERED}
+    {
+        AttemptState.SUCCEEDED,
+        AttemptState.FAILED,
+        AttemptState.DEAD_LETTERED,
+        AttemptState.FILTERED,
+        AttemptState.CANCELLED,
+    }
 )
 
 
@@ -53,11 +62,19 @@ class RunStatus(StrEnum):
     FILTERED = "FILTERED"
     """The module's `when` rule did not match the event, so it never ran: a deliberate end,
     distinct from success and from an event no module subscribes to."""
+    CANCELLED = "CANCELLED"
+    """Stopped on purpose (its module was deleted with --force, or its flow was cancelled):
+    nothing more runs for it, and it is not a success."""
 
     @property
     def settled(self) -> bool:
         """Nothing more will happen to this run unless someone acts (a dead-letter replay)."""
-        return self in (RunStatus.SUCCEEDED, RunStatus.DEAD_LETTERED, RunStatus.FILTERED)
+        return self in (
+            RunStatus.SUCCEEDED,
+            RunStatus.DEAD_LETTERED,
+            RunStatus.FILTERED,
+            RunStatus.CANCELLED,
+        )
 
     @classmethod
     def of(cls, attempts: Iterable[JobAttempt]) -> RunStatus:
@@ -72,6 +89,8 @@ class RunStatus(StrEnum):
                 return cls.DEAD_LETTERED
             case AttemptState.FILTERED:
                 return cls.FILTERED
+            case AttemptState.CANCELLED:
+                return cls.CANCELLED
             case AttemptState.FAILED:
                 return cls.RETRYING  # the dispatcher writes DEAD_LETTERED when no retry is left
             case AttemptState.RUNNING:
