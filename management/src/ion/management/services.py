@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 
 import grpc  # type: ignore[import-untyped]  # grpcio ships no type information
 
-from ion.core import AttemptState, Event, ModuleRecord, errors, identifiers
+from ion.core import AttemptState, ModuleRecord, errors, identifiers
 from ion.core.flow import Flow
-from ion.management import convert
+from ion.management import convert, deadletters
 from ion.management.control import RootFile
 from ion.management.dataplane import Platform
 from ion.management.deployers import Runtime
@@ -263,42 +263,34 @@ class EventService(events_pb2_grpc.EventServiceServicer):
 
 
 class DeadLetterService(events_pb2_grpc.DeadLetterServiceServicer):
-    """List dead-lettered messages with their reasons and replay them."""
+    """List dead-lettered messages with their reasons and replay them (`ion.management.deadletters`)."""
 
     def __init__(self, platform: Platform, registry: ModuleRegistry) -> None:
         self._platform = platform
         self._registry = registry
-
-    async def _modules(self, ref: str) -> list[ModuleRecord]:
-        if ref:
-            return [await self._registry.resolve(ref)]
-        return await self._registry.list_modules()
 
     @_rpc
     async def List(
         self, request: events_pb2.ListDeadLettersRequest, context: Any
     ) -> events_pb2.ListDeadLettersResponse:
         """Return each module's dead-lettered messages, oldest first."""
-        count = min(request.max_messages or 100, MAX_PEEK)
+        letters = await deadletters.list_dead_letters(
+            self._platform,
+            self._registry,
+            request.module.strip(),
+            max_messages=request.max_messages,
+        )
         found: list[events_pb2.DeadLetter] = []
-        for record in await self._modules(request.module.strip()):
-            if record.deleted:
-                continue
-            topic, subscription = subscription_of(record)
-            try:
-                messages = await self._platform.bus.peek(
-                    topic, subscription, max_messages=count, dead_letter=True
-                )
-            except errors.NotFoundError:
-                continue
-            for message in messages:
-                item = events_pb2.DeadLetter(
-                    module=record.id,
-                    message=convert.bus_message(message, topic=topic, subscription=subscription),
-                )
-                with contextlib.suppress(errors.PoisonMessageError):
-                    item.event.CopyFrom(convert.event_info(Event.from_json(message.body)))
-                found.append(item)
+        for letter in letters:
+            item = events_pb2.DeadLetter(
+                module=letter.module.id,
+                message=convert.bus_message(
+                    letter.message, topic=letter.topic, subscription=letter.subscription
+                ),
+            )
+            if letter.event is not None:
+                item.event.CopyFrom(convert.event_info(letter.event))
+            found.append(item)
         return events_pb2.ListDeadLettersResponse(dead_letters=found)
 
     @_rpc
@@ -306,16 +298,9 @@ class DeadLetterService(events_pb2_grpc.DeadLetterServiceServicer):
         self, request: events_pb2.ReplayDeadLetterRequest, context: Any
     ) -> events_pb2.ReplayDeadLetterResponse:
         """Put one dead-lettered message back on its module's subscription."""
-        if not request.message_id.strip():
-            raise errors.ValidationError(
-                "field 'message_id' is required", field="message_id", rule="required"
-            )
-        record = await self._registry.resolve(request.module.strip())
-        if record.deleted:
-            raise errors.ValidationError(
-                f"module {record.id!r} is deleted; its subscription is gone", field="module"
-            )
-        await self._platform.replay_dead_letter(record.id, request.message_id.strip())
+        record = await deadletters.replay_dead_letter(
+            self._platform, self._registry, request.module, request.message_id
+        )
         return events_pb2.ReplayDeadLetterResponse(
             module=record.id, message_id=request.message_id.strip()
         )

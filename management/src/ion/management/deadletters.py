@@ -1,0 +1,91 @@
+"""Dead letters of the registry's modules: list them with their reasons, replay one.
+
+The one implementation behind `ion event dlq list|replay` (the gRPC `DeadLetterService`) and the
+web console's dead-letter page, so both show the same letters and replay them the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+from ion.core import Event, ModuleRecord, errors
+from ion.core.ports import PeekedMessage
+from ion.management.dataplane import Platform
+from ion.management.registry import ModuleRegistry, subscription_of
+
+MAX_PEEK = 1000
+"""Most dead letters read from one module at once."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetter:
+    """One dead-lettered message of a module, with its event when the body is one."""
+
+    module: ModuleRecord
+    topic: str
+    subscription: str
+    message: PeekedMessage
+    event: Event | None
+    """The event the message carries; None when its body is not a valid event."""
+
+
+async def list_dead_letters(
+    platform: Platform, registry: ModuleRegistry, module: str = "", *, max_messages: int = 100
+) -> list[DeadLetter]:
+    """Return the dead letters of `module` (an id or name; every live module when empty),
+    oldest first within each module, at most `max_messages` (capped at `MAX_PEEK`) per module.
+
+    Raises:
+        errors.NotFoundError: `module` names no module.
+    """
+    count = min(max_messages or 100, MAX_PEEK)
+    records = [await registry.resolve(module)] if module else await registry.list_modules()
+    found: list[DeadLetter] = []
+    for record in records:
+        if record.deleted:
+            continue
+        topic, subscription = subscription_of(record)
+        try:
+            messages = await platform.bus.peek(
+                topic, subscription, max_messages=count, dead_letter=True
+            )
+        except errors.NotFoundError:
+            continue
+        for message in messages:
+            event = None
+            with contextlib.suppress(errors.PoisonMessageError):
+                event = Event.from_json(message.body)
+            found.append(
+                DeadLetter(
+                    module=record,
+                    topic=topic,
+                    subscription=subscription,
+                    message=message,
+                    event=event,
+                )
+            )
+    return found
+
+
+async def replay_dead_letter(
+    platform: Platform, registry: ModuleRegistry, module: str, message_id: str
+) -> ModuleRecord:
+    """Put one dead-lettered message back on its module's subscription; return the module.
+
+    Raises:
+        errors.ValidationError: no message id, or the module is deleted.
+        errors.NotFoundError: no such module, or it has no such dead letter.
+    """
+    message_id = message_id.strip()
+    if not message_id:
+        raise errors.ValidationError(
+            "field 'message_id' is required", field="message_id", rule="required"
+        )
+    record = await registry.resolve(module.strip())
+    if record.deleted:
+        raise errors.ValidationError(
+            f"module {record.id!r} is deleted; its subscription is gone", field="module"
+        )
+    await platform.replay_dead_letter(record.id, message_id)
+    return record
