@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from ion.proto.v1 import types_pb2 as ion_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0cmodule.proto\x1a\x12ion/v1/types.proto\"\xb2\x07\n\x13ModuleCreateRequest\x12\x12\n\nmodulename\x18\x01 \x01(\t\x12\x1a\n\x12\x65ventsubscriptions\x18\x02 \x01(\t\x12\x19\n\x11\x65ventpublications\x18\x03 \x01(\t\x12\x13\n\x0bmoduleimage\x18\x04 \x01(\t\x12\x14\n\x0chandlerimage\x18\x05 \x01(\t\x12\x15\n\rinstancecount\x18\x06 \x01(\x05\x12\x12\n\nretrycount\x18\x07 \x01(\x05\x12\x10\n\x08provider\x18\x08 \x01(\t\x12\x1c\n\x14maxexecutiontimemins\x18\t \x01(\x05\x12\x36\n\tconfigmap\x18\n \x03(\x0b\x32#.ModuleCreateRequest.ConfigmapEntry\x12\x0f\n\x07\x63ommand\x18\x0b \x03(\t\x12*\n\x03\x65nv\x18\x0c \x03(\x0b\x32\x1d.ModuleCreateRequest.EnvEntry\x12$\n\tresources\x18\r \x01(\x0b\x32\x11.ion.v1.Resources\x12\"\n\x15retry_backoff_seconds\x18\x0e \x01(\x01H\x00\x88\x01\x01\x12\"\n\x15max_execution_seconds\x18\x0f \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x0bworking_dir\x18\x10 \x01(\t\x12\x15\n\rmax_in_flight\x18\x11 \x01(\x05\x12\x19\n\x11image_pull_policy\x18\x12 \x01(\t\x12=\n\rnode_selector\x18\x13 \x03(\x0b\x32&.ModuleCreateRequest.NodeSelectorEntry\x12\'\n\x0btolerations\x18\x14 \x03(\x0b\x32\x12.ion.v1.Toleration\x12\x17\n\x0fservice_account\x18\x15 \x01(\t\x12\x0f\n\x07secrets\x18\x16 \x03(\t\x12\x1a\n\x12image_pull_secrets\x18\x17 \x03(\t\x12\x0c\n\x04when\x18\x18 \x01(\t\x12\x1d\n\x06routes\x18\x19 \x03(\x0b\x32\r.ion.v1.Route\x1a\x30\n\x0e\x43onfigmapEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x33\n\x11NodeSelectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x18\n\x16_retry_backoff_secondsB\x18\n\x16_max_execution_seconds\"$\n\x14ModuleCreateResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\"#\n\x13ModuleDeleteRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"$\n\x14ModuleDeleteResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\" \n\x10ModuleGetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x97\x02\n\x11ModuleGetResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x15\n\rstatusMessage\x18\x03 \x01(\t\x12\x1b\n\x13\x64ispatchers_running\x18\x04 \x01(\x05\x12\x16\n\x0ejobs_in_flight\x18\x05 \x01(\x05\x12\x11\n\tsucceeded\x18\x06 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x07 \x01(\x03\x12\x15\n\rdead_lettered\x18\x08 \x01(\x03\x12\"\n\x06module\x18\t \x01(\x0b\x32\x12.ion.v1.ModuleInfo\x12\x0e\n\x06queued\x18\n \x01(\x03\x12\x19\n\x11\x64\x65\x61\x64_letter_queue\x18\x0b \x01(\x03\x12\x0f\n\x07running\x18\x0c \x01(\x03\",\n\x11ModuleListRequest\x12\x17\n\x0finclude_deleted\x18\x01 \x01(\x08\"H\n\x12ModuleListResponse\x12\r\n\x05names\x18\x01 \x03(\t\x12#\n\x07modules\x18\x02 \x03(\x0b\x32\x12.ion.v1.ModuleInfo\"\x07\n\x05\x45mpty2\xe4\x01\n\rModuleService\x12\x37\n\x06\x43reate\x12\x14.ModuleCreateRequest\x1a\x15.ModuleCreateResponse\"\x00\x12\x37\n\x06\x44\x65lete\x12\x14.ModuleDeleteRequest\x1a\x15.ModuleDeleteResponse\"\x00\x12.\n\x03Get\x12\x11.ModuleGetRequest\x1a\x12.ModuleGetResponse\"\x00\x12\x31\n\x04List\x12\x12.ModuleListRequest\x1a\x13.ModuleListResponse\"\x00\x42\x08Z\x06moduleb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0cmodule.proto\x1a\x12ion/v1/types.proto\"\x9d\x08\n\x13ModuleCreateRequest\x12\x12\n\nmodulename\x18\x01 \x01(\t\x12\x1a\n\x12\x65ventsubscriptions\x18\x02 \x01(\t\x12\x19\n\x11\x65ventpublications\x18\x03 \x01(\t\x12\x13\n\x0bmoduleimage\x18\x04 \x01(\t\x12\x14\n\x0chandlerimage\x18\x05 \x01(\t\x12\x15\n\rinstancecount\x18\x06 \x01(\x05\x12\x12\n\nretrycount\x18\x07 \x01(\x05\x12\x10\n\x08provider\x18\x08 \x01(\t\x12\x1c\n\x14maxexecutiontimemins\x18\t \x01(\x05\x12\x36\n\tconfigmap\x18\n \x03(\x0b\x32#.ModuleCreateRequest.ConfigmapEntry\x12\x0f\n\x07\x63ommand\x18\x0b \x03(\t\x12*\n\x03\x65nv\x18\x0c \x03(\x0b\x32\x1d.ModuleCreateRequest.EnvEntry\x12$\n\tresources\x18\r \x01(\x0b\x32\x11.ion.v1.Resources\x12\"\n\x15retry_backoff_seconds\x18\x0e \x01(\x01H\x00\x88\x01\x01\x12\"\n\x15max_execution_seconds\x18\x0f \x01(\x01H\x01\x88\x01\x01\x12\x13\n\x0bworking_dir\x18\x10 \x01(\t\x12\x15\n\rmax_in_flight\x18\x11 \x01(\x05\x12\x19\n\x11image_pull_policy\x18\x12 \x01(\t\x12=\n\rnode_selector\x18\x13 \x03(\x0b\x32&.ModuleCreateRequest.NodeSelectorEntry\x12\'\n\x0btolerations\x18\x14 \x03(\x0b\x32\x12.ion.v1.Toleration\x12\x17\n\x0fservice_account\x18\x15 \x01(\t\x12\x0f\n\x07secrets\x18\x16 \x03(\t\x12\x1a\n\x12image_pull_secrets\x18\x17 \x03(\t\x12\x0c\n\x04when\x18\x18 \x01(\t\x12\x1d\n\x06routes\x18\x19 \x03(\x0b\x32\r.ion.v1.Route\x12\x37\n\nsecret_env\x18\x1a \x03(\x0b\x32#.ModuleCreateRequest.SecretEnvEntry\x1a\x30\n\x0e\x43onfigmapEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x33\n\x11NodeSelectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x30\n\x0eSecretEnvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x18\n\x16_retry_backoff_secondsB\x18\n\x16_max_execution_seconds\"K\n\x12ModuleApplyRequest\x12$\n\x06module\x18\x01 \x01(\x0b\x32\x14.ModuleCreateRequest\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"D\n\x13ModuleApplyResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x0f\n\x07\x63hanged\x18\x03 \x03(\t\"$\n\x14ModuleCreateResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\"\\\n\x13ModuleDeleteRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\x12\x17\n\x0ftimeout_seconds\x18\x03 \x01(\x01\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\"\xb8\x01\n\x14ModuleDeleteResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x0e\n\x06queued\x18\x04 \x01(\x03\x12\x0f\n\x07running\x18\x05 \x01(\x03\x12\x0f\n\x07\x64rained\x18\x06 \x01(\x03\x12\x11\n\tcancelled\x18\x07 \x01(\x03\x12\x15\n\rdead_lettered\x18\x08 \x01(\x03\x12\x17\n\x0f\x61lready_deleted\x18\t \x01(\x08\" \n\x10ModuleGetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x97\x02\n\x11ModuleGetResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x15\n\rstatusMessage\x18\x03 \x01(\t\x12\x1b\n\x13\x64ispatchers_running\x18\x04 \x01(\x05\x12\x16\n\x0ejobs_in_flight\x18\x05 \x01(\x05\x12\x11\n\tsucceeded\x18\x06 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x07 \x01(\x03\x12\x15\n\rdead_lettered\x18\x08 \x01(\x03\x12\"\n\x06module\x18\t \x01(\x0b\x32\x12.ion.v1.ModuleInfo\x12\x0e\n\x06queued\x18\n \x01(\x03\x12\x19\n\x11\x64\x65\x61\x64_letter_queue\x18\x0b \x01(\x03\x12\x0f\n\x07running\x18\x0c \x01(\x03\",\n\x11ModuleListRequest\x12\x17\n\x0finclude_deleted\x18\x01 \x01(\x08\"H\n\x12ModuleListResponse\x12\r\n\x05names\x18\x01 \x03(\t\x12#\n\x07modules\x18\x02 \x03(\x0b\x32\x12.ion.v1.ModuleInfo\"\x07\n\x05\x45mpty2\xdb\x02\n\rModuleService\x12\x37\n\x06\x43reate\x12\x14.ModuleCreateRequest\x1a\x15.ModuleCreateResponse\"\x00\x12\x37\n\x06\x44\x65lete\x12\x14.ModuleDeleteRequest\x1a\x15.ModuleDeleteResponse\"\x00\x12.\n\x03Get\x12\x11.ModuleGetRequest\x1a\x12.ModuleGetResponse\"\x00\x12\x31\n\x04List\x12\x12.ModuleListRequest\x1a\x13.ModuleListResponse\"\x00\x12\x34\n\x05\x41pply\x12\x13.ModuleApplyRequest\x1a\x14.ModuleApplyResponse\"\x00\x12?\n\x0c\x44\x65leteStream\x12\x14.ModuleDeleteRequest\x1a\x15.ModuleDeleteResponse\"\x00\x30\x01\x42\x08Z\x06moduleb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,30 +39,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODULECREATEREQUEST_ENVENTRY']._serialized_options = b'8\001'
   _globals['_MODULECREATEREQUEST_NODESELECTORENTRY']._loaded_options = None
   _globals['_MODULECREATEREQUEST_NODESELECTORENTRY']._serialized_options = b'8\001'
+  _globals['_MODULECREATEREQUEST_SECRETENVENTRY']._loaded_options = None
+  _globals['_MODULECREATEREQUEST_SECRETENVENTRY']._serialized_options = b'8\001'
   _globals['_MODULECREATEREQUEST']._serialized_start=37
-  _globals['_MODULECREATEREQUEST']._serialized_end=983
-  _globals['_MODULECREATEREQUEST_CONFIGMAPENTRY']._serialized_start=786
-  _globals['_MODULECREATEREQUEST_CONFIGMAPENTRY']._serialized_end=834
-  _globals['_MODULECREATEREQUEST_ENVENTRY']._serialized_start=836
-  _globals['_MODULECREATEREQUEST_ENVENTRY']._serialized_end=878
-  _globals['_MODULECREATEREQUEST_NODESELECTORENTRY']._serialized_start=880
-  _globals['_MODULECREATEREQUEST_NODESELECTORENTRY']._serialized_end=931
-  _globals['_MODULECREATERESPONSE']._serialized_start=985
-  _globals['_MODULECREATERESPONSE']._serialized_end=1021
-  _globals['_MODULEDELETEREQUEST']._serialized_start=1023
-  _globals['_MODULEDELETEREQUEST']._serialized_end=1058
-  _globals['_MODULEDELETERESPONSE']._serialized_start=1060
-  _globals['_MODULEDELETERESPONSE']._serialized_end=1096
-  _globals['_MODULEGETREQUEST']._serialized_start=1098
-  _globals['_MODULEGETREQUEST']._serialized_end=1130
-  _globals['_MODULEGETRESPONSE']._serialized_start=1133
-  _globals['_MODULEGETRESPONSE']._serialized_end=1412
-  _globals['_MODULELISTREQUEST']._serialized_start=1414
-  _globals['_MODULELISTREQUEST']._serialized_end=1458
-  _globals['_MODULELISTRESPONSE']._serialized_start=1460
-  _globals['_MODULELISTRESPONSE']._serialized_end=1532
-  _globals['_EMPTY']._serialized_start=1534
-  _globals['_EMPTY']._serialized_end=1541
-  _globals['_MODULESERVICE']._serialized_start=1544
-  _globals['_MODULESERVICE']._serialized_end=1772
+  _globals['_MODULECREATEREQUEST']._serialized_end=1090
+  _globals['_MODULECREATEREQUEST_CONFIGMAPENTRY']._serialized_start=843
+  _globals['_MODULECREATEREQUEST_CONFIGMAPENTRY']._serialized_end=891
+  _globals['_MODULECREATEREQUEST_ENVENTRY']._serialized_start=893
+  _globals['_MODULECREATEREQUEST_ENVENTRY']._serialized_end=935
+  _globals['_MODULECREATEREQUEST_NODESELECTORENTRY']._serialized_start=937
+  _globals['_MODULECREATEREQUEST_NODESELECTORENTRY']._serialized_end=988
+  _globals['_MODULECREATEREQUEST_SECRETENVENTRY']._serialized_start=990
+  _globals['_MODULECREATEREQUEST_SECRETENVENTRY']._serialized_end=1038
+  _globals['_MODULEAPPLYREQUEST']._serialized_start=1092
+  _globals['_MODULEAPPLYREQUEST']._serialized_end=1167
+  _globals['_MODULEAPPLYRESPONSE']._serialized_start=1169
+  _globals['_MODULEAPPLYRESPONSE']._serialized_end=1237
+  _globals['_MODULECREATERESPONSE']._serialized_start=1239
+  _globals['_MODULECREATERESPONSE']._serialized_end=1275
+  _globals['_MODULEDELETEREQUEST']._serialized_start=1277
+  _globals['_MODULEDELETEREQUEST']._serialized_end=1369
+  _globals['_MODULEDELETERESPONSE']._serialized_start=1372
+  _globals['_MODULEDELETERESPONSE']._serialized_end=1556
+  _globals['_MODULEGETREQUEST']._serialized_start=1558
+  _globals['_MODULEGETREQUEST']._serialized_end=1590
+  _globals['_MODULEGETRESPONSE']._serialized_start=1593
+  _globals['_MODULEGETRESPONSE']._serialized_end=1872
+  _globals['_MODULELISTREQUEST']._serialized_start=1874
+  _globals['_MODULELISTREQUEST']._serialized_end=1918
+  _globals['_MODULELISTRESPONSE']._serialized_start=1920
+  _globals['_MODULELISTRESPONSE']._serialized_end=1992
+  _globals['_EMPTY']._serialized_start=1994
+  _globals['_EMPTY']._serialized_end=2001
+  _globals['_MODULESERVICE']._serialized_start=2004
+  _globals['_MODULESERVICE']._serialized_end=2351
 # @@protoc_insertion_point(module_scope)

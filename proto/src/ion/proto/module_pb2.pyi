@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ModuleCreateRequest(_message.Message):
-    __slots__ = ("modulename", "eventsubscriptions", "eventpublications", "moduleimage", "handlerimage", "instancecount", "retrycount", "provider", "maxexecutiontimemins", "configmap", "command", "env", "resources", "retry_backoff_seconds", "max_execution_seconds", "working_dir", "max_in_flight", "image_pull_policy", "node_selector", "tolerations", "service_account", "secrets", "image_pull_secrets", "when", "routes")
+    __slots__ = ("modulename", "eventsubscriptions", "eventpublications", "moduleimage", "handlerimage", "instancecount", "retrycount", "provider", "maxexecutiontimemins", "configmap", "command", "env", "resources", "retry_backoff_seconds", "max_execution_seconds", "working_dir", "max_in_flight", "image_pull_policy", "node_selector", "tolerations", "service_account", "secrets", "image_pull_secrets", "when", "routes", "secret_env")
     class ConfigmapEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +24,13 @@ class ModuleCreateRequest(_message.Message):
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     class NodeSelectorEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class SecretEnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +62,7 @@ class ModuleCreateRequest(_message.Message):
     IMAGE_PULL_SECRETS_FIELD_NUMBER: _ClassVar[int]
     WHEN_FIELD_NUMBER: _ClassVar[int]
     ROUTES_FIELD_NUMBER: _ClassVar[int]
+    SECRET_ENV_FIELD_NUMBER: _ClassVar[int]
     modulename: str
     eventsubscriptions: str
     eventpublications: str
@@ -80,7 +88,26 @@ class ModuleCreateRequest(_message.Message):
     image_pull_secrets: _containers.RepeatedScalarFieldContainer[str]
     when: str
     routes: _containers.RepeatedCompositeFieldContainer[_types_pb2.Route]
-    def __init__(self, modulename: _Optional[str] = ..., eventsubscriptions: _Optional[str] = ..., eventpublications: _Optional[str] = ..., moduleimage: _Optional[str] = ..., handlerimage: _Optional[str] = ..., instancecount: _Optional[int] = ..., retrycount: _Optional[int] = ..., provider: _Optional[str] = ..., maxexecutiontimemins: _Optional[int] = ..., configmap: _Optional[_Mapping[str, str]] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., retry_backoff_seconds: _Optional[float] = ..., max_execution_seconds: _Optional[float] = ..., working_dir: _Optional[str] = ..., max_in_flight: _Optional[int] = ..., image_pull_policy: _Optional[str] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., tolerations: _Optional[_Iterable[_Union[_types_pb2.Toleration, _Mapping]]] = ..., service_account: _Optional[str] = ..., secrets: _Optional[_Iterable[str]] = ..., image_pull_secrets: _Optional[_Iterable[str]] = ..., when: _Optional[str] = ..., routes: _Optional[_Iterable[_Union[_types_pb2.Route, _Mapping]]] = ...) -> None: ...
+    secret_env: _containers.ScalarMap[str, str]
+    def __init__(self, modulename: _Optional[str] = ..., eventsubscriptions: _Optional[str] = ..., eventpublications: _Optional[str] = ..., moduleimage: _Optional[str] = ..., handlerimage: _Optional[str] = ..., instancecount: _Optional[int] = ..., retrycount: _Optional[int] = ..., provider: _Optional[str] = ..., maxexecutiontimemins: _Optional[int] = ..., configmap: _Optional[_Mapping[str, str]] = ..., command: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[_types_pb2.Resources, _Mapping]] = ..., retry_backoff_seconds: _Optional[float] = ..., max_execution_seconds: _Optional[float] = ..., working_dir: _Optional[str] = ..., max_in_flight: _Optional[int] = ..., image_pull_policy: _Optional[str] = ..., node_selector: _Optional[_Mapping[str, str]] = ..., tolerations: _Optional[_Iterable[_Union[_types_pb2.Toleration, _Mapping]]] = ..., service_account: _Optional[str] = ..., secrets: _Optional[_Iterable[str]] = ..., image_pull_secrets: _Optional[_Iterable[str]] = ..., when: _Optional[str] = ..., routes: _Optional[_Iterable[_Union[_types_pb2.Route, _Mapping]]] = ..., secret_env: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ModuleApplyRequest(_message.Message):
+    __slots__ = ("module", "dry_run")
+    MODULE_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    module: ModuleCreateRequest
+    dry_run: bool
+    def __init__(self, module: _Optional[_Union[ModuleCreateRequest, _Mapping]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class ModuleApplyResponse(_message.Message):
+    __slots__ = ("name", "action", "changed")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    action: str
+    changed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., action: _Optional[str] = ..., changed: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ModuleCreateResponse(_message.Message):
     __slots__ = ("name",)
@@ -89,16 +116,38 @@ class ModuleCreateResponse(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ModuleDeleteRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "force", "timeout_seconds", "dry_run")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    force: bool
+    timeout_seconds: float
+    dry_run: bool
+    def __init__(self, name: _Optional[str] = ..., force: _Optional[bool] = ..., timeout_seconds: _Optional[float] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class ModuleDeleteResponse(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "done", "message", "queued", "running", "drained", "cancelled", "dead_lettered", "already_deleted")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    DRAINED_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTERED_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_DELETED_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    done: bool
+    message: str
+    queued: int
+    running: int
+    drained: int
+    cancelled: int
+    dead_lettered: int
+    already_deleted: bool
+    def __init__(self, name: _Optional[str] = ..., done: _Optional[bool] = ..., message: _Optional[str] = ..., queued: _Optional[int] = ..., running: _Optional[int] = ..., drained: _Optional[int] = ..., cancelled: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., already_deleted: _Optional[bool] = ...) -> None: ...
 
 class ModuleGetRequest(_message.Message):
     __slots__ = ("name",)

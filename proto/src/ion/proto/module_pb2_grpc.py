@@ -54,6 +54,16 @@ class ModuleServiceStub:
                 request_serializer=module__pb2.ModuleListRequest.SerializeToString,
                 response_deserializer=module__pb2.ModuleListResponse.FromString,
                 _registered_method=True)
+        self.Apply = channel.unary_unary(
+                '/ModuleService/Apply',
+                request_serializer=module__pb2.ModuleApplyRequest.SerializeToString,
+                response_deserializer=module__pb2.ModuleApplyResponse.FromString,
+                _registered_method=True)
+        self.DeleteStream = channel.unary_stream(
+                '/ModuleService/DeleteStream',
+                request_serializer=module__pb2.ModuleDeleteRequest.SerializeToString,
+                response_deserializer=module__pb2.ModuleDeleteResponse.FromString,
+                _registered_method=True)
 
 
 class ModuleServiceServicer:
@@ -83,6 +93,23 @@ class ModuleServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Apply(self, request, context):
+        """Ion additions.
+        Create the module, or update the live module of that name in place (same subscription:
+        queued events are kept); `action` says which, or that nothing changed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteStream(self, request, context):
+        """Delete as `Delete` does, streaming a line of progress while running jobs drain; the last
+        message has `done` set and the counts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModuleServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +132,16 @@ def add_ModuleServiceServicer_to_server(servicer, server):
                     servicer.List,
                     request_deserializer=module__pb2.ModuleListRequest.FromString,
                     response_serializer=module__pb2.ModuleListResponse.SerializeToString,
+            ),
+            'Apply': grpc.unary_unary_rpc_method_handler(
+                    servicer.Apply,
+                    request_deserializer=module__pb2.ModuleApplyRequest.FromString,
+                    response_serializer=module__pb2.ModuleApplyResponse.SerializeToString,
+            ),
+            'DeleteStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.DeleteStream,
+                    request_deserializer=module__pb2.ModuleDeleteRequest.FromString,
+                    response_serializer=module__pb2.ModuleDeleteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -215,6 +252,60 @@ class ModuleService:
             '/ModuleService/List',
             module__pb2.ModuleListRequest.SerializeToString,
             module__pb2.ModuleListResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Apply(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ModuleService/Apply',
+            module__pb2.ModuleApplyRequest.SerializeToString,
+            module__pb2.ModuleApplyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ModuleService/DeleteStream',
+            module__pb2.ModuleDeleteRequest.SerializeToString,
+            module__pb2.ModuleDeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,15 @@ class ModuleServiceStub:
     Delete: _grpc.UnaryUnaryMultiCallable[_module_pb2.ModuleDeleteRequest, _module_pb2.ModuleDeleteResponse]
     Get: _grpc.UnaryUnaryMultiCallable[_module_pb2.ModuleGetRequest, _module_pb2.ModuleGetResponse]
     List: _grpc.UnaryUnaryMultiCallable[_module_pb2.ModuleListRequest, _module_pb2.ModuleListResponse]
+    Apply: _grpc.UnaryUnaryMultiCallable[_module_pb2.ModuleApplyRequest, _module_pb2.ModuleApplyResponse]
+    """Ion additions.
+    Create the module, or update the live module of that name in place (same subscription:
+    queued events are kept); `action` says which, or that nothing changed.
+    """
+    DeleteStream: _grpc.UnaryStreamMultiCallable[_module_pb2.ModuleDeleteRequest, _module_pb2.ModuleDeleteResponse]
+    """Delete as `Delete` does, streaming a line of progress while running jobs drain; the last
+    message has `done` set and the counts.
+    """
 
 @_typing.type_check_only
 class ModuleServiceAsyncStub(ModuleServiceStub):
@@ -49,6 +58,15 @@ class ModuleServiceAsyncStub(ModuleServiceStub):
     Delete: _aio.UnaryUnaryMultiCallable[_module_pb2.ModuleDeleteRequest, _module_pb2.ModuleDeleteResponse]  # type: ignore[assignment]
     Get: _aio.UnaryUnaryMultiCallable[_module_pb2.ModuleGetRequest, _module_pb2.ModuleGetResponse]  # type: ignore[assignment]
     List: _aio.UnaryUnaryMultiCallable[_module_pb2.ModuleListRequest, _module_pb2.ModuleListResponse]  # type: ignore[assignment]
+    Apply: _aio.UnaryUnaryMultiCallable[_module_pb2.ModuleApplyRequest, _module_pb2.ModuleApplyResponse]  # type: ignore[assignment]
+    """Ion additions.
+    Create the module, or update the live module of that name in place (same subscription:
+    queued events are kept); `action` says which, or that nothing changed.
+    """
+    DeleteStream: _aio.UnaryStreamMultiCallable[_module_pb2.ModuleDeleteRequest, _module_pb2.ModuleDeleteResponse]  # type: ignore[assignment]
+    """Delete as `Delete` does, streaming a line of progress while running jobs drain; the last
+    message has `done` set and the counts.
+    """
 
 class ModuleServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -78,5 +96,26 @@ class ModuleServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _module_pb2.ModuleListRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_module_pb2.ModuleListResponse, _abc.Awaitable[_module_pb2.ModuleListResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Apply(
+        self,
+        request: _module_pb2.ModuleApplyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_module_pb2.ModuleApplyResponse, _abc.Awaitable[_module_pb2.ModuleApplyResponse]]:
+        """Ion additions.
+        Create the module, or update the live module of that name in place (same subscription:
+        queued events are kept); `action` says which, or that nothing changed.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteStream(
+        self,
+        request: _module_pb2.ModuleDeleteRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_module_pb2.ModuleDeleteResponse], _abc.AsyncIterator[_module_pb2.ModuleDeleteResponse]]:
+        """Delete as `Delete` does, streaming a line of progress while running jobs drain; the last
+        message has `done` set and the counts.
+        """
 
 def add_ModuleServiceServicer_to_server(servicer: ModuleServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
