@@ -26,6 +26,7 @@ from ion.core.events import (
     pairs,
 )
 from ion.core.flow import Flow, build_flow, load_flow
+from ion.core.flowindex import FlowStatus
 from ion.core.flowtree import flow_tree
 from ion.core.records import AttemptState, JobAttempt, RunStatus
 
@@ -452,7 +453,46 @@ async def test_a_run_that_ends_between_the_reads_never_settles_the_flow_early() 
         async def list_attempts(self, *, correlation_id: str) -> list[JobAttempt]:
             return [running] if self.documents_read == 0 else [done]
 
+        async def get_flow_summary(self, correlation_id: str) -> None:
+            raise errors.NotFoundError("no summary")
+
     flow = await load_flow(Racing(), CORR, SUBS)  # type: ignore[arg-type]
     # e2 (raised by resize's commit) is in the tree, and its subscriber has not run yet.
     assert statuses(flow) == [("resize", RunStatus.SUCCEEDED), ("tag", RunStatus.PENDING)]
     assert (flow.settled, flow.succeeded) == (False, False)
+
+
+# -- the flow's status: the one `ion flow list` shows ---------------------------------------------
+
+
+def test_each_flow_status_from_its_tree() -> None:
+    root = event("e1", "image.new")
+    assert flow_of([root], [], SUBS).status == FlowStatus.RUNNING
+    assert flow_of([root], [succeeded("resize", "e1")], SUBS).status == FlowStatus.SUCCEEDED
+    dead = attempt("resize", "e1", 1, AttemptState.DEAD_LETTERED, reason="exit 1")
+    assert flow_of([root], [dead], SUBS).status == FlowStatus.FAILED
+    nobody = flow_of([event("e9", "nobody.listens")], [], SUBS)
+    assert (nobody.settled, nobody.succeeded, nobody.status) == (
+        True,
+        False,
+        FlowStatus.NO_SUBSCRIBER,
+    )
+    killed = attempt("resize", "e1", 1, AttemptState.CANCELLED, reason="module deleted")
+    assert flow_of([root], [killed], SUBS).status == FlowStatus.CANCELLED
+    assert flow_of([], [], SUBS).status == FlowStatus.RUNNING
+
+
+def test_a_cancelled_flow_shows_every_unsettled_run_cancelled_and_is_settled() -> None:
+    documents: list[FlowDocument] = [
+        event("e1", "image.new"),
+        event("e2", "image.small", parent="e1", by="resize"),
+    ]
+    running = attempt("resize", "e1", 1, AttemptState.RUNNING, finished=None)
+    flow = build_flow(CORR, documents, [running], SUBS, cancelled=True)
+    assert statuses(flow) == [("resize", RunStatus.CANCELLED), ("tag", RunStatus.CANCELLED)]
+    assert flow.runs()[0].reason == "the flow was cancelled"
+    assert (flow.settled, flow.succeeded, flow.status) == (True, False, FlowStatus.CANCELLED)
+    # a run that had settled keeps its status
+    done = build_flow(CORR, documents, [succeeded("resize", "e1")], SUBS, cancelled=True)
+    assert statuses(done) == [("resize", RunStatus.SUCCEEDED), ("tag", RunStatus.CANCELLED)]
+    assert "CANCELLED" in json.dumps(done.model_dump(mode="json"))

@@ -29,7 +29,7 @@ from ion.core.backends.azure.cosmos import CosmosMetadataStore
 from ion.core.events import Context, DocumentType, EventMeta, Insight, pairs
 from ion.core.modules import ModuleSpec
 from ion.core.ports.meta import MetadataStore
-from ion.core.records import AttemptState, JobAttempt, ModuleRecord
+from ion.core.records import AttemptState, JobAttempt, ModuleRecord, RunStatus
 from ion.core.testing.meta_contract import MetadataStoreContract
 
 LIVE_ENDPOINT = "ION_TEST_COSMOS_ENDPOINT"
@@ -155,6 +155,28 @@ class CosmosSpecifics:
         assert len(winners) == 1
         assert all(isinstance(r, errors.ConflictError) for r in results if r not in winners)
         assert (await meta.get_module(stored.id)).provider == winners[0].provider
+
+    async def test_concurrent_writers_of_one_flow_lose_no_run(self, meta: MetadataStore) -> None:
+        # Each write replaces the flow's summary under if-match and retries on a conflict.
+        corr = str(uuid.uuid4())
+        await meta.upsert_event_meta(_meta(corr, "root"))
+        await asyncio.gather(
+            *(
+                meta.upsert_attempt(
+                    JobAttempt(
+                        id=f"m{i}-a1",
+                        module=f"m{i}",
+                        event_id="root",
+                        correlation_id=corr,
+                        state=AttemptState.SUCCEEDED,
+                    )
+                )
+                for i in range(6)
+            )
+        )
+        summary = await meta.get_flow_summary(corr)
+        assert summary.runs == {RunStatus.SUCCEEDED: 6}
+        assert summary.modules == [f"m{i}" for i in range(6)]
 
     async def test_replacing_a_missing_module_is_a_conflict(self, meta: MetadataStore) -> None:
         ghost = _module("ghost-1").model_copy(update={"etag": "some-etag"})

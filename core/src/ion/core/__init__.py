@@ -2,8 +2,9 @@
 
 Other Ion members import only the names listed here, the public subpackages
 `ion.core.ports`, `ion.core.backends` and `ion.core.testing`, and the flow tree modules
-`ion.core.flow` (model and builder), `ion.core.flowtree` (terminal rendering; needs rich),
-`ion.core.rules` (the dispatch rules' language) and `ion.core.routing` (rules applied to an event).
+`ion.core.flow` (model and builder), `ion.core.flowindex` (flow statuses, summaries and
+listing queries; its models are exported here too), `ion.core.flowtree` (terminal rendering;
+needs rich), `ion.core.rules` (the dispatch rules' language) and `ion.core.routing` (rules applied to an event).
 """
 
 from ion.core import errors
@@ -26,6 +27,7 @@ from ion.core.events import (
     new_root_event,
     pairs,
 )
+from ion.core.flowindex import FlowPage, FlowQuery, FlowStatus, FlowSummary
 from ion.core.modules import (
     ModuleSpec,
     PipelineSpec,
@@ -54,6 +56,10 @@ __all__ = [
     "EventId",
     "EventMeta",
     "FlowDocument",
+    "FlowPage",
+    "FlowQuery",
+    "FlowStatus",
+    "FlowSummary",
     "Insight",
     "JobAttempt",
     "KeyValuePair",

@@ -16,6 +16,11 @@ When a flow is settled and when it succeeded:
   `when` rule chose not to run it), every root event was handled by
   at least one module, and the tree has no gap (every event has its eventMeta document and
   every root event is a real root, raised from outside, not a child whose parent is missing).
+- Its `status` (`ion.core.flowindex.FlowStatus`, the one a flow listing shows) is RUNNING until
+  it settles, then CANCELLED (the flow was cancelled, or a run of it), NO_SUBSCRIBER (a root
+  event nobody handled), FAILED (a dead letter or a gap) or SUCCEEDED. A cancelled flow
+  (`ion flow cancel`, recorded in the store) shows every run that had not settled as CANCELLED:
+  the dispatchers run nothing more of it.
 
 An event no module subscribes to (and none tried) triggered nothing: `triggered` is empty and
 the tree says so ("no subscribers"). For a child event that is the normal end of a branch, an
@@ -32,8 +37,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from ion.core import errors
 from ion.core.documents import FlowDocument
 from ion.core.events import ROOT_PUBLISHER, EventMeta, Insight, KeyValuePair
+from ion.core.flowindex import FlowStatus, derive_status
 from ion.core.ports.meta import MetadataStore
 from ion.core.records import AttemptState, JobAttempt, RouteChoice, RunStatus
 
@@ -42,9 +49,11 @@ __all__ = [
     "FlowAttempt",
     "FlowEvent",
     "FlowModuleRun",
+    "FlowStatus",
     "RunStatus",
     "build_flow",
     "load_flow",
+    "settle",
 ]
 
 
@@ -136,6 +145,8 @@ class Flow(BaseModel):
     """There is an event, and no run is pending, running or waiting to retry."""
     succeeded: bool = False
     """Settled, every run succeeded, every root was handled and no document is missing."""
+    status: FlowStatus = FlowStatus.RUNNING
+    """The flow's status, as `ion flow list` shows it (see the module docstring)."""
 
     @property
     def root(self) -> FlowEvent | None:
@@ -164,8 +175,12 @@ def build_flow(
     documents: Iterable[FlowDocument],
     attempts: Iterable[JobAttempt],
     subscribers: Mapping[str, Sequence[str]],
+    *,
+    cancelled: bool = False,
 ) -> Flow:
     """Assemble the tree from a flow's documents and job attempts.
+
+    `cancelled`: the flow was cancelled; every run not settled shows as CANCELLED.
 
     `subscribers` maps an event type to the modules subscribed to it, so runs that have not
     started yet appear as PENDING. A run with documents (insight, modulelogs, child events) but
@@ -245,6 +260,8 @@ def build_flow(
             key = (event.event_id, module)
             records = sorted(tried.get(key, []), key=lambda a: a.attempt)
             status, reason = RunStatus.of(records), records[-1].reason if records else ""
+            if cancelled and not status.settled:
+                status, reason = RunStatus.CANCELLED, "the flow was cancelled"
             if not records and module in documented.get(event.event_id, []):
                 # No job attempt, yet documents of the run: it ran outside Ion's dispatchers
                 # (the 2018 system), and nothing here will run it again.
@@ -281,15 +298,33 @@ def build_flow(
             roots.append(top)
             fill(top)
 
-    flow = Flow(correlation_id=correlation_id, roots=roots)
+    return settle(Flow(correlation_id=correlation_id, roots=roots), cancelled=cancelled)
+
+
+def settle(flow: Flow, *, cancelled: bool = False) -> Flow:
+    """Set the flow's `settled`, `succeeded` and `status` from its tree; return it."""
     runs = flow.runs()
-    flow.settled = bool(roots) and all(r.status.settled for r in runs)
+    statuses = [r.status for r in runs]
+    has_gap = (
+        not flow.roots
+        or any(e.missing_document for e in flow.events())
+        or not all(root.raised_from_outside for root in flow.roots)
+    )
+    flow.settled = bool(flow.roots) and all(s.settled for s in statuses)
     flow.succeeded = (
         flow.settled
-        and all(r.status in (RunStatus.SUCCEEDED, RunStatus.FILTERED) for r in runs)
-        and all(root.handled and root.raised_from_outside for root in roots)
-        and not any(e.missing_document for e in flow.events())
+        and all(s in (RunStatus.SUCCEEDED, RunStatus.FILTERED) for s in statuses)
+        and all(root.handled for root in flow.roots)
+        and not has_gap
     )
+    flow.status = derive_status(
+        run_statuses=statuses,
+        roots_unhandled=any(r.raised_from_outside and not r.handled for r in flow.roots),
+        has_gap=has_gap,
+        cancelled=cancelled,
+    )
+    if not flow.roots:
+        flow.status = FlowStatus.RUNNING  # nothing recorded yet: not settled either
     return flow
 
 
@@ -323,12 +358,17 @@ async def load_flow(
     its attempt record but not yet the events its commit raised (the flow would look settled too
     early). A store that can read both at once (`flow_records`, the embedded one) does; with
     another, the attempts are read before and after the documents, again until they agree, so
-    every document of a run belongs to an attempt state the tree shows.
+    every document of a run belongs to an attempt state the tree shows. A flow the store
+    records as cancelled shows its unsettled runs as CANCELLED.
     """
+    try:
+        cancelled = (await meta.get_flow_summary(correlation_id)).cancelled
+    except errors.NotFoundError:
+        cancelled = False  # no summary (yet, or a flow written before there were any)
     at_once = getattr(meta, "flow_records", None)
     if at_once is not None:
         documents, attempts = await at_once(correlation_id)
-        return build_flow(correlation_id, documents, attempts, subscribers)
+        return build_flow(correlation_id, documents, attempts, subscribers, cancelled=cancelled)
     attempts = await meta.list_attempts(correlation_id=correlation_id)
     for _ in range(_CONSISTENT_READS):
         documents = await meta.list_documents(correlation_id)
@@ -336,7 +376,7 @@ async def load_flow(
         if again == attempts:
             break
         attempts = again
-    return build_flow(correlation_id, documents, attempts, subscribers)
+    return build_flow(correlation_id, documents, attempts, subscribers, cancelled=cancelled)
 
 
 _CONSISTENT_READS = 20

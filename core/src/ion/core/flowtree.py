@@ -13,6 +13,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from ion.core.flow import Flow, FlowEvent, FlowModuleRun
+from ion.core.flowindex import FlowStatus
 from ion.core.records import RunStatus
 
 __all__ = ["flow_tree", "print_flow"]
@@ -24,6 +25,7 @@ STYLE = {
     RunStatus.RUNNING: "cyan",
     RunStatus.PENDING: "dim",
     RunStatus.FILTERED: "blue",
+    RunStatus.CANCELLED: "magenta",
 }
 MARK = {
     RunStatus.SUCCEEDED: "✔",
@@ -32,6 +34,7 @@ MARK = {
     RunStatus.RUNNING: "…",
     RunStatus.PENDING: "·",
     RunStatus.FILTERED: "⊘",
+    RunStatus.CANCELLED: "⊗",
 }
 
 
@@ -81,6 +84,10 @@ def flow_tree(flow: Flow, *, show_outputs: int = 3, show_logs: bool = False) -> 
     """Return a rich Tree of the flow; `show_logs` adds each run's log locations."""
     if flow.succeeded:
         state = ("succeeded", "green")
+    elif flow.status == FlowStatus.CANCELLED:
+        state = ("cancelled (did not succeed)", "magenta")
+    elif flow.status == FlowStatus.NO_SUBSCRIBER:
+        state = ("did not succeed: no module subscribes to its root event", "red")
     elif flow.settled:
         state = ("did not succeed", "red")
     else:
@@ -93,6 +100,8 @@ def flow_tree(flow: Flow, *, show_outputs: int = 3, show_logs: bool = False) -> 
             run_node = node.add(_run_label(run))
             if run.status == RunStatus.FILTERED:
                 run_node.add(Text(run.reason or "filtered", style="blue"))
+            elif run.status == RunStatus.CANCELLED:
+                run_node.add(Text(run.reason or "cancelled", style="magenta"))
             elif run.reason and run.status != RunStatus.SUCCEEDED:
                 run_node.add(Text(f"reason: {run.reason}", style="red"))
             for key in run.outputs[:show_outputs]:

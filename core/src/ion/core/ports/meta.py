@@ -2,7 +2,9 @@
 
 Backends: SQLite (embedded) and Azure Cosmos DB (partitioned by correlation id, so one flow
 is one partition). Each passes `ion.core.testing.MetadataStoreContract`. Every document write is
-an upsert by id, so a retried commit writes nothing twice.
+an upsert by id, so a retried commit writes nothing twice. Each eventMeta and attempt write also
+updates its flow's summary in the same write (`ion.core.flowindex`), so flows list and filter
+by status cheaply.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Protocol
 
 from ion.core.documents import FlowDocument
 from ion.core.events import EventMeta, Insight, ModuleLogs
+from ion.core.flowindex import FlowPage, FlowQuery, FlowSummary
 from ion.core.records import AttemptState, JobAttempt, ModuleRecord
 
 
@@ -76,6 +79,28 @@ class MetadataStore(Protocol):
         states: frozenset[AttemptState] | None = None,
     ) -> list[JobAttempt]:
         """Return attempts matching every filter given, oldest first."""
+        ...
+
+    async def list_flows(self, query: FlowQuery) -> FlowPage:
+        """Return one page of flows matching every filter of `query`, newest first.
+
+        Raises:
+            errors.ValidationError: the query's cursor is not one a listing returned.
+        """
+        ...
+
+    async def get_flow_summary(self, correlation_id: str) -> FlowSummary:
+        """Return one flow's summary; raise NotFoundError if the store has none."""
+        ...
+
+    async def cancel_flow(self, correlation_id: str) -> FlowSummary:
+        """Record that a flow is cancelled (idempotent) and return its summary.
+
+        Every process that reads the store sees it: dispatchers run nothing more of the flow.
+
+        Raises:
+            errors.NotFoundError: the store has no such flow.
+        """
         ...
 
     async def aclose(self) -> None:

@@ -12,9 +12,10 @@ import pytest
 
 from ion.core import errors
 from ion.core.events import Context, DocumentType, EventMeta, Insight, ModuleLogs, pairs
+from ion.core.flowindex import FlowQuery, FlowStatus
 from ion.core.modules import ModuleSpec
 from ion.core.ports.meta import MetadataStore
-from ion.core.records import AttemptState, JobAttempt, ModuleRecord
+from ion.core.records import AttemptState, JobAttempt, ModuleRecord, RunStatus
 
 
 def _ctx(corr: str, event: str, doc: DocumentType, name: str = "mod") -> Context:
@@ -145,3 +146,143 @@ class MetadataStoreContract:
         assert [a.id for a in ok] == ["m-e1-a1"]
         with pytest.raises(errors.NotFoundError):
             await meta.get_attempt(corr, "nope")
+
+    # -- flows: summaries maintained with every write, listed and filtered -------------------
+
+    async def _live_module(self, meta: MetadataStore, name: str, subscribes_to: str) -> None:
+        spec = ModuleSpec(name=name, subscribes_to=subscribes_to, command=["true"])
+        await meta.create_module(
+            ModuleRecord(
+                id=f"{name}-{uuid.uuid4().hex[:6]}", spec=spec, created_at=datetime.now(UTC)
+            )
+        )
+
+    async def _root(self, meta: MetadataStore, corr: str, event_type: str) -> str:
+        event = str(uuid.uuid4())
+        ctx = Context(
+            name="frontapi", event_id=event, correlation_id=corr, parent_event_id="frontapi"
+        )
+        await meta.upsert_event_meta(
+            EventMeta(id=event, context=ctx.as_document(DocumentType.EVENT_META), type=event_type)
+        )
+        return event
+
+    async def test_a_flow_s_status_follows_its_writes(self, meta: MetadataStore) -> None:
+        kind = f"t{uuid.uuid4().hex[:8]}"
+        await self._live_module(meta, "resize", f"{kind}.new")
+        await self._live_module(meta, "label", f"{kind}.small")
+        corr = str(uuid.uuid4())
+        root = await self._root(meta, corr, f"{kind}.new")
+        summary = await meta.get_flow_summary(corr)
+        # the subscriber has not started yet: the flow is running, its run pending
+        assert (summary.status, summary.runs) == (FlowStatus.RUNNING, {RunStatus.PENDING: 1})
+        assert (summary.root_event_id, summary.root_event_type) == (root, f"{kind}.new")
+        assert summary.modules == ["resize"] and not summary.cancelled
+        run = JobAttempt(
+            id="resize-a1",
+            module="resize",
+            event_id=root,
+            correlation_id=corr,
+            event_type=f"{kind}.new",
+            parent_event_id="frontapi",
+            state=AttemptState.RUNNING,
+        )
+        await meta.upsert_attempt(run)
+        assert (await meta.get_flow_summary(corr)).runs == {RunStatus.RUNNING: 1}
+        # its child event waits for `label`: still running although every attempt finished
+        child = "child-1"
+        ctx = Context(name="resize", event_id=child, correlation_id=corr, parent_event_id=root)
+        await meta.upsert_event_meta(
+            EventMeta(
+                id=child, context=ctx.as_document(DocumentType.EVENT_META), type=f"{kind}.small"
+            )
+        )
+        await meta.upsert_attempt(run.evolve(state=AttemptState.SUCCEEDED))
+        summary = await meta.get_flow_summary(corr)
+        assert summary.status == FlowStatus.RUNNING
+        assert summary.runs == {RunStatus.SUCCEEDED: 1, RunStatus.PENDING: 1}
+        assert summary.modules == ["label", "resize"]
+        first = JobAttempt(
+            id="label-a1",
+            module="label",
+            event_id=child,
+            correlation_id=corr,
+            event_type=f"{kind}.small",
+            parent_event_id=root,
+            state=AttemptState.FAILED,
+        )
+        await meta.upsert_attempt(first)
+        assert (await meta.get_flow_summary(corr)).runs[RunStatus.RETRYING] == 1
+        # an older attempt written late does not move the run back
+        await meta.upsert_attempt(
+            first.model_copy(update={"id": "label-a2", "attempt": 2}).evolve(
+                state=AttemptState.DEAD_LETTERED
+            )
+        )
+        await meta.upsert_attempt(first)
+        summary = await meta.get_flow_summary(corr)
+        assert summary.status == FlowStatus.FAILED
+        assert summary.runs == {RunStatus.SUCCEEDED: 1, RunStatus.DEAD_LETTERED: 1}
+        assert summary.updated_at >= summary.started_at
+
+    async def test_a_root_nobody_subscribes_to_is_no_subscriber(self, meta: MetadataStore) -> None:
+        corr = str(uuid.uuid4())
+        await self._root(meta, corr, f"nobody{uuid.uuid4().hex[:8]}.listens")
+        summary = await meta.get_flow_summary(corr)
+        assert summary.status == FlowStatus.NO_SUBSCRIBER and summary.runs == {}
+        with pytest.raises(errors.NotFoundError):
+            await meta.get_flow_summary(str(uuid.uuid4()))
+
+    async def test_a_cancelled_flow_says_so_to_every_reader(self, meta: MetadataStore) -> None:
+        kind = f"t{uuid.uuid4().hex[:8]}"
+        await self._live_module(meta, "slow", f"{kind}.new")
+        corr = str(uuid.uuid4())
+        await self._root(meta, corr, f"{kind}.new")
+        cancelled = await meta.cancel_flow(corr)
+        assert cancelled.status == FlowStatus.CANCELLED and cancelled.cancelled
+        assert cancelled.runs == {RunStatus.CANCELLED: 1}
+        again = await meta.cancel_flow(corr)  # idempotent: the first time is kept
+        assert again.cancelled_at == cancelled.cancelled_at
+        assert (await meta.get_flow_summary(corr)).cancelled
+        with pytest.raises(errors.NotFoundError):
+            await meta.cancel_flow(str(uuid.uuid4()))
+
+    async def test_flows_list_newest_first_filtered_and_paged(self, meta: MetadataStore) -> None:
+        kind = f"t{uuid.uuid4().hex[:8]}"
+        await self._live_module(meta, "resize", f"{kind}.new")
+        before = datetime.now(UTC)
+        flows = []
+        for i in range(5):
+            corr = f"{kind}-{i}-{uuid.uuid4().hex[:6]}"
+            event_type = f"{kind}.new" if i % 2 == 0 else f"{kind}.other"
+            await self._root(meta, corr, event_type)
+            flows.append(corr)
+        newest_first = list(reversed(flows))
+        everything = await meta.list_flows(FlowQuery(id_prefix=kind))
+        assert [f.correlation_id for f in everything.items] == newest_first
+        assert everything.next_cursor == ""
+        # pages of two, each continuing where the last stopped
+        seen: list[str] = []
+        cursor = ""
+        for _ in range(5):
+            page = await meta.list_flows(FlowQuery(id_prefix=kind, limit=2, cursor=cursor))
+            seen += [f.correlation_id for f in page.items]
+            cursor = page.next_cursor
+            if not cursor:
+                break
+        assert seen == newest_first
+        by_status = await meta.list_flows(
+            FlowQuery(id_prefix=kind, status=[FlowStatus.NO_SUBSCRIBER])
+        )
+        assert [f.correlation_id for f in by_status.items] == [flows[3], flows[1]]
+        by_module = await meta.list_flows(FlowQuery(id_prefix=kind, module="resize"))
+        assert [f.correlation_id for f in by_module.items] == [flows[4], flows[2], flows[0]]
+        by_type = await meta.list_flows(
+            FlowQuery(id_prefix=kind, root_event_type=f"{kind}.other", status=[FlowStatus.RUNNING])
+        )
+        assert by_type.items == []
+        assert (await meta.list_flows(FlowQuery(id_prefix=kind, started_before=before))).items == []
+        after = await meta.list_flows(FlowQuery(id_prefix=kind, started_after=before, limit=1))
+        assert [f.correlation_id for f in after.items] == [flows[4]] and after.next_cursor
+        with pytest.raises(errors.ValidationError):
+            await meta.list_flows(FlowQuery(cursor="not-a-cursor"))

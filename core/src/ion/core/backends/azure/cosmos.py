@@ -8,6 +8,14 @@ flow is one partition, and `modules`, partitioned by /id and replaced under if-m
 ORDER BY `_ionSeq` and a rewrite does not move a document. Reads are queries with the partition key
 in WHERE, never point reads: the local test server answers point reads of missing ids with 500.
 Queries page with continuation tokens; OFFSET/LIMIT, GROUP BY, DISTINCT, TTL and batch are avoided.
+
+A fourth container, `flows` (partitioned by /correlationId, one item per flow), keeps each flow's
+ledger and summary (`ion.core.flowindex`). Every eventMeta and attempt write then updates it:
+read the item (and its etag), apply the change, replace under if-match (create if new), and on
+a conflict read again and retry, so concurrent writers of one flow never lose each other's
+changes. An event's subscribers are the live modules subscribed to its type at that moment (a
+query of `modules`). `list_flows` is one cross-partition query on the summary's fields, newest
+first by a `sortKey`, paged by a cursor holding the last key returned.
 """
 
 from __future__ import annotations
@@ -18,14 +26,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 from urllib.parse import urlsplit
 
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError
 from azure.cosmos import PartitionKey
 from azure.cosmos.aio import ContainerProxy, CosmosClient
 
@@ -34,6 +42,16 @@ from ion.core.backends.azure._errors import translate
 from ion.core.backends.azure._trust import trusted_ca_file, trusting_transport
 from ion.core.documents import FlowDocument, parse_document
 from ion.core.events import DocumentType, EventMeta, Insight, ModuleLogs
+from ion.core.flowindex import (
+    FlowLedger,
+    FlowPage,
+    FlowQuery,
+    FlowSummary,
+    decode_cursor,
+    encode_cursor,
+    sort_key,
+    stamp,
+)
 from ion.core.records import AttemptState, JobAttempt, ModuleRecord
 
 if TYPE_CHECKING:
@@ -46,6 +64,9 @@ log = logging.getLogger(__name__)
 DOCUMENTS = "documents"
 ATTEMPTS = "attempts"
 MODULES = "modules"
+FLOWS = "flows"
+FLOW_UPDATE_TRIES = 50
+"""Most read-change-replace rounds of one flow's summary under concurrent writers."""
 SEQ_FIELD = "_ionSeq"
 """Order of first write, in microseconds since the epoch (fits a JSON double exactly)."""
 PARTITION_FIELD = "correlationId"
@@ -88,6 +109,7 @@ class _Containers:
     documents: ContainerProxy
     attempts: ContainerProxy
     modules: ContainerProxy
+    flows: ContainerProxy
 
 
 def _check_id(value: str, field: str) -> str:
@@ -250,11 +272,14 @@ class CosmosMetadataStore:
                     modules = await db.create_container_if_not_exists(
                         MODULES, partition_key=PartitionKey(path="/id")
                     )
+                    flows = await db.create_container_if_not_exists(
+                        FLOWS, partition_key=PartitionKey(path=f"/{PARTITION_FIELD}")
+                    )
                 except AzureError as err:
                     raise translate(
                         err, f"opening Cosmos DB database {self._database_name!r}"
                     ) from err
-                self._containers = _Containers(documents, attempts, modules)
+                self._containers = _Containers(documents, attempts, modules, flows)
             return self._containers
 
     async def _query(
@@ -327,8 +352,13 @@ class CosmosMetadataStore:
         )
 
     async def upsert_event_meta(self, doc: EventMeta) -> None:
-        """Insert or replace an eventMeta document by id."""
+        """Insert or replace an eventMeta document by id (and update its flow's summary)."""
         await self._upsert_document(doc, DocumentType.EVENT_META.value)
+        subscribers = await self._subscribers(doc.type)
+        await self._update_flow(
+            doc.context.correlation_id,
+            lambda ledger: ledger.record_event(doc, subscribers, datetime.now(UTC)),
+        )
 
     async def upsert_insight(self, doc: Insight) -> None:
         """Insert or replace an insight document by id."""
@@ -451,6 +481,10 @@ class CosmosMetadataStore:
             attempt.correlation_id,
             f"writing job attempt {attempt.id!r}",
         )
+        await self._update_flow(
+            attempt.correlation_id,
+            lambda ledger: ledger.record_attempt(attempt, datetime.now(UTC)),
+        )
 
     async def get_attempt(self, correlation_id: str, attempt_id: str) -> JobAttempt:
         """Return a job attempt; raise NotFoundError if missing."""
@@ -498,6 +532,136 @@ class CosmosMetadataStore:
             action="listing job attempts",
         )
         return [JobAttempt.model_validate(item) for item in items]
+
+    # -- flows -------------------------------------------------------------------------------
+
+    async def _subscribers(self, event_type: str) -> list[str]:
+        """The live modules subscribed to `event_type` (by name)."""
+        containers = await self._ready()
+        names = await self._query(
+            containers.modules,
+            "SELECT VALUE c.spec.name FROM c WHERE c.deleted = false"
+            " AND c.spec.subscribes_to = @type",
+            {"@type": event_type},
+            partition_key=None,
+            action=f"listing the subscribers of {event_type!r}",
+        )
+        return [str(n) for n in names]
+
+    async def _flow_item(self, correlation_id: str) -> dict[str, Any] | None:
+        containers = await self._ready()
+        items = await self._query(
+            containers.flows,
+            f"SELECT * FROM c WHERE c.{PARTITION_FIELD} = @pk AND c.id = @pk",
+            {"@pk": correlation_id},
+            partition_key=correlation_id,
+            action=f"reading the summary of flow {correlation_id!r}",
+        )
+        return items[0] if items else None
+
+    async def _update_flow(
+        self, correlation_id: str, change: Callable[[FlowLedger], None]
+    ) -> FlowSummary:
+        """Apply `change` to the flow's ledger under optimistic concurrency; return the summary."""
+        containers = await self._ready()
+        action = f"updating the summary of flow {correlation_id!r}"
+        for _ in range(FLOW_UPDATE_TRIES):
+            item = await self._flow_item(correlation_id)
+            ledger = (
+                FlowLedger.model_validate(item["ledger"])
+                if item is not None
+                else FlowLedger.new(correlation_id, datetime.now(UTC))
+            )
+            change(ledger)
+            summary = ledger.summary()
+            body = {
+                "id": correlation_id,
+                PARTITION_FIELD: correlation_id,
+                "sortKey": sort_key(ledger.started_at, correlation_id),
+                "startedAt": stamp(ledger.started_at),
+                "status": summary.status.value,
+                "rootType": summary.root_event_type,
+                "modules": summary.modules,
+                "summary": summary.model_dump(mode="json"),
+                "ledger": ledger.model_dump(mode="json", exclude_defaults=True),
+            }
+            try:
+                if item is None:
+                    await containers.flows.create_item(body)
+                else:
+                    await containers.flows.replace_item(
+                        correlation_id,
+                        body,
+                        etag=item["_etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+            except (ResourceExistsError, ResourceModifiedError):
+                continue  # another writer of the flow came first: read its change, apply again
+            except AzureError as err:
+                if getattr(err, "status_code", None) == 412:
+                    continue
+                raise translate(err, action) from err
+            return summary
+        raise errors.TransientError(f"{action}: too many concurrent writers; retry")
+
+    async def list_flows(self, query: FlowQuery) -> FlowPage:
+        """Return one page of flows matching every filter of `query`, newest first."""
+        containers = await self._ready()
+        clauses: list[str] = []
+        params: dict[str, Any] = {}
+        if query.status:
+            clauses.append("ARRAY_CONTAINS(@statuses, c.status)")
+            params["@statuses"] = [s.value for s in query.status]
+        if query.root_event_type:
+            clauses.append("c.rootType = @type")
+            params["@type"] = query.root_event_type
+        if query.module:
+            clauses.append("ARRAY_CONTAINS(c.modules, @module)")
+            params["@module"] = query.module
+        if query.started_after is not None:
+            clauses.append("c.startedAt >= @after")
+            params["@after"] = stamp(query.started_after)
+        if query.started_before is not None:
+            clauses.append("c.startedAt < @before")
+            params["@before"] = stamp(query.started_before)
+        if query.id_prefix:
+            clauses.append("STARTSWITH(c.id, @prefix)")
+            params["@prefix"] = query.id_prefix
+        if query.cursor:
+            clauses.append("c.sortKey < @cursor")
+            params["@cursor"] = decode_cursor(query.cursor)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        found: list[dict[str, Any]] = []
+        try:
+            pager = containers.flows.query_items(
+                f"SELECT c.sortKey, c.summary FROM c{where} ORDER BY c.sortKey DESC",
+                parameters=[{"name": k, "value": v} for k, v in params.items()],
+                max_item_count=min(query.limit + 1, self._page_size),
+            )
+            async for item in pager:
+                found.append(item)
+                if len(found) > query.limit:
+                    break
+        except AzureError as err:
+            raise translate(err, "listing flows") from err
+        items = [FlowSummary.model_validate(i["summary"]) for i in found[: query.limit]]
+        more = len(found) > query.limit
+        cursor = encode_cursor(found[query.limit - 1]["sortKey"]) if more else ""
+        return FlowPage(items=items, next_cursor=cursor)
+
+    async def get_flow_summary(self, correlation_id: str) -> FlowSummary:
+        """Return one flow's summary; raise NotFoundError if the store has none."""
+        item = await self._flow_item(correlation_id)
+        if item is None:
+            raise errors.NotFoundError(f"no flow with correlation id {correlation_id!r}")
+        return FlowSummary.model_validate(item["summary"])
+
+    async def cancel_flow(self, correlation_id: str) -> FlowSummary:
+        """Record that a flow is cancelled (idempotent) and return its summary."""
+        await self.get_flow_summary(correlation_id)  # NotFoundError for an unknown flow
+        return await self._update_flow(
+            correlation_id, lambda ledger: ledger.cancel(datetime.now(UTC))
+        )
 
     async def aclose(self) -> None:
         """Close the client (and the credential the store created); idempotent."""

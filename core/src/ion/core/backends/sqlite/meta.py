@@ -3,6 +3,11 @@
 Documents keep the 2018 JSON shape in a `body` column; the columns beside it exist only to
 query by correlation id, module and state. Upserts keep a row's first insertion order, so a
 flow lists oldest first however often its documents are rewritten.
+
+Each flow has a row in `flows`: its ledger and the summary derived from it
+(`ion.core.flowindex`), rewritten in the same transaction as every eventMeta and attempt write,
+so the status, module and time columns `list_flows` filters on are never behind the flow. An
+event's subscribers are the live modules subscribed to its type at that moment.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +24,16 @@ from ion.core import errors
 from ion.core.backends.sqlite._db import SqliteWorker
 from ion.core.documents import FlowDocument, parse_document
 from ion.core.events import EventMeta, Insight, ModuleLogs
+from ion.core.flowindex import (
+    FlowLedger,
+    FlowPage,
+    FlowQuery,
+    FlowSummary,
+    decode_cursor,
+    encode_cursor,
+    sort_key,
+    stamp,
+)
 from ion.core.records import AttemptState, JobAttempt, ModuleRecord
 
 _SCHEMA = """
@@ -43,7 +60,54 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 CREATE INDEX IF NOT EXISTS attempts_flow ON attempts (correlation_id);
 CREATE INDEX IF NOT EXISTS attempts_module ON attempts (module, state);
+CREATE TABLE IF NOT EXISTS flows (
+    correlation_id TEXT PRIMARY KEY,
+    sort_key TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    root_type TEXT NOT NULL,
+    modules TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    ledger TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS flows_order ON flows (sort_key);
+CREATE INDEX IF NOT EXISTS flows_status ON flows (status, sort_key);
 """
+
+
+def _update_flow(c: sqlite3.Connection, corr: str, change: Callable[[FlowLedger], None]) -> None:
+    """Apply `change` to the flow's ledger and store it with its summary (inside the write)."""
+    row = c.execute("SELECT ledger FROM flows WHERE correlation_id = ?", (corr,)).fetchone()
+    now = datetime.now(UTC)
+    ledger = FlowLedger.model_validate_json(row[0]) if row else FlowLedger.new(corr, now)
+    change(ledger)
+    summary = ledger.summary()
+    c.execute(
+        "INSERT INTO flows (correlation_id, sort_key, started_at, status, root_type, modules,"
+        " summary, ledger) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(correlation_id) DO UPDATE"
+        " SET status = excluded.status, root_type = excluded.root_type,"
+        " modules = excluded.modules, summary = excluded.summary, ledger = excluded.ledger",
+        (
+            corr,
+            sort_key(ledger.started_at, corr),
+            stamp(ledger.started_at),
+            summary.status.value,
+            summary.root_event_type,
+            json.dumps(summary.modules),
+            summary.model_dump_json(),
+            ledger.model_dump_json(exclude_defaults=True),
+        ),
+    )
+
+
+def _subscribers(c: sqlite3.Connection, event_type: str) -> list[str]:
+    """The live modules subscribed to `event_type` (by name)."""
+    rows = c.execute(
+        "SELECT json_extract(body, '$.spec.name') FROM modules WHERE deleted = 0"
+        " AND json_extract(body, '$.spec.subscribes_to') = ?",
+        (event_type,),
+    ).fetchall()
+    return [str(r[0]) for r in rows]
 
 
 class SqliteMetadataStore:
@@ -62,22 +126,41 @@ class SqliteMetadataStore:
         await self.aclose()
 
     async def _upsert_document(
-        self, doc_id: str, doc_type: str, corr: str, body: dict[str, Any]
+        self,
+        doc_id: str,
+        doc_type: str,
+        corr: str,
+        body: dict[str, Any],
+        *,
+        then: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         text = json.dumps(body, ensure_ascii=False)
-        await self._db.write(
-            lambda c: c.execute(
+
+        def write(c: sqlite3.Connection) -> None:
+            c.execute(
                 "INSERT INTO documents (id, doc_type, correlation_id, body) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT(doc_type, id) DO UPDATE SET body = excluded.body,"
                 " correlation_id = excluded.correlation_id",
                 (doc_id, doc_type, corr, text),
             )
-        )
+            if then is not None:
+                then(c)
+
+        await self._db.write(write)
 
     async def upsert_event_meta(self, doc: EventMeta) -> None:
-        """Insert or replace an eventMeta document by id."""
+        """Insert or replace an eventMeta document by id (and update its flow's summary)."""
+
+        def note(c: sqlite3.Connection) -> None:
+            subscribers = _subscribers(c, doc.type)
+            _update_flow(
+                c,
+                doc.context.correlation_id,
+                lambda ledger: ledger.record_event(doc, subscribers, datetime.now(UTC)),
+            )
+
         await self._upsert_document(
-            doc.id, "eventMeta", doc.context.correlation_id, doc.to_document()
+            doc.id, "eventMeta", doc.context.correlation_id, doc.to_document(), then=note
         )
 
     async def get_event_meta(self, correlation_id: str, event_id: str) -> EventMeta:
@@ -199,9 +282,10 @@ class SqliteMetadataStore:
         return stored
 
     async def upsert_attempt(self, attempt: JobAttempt) -> None:
-        """Insert or replace a job attempt by id."""
-        await self._db.write(
-            lambda c: c.execute(
+        """Insert or replace a job attempt by id (and update its flow's summary)."""
+
+        def write(c: sqlite3.Connection) -> None:
+            c.execute(
                 "INSERT INTO attempts (id, correlation_id, module, state, body) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT(id) DO UPDATE SET state = excluded.state, body = excluded.body",
                 (
@@ -212,7 +296,13 @@ class SqliteMetadataStore:
                     attempt.model_dump_json(),
                 ),
             )
-        )
+            _update_flow(
+                c,
+                attempt.correlation_id,
+                lambda ledger: ledger.record_attempt(attempt, datetime.now(UTC)),
+            )
+
+        await self._db.write(write)
 
     async def get_attempt(self, correlation_id: str, attempt_id: str) -> JobAttempt:
         """Return a job attempt; raise NotFoundError if missing."""
@@ -247,6 +337,69 @@ class SqliteMetadataStore:
             lambda c: c.execute(f"SELECT body FROM attempts{where} ORDER BY rowid", args).fetchall()
         )
         return [JobAttempt.model_validate_json(r[0]) for r in rows]
+
+    async def list_flows(self, query: FlowQuery) -> FlowPage:
+        """Return one page of flows matching every filter of `query`, newest first."""
+        clauses: list[str] = []
+        args: list[str | int] = []
+        if query.status:
+            clauses.append(f"status IN ({', '.join('?' * len(query.status))})")
+            args.extend(s.value for s in query.status)
+        if query.root_event_type:
+            clauses.append("root_type = ?")
+            args.append(query.root_event_type)
+        if query.module:
+            clauses.append("EXISTS (SELECT 1 FROM json_each(flows.modules) WHERE value = ?)")
+            args.append(query.module)
+        if query.started_after is not None:
+            clauses.append("started_at >= ?")
+            args.append(stamp(query.started_after))
+        if query.started_before is not None:
+            clauses.append("started_at < ?")
+            args.append(stamp(query.started_before))
+        if query.id_prefix:
+            clauses.append("substr(correlation_id, 1, ?) = ?")
+            args.extend([len(query.id_prefix), query.id_prefix])
+        if query.cursor:
+            clauses.append("sort_key < ?")
+            args.append(decode_cursor(query.cursor))
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        args.append(query.limit + 1)
+        rows = await self._db.query(
+            lambda c: c.execute(
+                f"SELECT sort_key, summary FROM flows{where} ORDER BY sort_key DESC LIMIT ?", args
+            ).fetchall()
+        )
+        items = [FlowSummary.model_validate_json(r[1]) for r in rows[: query.limit]]
+        more = len(rows) > query.limit
+        return FlowPage(
+            items=items, next_cursor=encode_cursor(rows[query.limit - 1][0]) if more else ""
+        )
+
+    async def get_flow_summary(self, correlation_id: str) -> FlowSummary:
+        """Return one flow's summary; raise NotFoundError if the store has none."""
+        row = await self._db.query(
+            lambda c: c.execute(
+                "SELECT summary FROM flows WHERE correlation_id = ?", (correlation_id,)
+            ).fetchone()
+        )
+        if row is None:
+            raise errors.NotFoundError(f"no flow with correlation id {correlation_id!r}")
+        return FlowSummary.model_validate_json(row[0])
+
+    async def cancel_flow(self, correlation_id: str) -> FlowSummary:
+        """Record that a flow is cancelled (idempotent) and return its summary."""
+
+        def write(c: sqlite3.Connection) -> None:
+            found = c.execute(
+                "SELECT 1 FROM flows WHERE correlation_id = ?", (correlation_id,)
+            ).fetchone()
+            if found is None:
+                raise errors.NotFoundError(f"no flow with correlation id {correlation_id!r}")
+            _update_flow(c, correlation_id, lambda ledger: ledger.cancel(datetime.now(UTC)))
+
+        await self._db.write(write)
+        return await self.get_flow_summary(correlation_id)
 
     async def aclose(self) -> None:
         """Close the database; idempotent."""
