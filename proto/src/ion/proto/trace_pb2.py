@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from ion.proto.v1 import types_pb2 as ion_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0btrace.proto\x1a\x12ion/v1/types.proto\"=\n\x0eGetFlowRequest\x12\x15\n\rcorrelationID\x18\x01 \x01(\t\x12\x14\n\x0cwait_seconds\x18\x02 \x01(\x01\"?\n\x0fGetFlowResponse\x12\x10\n\x08\x66lowJSON\x18\x01 \x01(\t\x12\x1a\n\x04\x66low\x18\x02 \x01(\x0b\x32\x0c.ion.v1.Flow2>\n\x0cTraceService\x12.\n\x07GetFlow\x12\x0f.GetFlowRequest\x1a\x10.GetFlowResponse\"\x00\x42\x07Z\x05traceb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0btrace.proto\x1a\x12ion/v1/types.proto\"=\n\x0eGetFlowRequest\x12\x15\n\rcorrelationID\x18\x01 \x01(\t\x12\x14\n\x0cwait_seconds\x18\x02 \x01(\x01\"O\n\x0fGetFlowResponse\x12\x10\n\x08\x66lowJSON\x18\x01 \x01(\t\x12\x1a\n\x04\x66low\x18\x02 \x01(\x0b\x32\x0c.ion.v1.Flow\x12\x0e\n\x06status\x18\x03 \x01(\t\"\x87\x02\n\x0b\x46lowSummary\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\t\x12\x15\n\rroot_event_id\x18\x02 \x01(\t\x12\x17\n\x0froot_event_type\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0f\n\x07modules\x18\x05 \x03(\t\x12$\n\x04runs\x18\x06 \x03(\x0b\x32\x16.FlowSummary.RunsEntry\x12\x12\n\nstarted_at\x18\x07 \x01(\t\x12\x12\n\nupdated_at\x18\x08 \x01(\t\x12\x14\n\x0c\x63\x61ncelled_at\x18\t \x01(\t\x1a+\n\tRunsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\xac\x01\n\x10ListFlowsRequest\x12\x0e\n\x06status\x18\x01 \x03(\t\x12\x0e\n\x06module\x18\x02 \x01(\t\x12\x17\n\x0froot_event_type\x18\x03 \x01(\t\x12\x15\n\rstarted_after\x18\x04 \x01(\t\x12\x16\n\x0estarted_before\x18\x05 \x01(\t\x12\r\n\x05limit\x18\x06 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x07 \x01(\t\x12\x11\n\tid_prefix\x18\x08 \x01(\t\"E\n\x11ListFlowsResponse\x12\x1b\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x0c.FlowSummary\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\"+\n\x11\x43\x61ncelFlowRequest\x12\x16\n\x0e\x63orrelation_id\x18\x01 \x01(\t\"I\n\x12\x43\x61ncelFlowResponse\x12\x1a\n\x04\x66low\x18\x01 \x01(\x0b\x32\x0c.FlowSummary\x12\x17\n\x0f\x61lready_settled\x18\x02 \x01(\x08\";\n\rGetLogRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06module\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\"\xd2\x01\n\nAttemptLog\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0e\n\x06module\x18\x02 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12\r\n\x05state\x18\x06 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x07 \x01(\x0c\x12\x13\n\x0bnext_offset\x18\x08 \x01(\x03\x12\x10\n\x08\x66inished\x18\t \x01(\x08\x12\x10\n\x08logs_ref\x18\n \x01(\t\x12\x0c\n\x04note\x18\x0b \x01(\t\"+\n\x0eGetLogResponse\x12\x19\n\x04logs\x18\x01 \x03(\x0b\x32\x0b.AttemptLog2\xda\x01\n\x0cTraceService\x12.\n\x07GetFlow\x12\x0f.GetFlowRequest\x1a\x10.GetFlowResponse\"\x00\x12\x34\n\tListFlows\x12\x11.ListFlowsRequest\x1a\x12.ListFlowsResponse\"\x00\x12\x37\n\nCancelFlow\x12\x12.CancelFlowRequest\x1a\x13.CancelFlowResponse\"\x00\x12+\n\x06GetLog\x12\x0e.GetLogRequest\x1a\x0f.GetLogResponse\"\x00\x42\x07Z\x05traceb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,30 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trace_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z\005trace'
+  _globals['_FLOWSUMMARY_RUNSENTRY']._loaded_options = None
+  _globals['_FLOWSUMMARY_RUNSENTRY']._serialized_options = b'8\001'
   _globals['_GETFLOWREQUEST']._serialized_start=35
   _globals['_GETFLOWREQUEST']._serialized_end=96
   _globals['_GETFLOWRESPONSE']._serialized_start=98
-  _globals['_GETFLOWRESPONSE']._serialized_end=161
-  _globals['_TRACESERVICE']._serialized_start=163
-  _globals['_TRACESERVICE']._serialized_end=225
+  _globals['_GETFLOWRESPONSE']._serialized_end=177
+  _globals['_FLOWSUMMARY']._serialized_start=180
+  _globals['_FLOWSUMMARY']._serialized_end=443
+  _globals['_FLOWSUMMARY_RUNSENTRY']._serialized_start=400
+  _globals['_FLOWSUMMARY_RUNSENTRY']._serialized_end=443
+  _globals['_LISTFLOWSREQUEST']._serialized_start=446
+  _globals['_LISTFLOWSREQUEST']._serialized_end=618
+  _globals['_LISTFLOWSRESPONSE']._serialized_start=620
+  _globals['_LISTFLOWSRESPONSE']._serialized_end=689
+  _globals['_CANCELFLOWREQUEST']._serialized_start=691
+  _globals['_CANCELFLOWREQUEST']._serialized_end=734
+  _globals['_CANCELFLOWRESPONSE']._serialized_start=736
+  _globals['_CANCELFLOWRESPONSE']._serialized_end=809
+  _globals['_GETLOGREQUEST']._serialized_start=811
+  _globals['_GETLOGREQUEST']._serialized_end=870
+  _globals['_ATTEMPTLOG']._serialized_start=873
+  _globals['_ATTEMPTLOG']._serialized_end=1083
+  _globals['_GETLOGRESPONSE']._serialized_start=1085
+  _globals['_GETLOGRESPONSE']._serialized_end=1128
+  _globals['_TRACESERVICE']._serialized_start=1131
+  _globals['_TRACESERVICE']._serialized_end=1349
 # @@protoc_insertion_point(module_scope)

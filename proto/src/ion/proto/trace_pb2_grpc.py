@@ -39,12 +39,46 @@ class TraceServiceStub:
                 request_serializer=trace__pb2.GetFlowRequest.SerializeToString,
                 response_deserializer=trace__pb2.GetFlowResponse.FromString,
                 _registered_method=True)
+        self.ListFlows = channel.unary_unary(
+                '/TraceService/ListFlows',
+                request_serializer=trace__pb2.ListFlowsRequest.SerializeToString,
+                response_deserializer=trace__pb2.ListFlowsResponse.FromString,
+                _registered_method=True)
+        self.CancelFlow = channel.unary_unary(
+                '/TraceService/CancelFlow',
+                request_serializer=trace__pb2.CancelFlowRequest.SerializeToString,
+                response_deserializer=trace__pb2.CancelFlowResponse.FromString,
+                _registered_method=True)
+        self.GetLog = channel.unary_unary(
+                '/TraceService/GetLog',
+                request_serializer=trace__pb2.GetLogRequest.SerializeToString,
+                response_deserializer=trace__pb2.GetLogResponse.FromString,
+                _registered_method=True)
 
 
 class TraceServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def GetFlow(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFlows(self, request, context):
+        """Ion additions
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelFlow(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLog(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -57,6 +91,21 @@ def add_TraceServiceServicer_to_server(servicer, server):
                     servicer.GetFlow,
                     request_deserializer=trace__pb2.GetFlowRequest.FromString,
                     response_serializer=trace__pb2.GetFlowResponse.SerializeToString,
+            ),
+            'ListFlows': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFlows,
+                    request_deserializer=trace__pb2.ListFlowsRequest.FromString,
+                    response_serializer=trace__pb2.ListFlowsResponse.SerializeToString,
+            ),
+            'CancelFlow': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelFlow,
+                    request_deserializer=trace__pb2.CancelFlowRequest.FromString,
+                    response_serializer=trace__pb2.CancelFlowResponse.SerializeToString,
+            ),
+            'GetLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLog,
+                    request_deserializer=trace__pb2.GetLogRequest.FromString,
+                    response_serializer=trace__pb2.GetLogResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +135,87 @@ class TraceService:
             '/TraceService/GetFlow',
             trace__pb2.GetFlowRequest.SerializeToString,
             trace__pb2.GetFlowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFlows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/TraceService/ListFlows',
+            trace__pb2.ListFlowsRequest.SerializeToString,
+            trace__pb2.ListFlowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelFlow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/TraceService/CancelFlow',
+            trace__pb2.CancelFlowRequest.SerializeToString,
+            trace__pb2.CancelFlowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/TraceService/GetLog',
+            trace__pb2.GetLogRequest.SerializeToString,
+            trace__pb2.GetLogResponse.FromString,
             options,
             channel_credentials,
             insecure,
