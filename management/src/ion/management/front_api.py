@@ -7,6 +7,8 @@ Routes:
 - `POST /` with `{"url": ...}`: the 2018 route; raises `frontapi.new_link` with data `url`.
   200 with the root event JSON, as in 2018.
 - `GET /healthz`: 200 `{"status": "ok"}`, unauthenticated.
+- `/ui/...`: the web console (`ion.management.console`), when mounted; it checks the same
+  credentials itself, plus its own session cookie.
 
 Every other request needs `Authorization: Bearer <token>` or, when served over TLS, a client
 certificate signed by Ion's CA. Unlike 2018, a body that is not valid JSON is a 400.
@@ -22,10 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import hashlib
 import hmac
 import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import BodyPartReader, web
 
@@ -97,6 +100,26 @@ def ssl_context(files: TlsFiles) -> ssl.SSLContext:
     return context
 
 
+def credential(request: web.Request, token: str | None) -> str | None:
+    """Return how the request authenticates, or None: `cert:<sha256 of the client certificate>`
+    for a client certificate signed by Ion's CA (TLS verified it), `bearer` for
+    `Authorization: Bearer <token>` matching `token`."""
+    transport = request.transport
+    if transport is not None and transport.get_extra_info("peercert"):
+        tls = transport.get_extra_info("ssl_object")
+        der = tls.getpeercert(binary_form=True) if tls is not None else None
+        return "cert:" + (hashlib.sha256(der).hexdigest() if der else "")
+    header = request.headers.get("Authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if (
+        token
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(presented.strip().encode(), token.encode())
+    ):
+        return "bearer"
+    return None
+
+
 class FrontApi:
     """The aiohttp application raising root events on a platform."""
 
@@ -107,11 +130,15 @@ class FrontApi:
         token: str | None,
         max_request_bytes: int = MAX_BODY_BYTES,
         max_file_bytes: int = MAX_FILE_BYTES,
+        mounted: Mapping[str, web.Application] | None = None,
     ) -> None:
+        """`mounted`: applications served under a path prefix (`/ui`: the web console), each
+        authenticating its own requests (with `credential`)."""
         self._platform = platform
         self._token = token or None
         self._max_request_bytes = max_request_bytes
         self._max_file_bytes = max_file_bytes
+        self._mounted = dict(mounted or {})
 
     def app(self) -> web.Application:
         """Return the application with its routes and authentication."""
@@ -121,22 +148,18 @@ class FrontApi:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_post("/events/{type}", self._post_event)
         app.router.add_post("/", self._post_link)
+        for prefix, sub in self._mounted.items():
+            app.add_subapp(prefix, sub)
         return app
 
     @web.middleware
     async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path == "/healthz":
-            return await handler(request)
-        transport = request.transport
-        if transport is not None and transport.get_extra_info("peercert"):
-            return await handler(request)
-        header = request.headers.get("Authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if (
-            self._token
-            and scheme.lower() == "bearer"
-            and hmac.compare_digest(presented.strip().encode(), self._token.encode())
+        if request.path == "/healthz" or any(
+            request.path == prefix or request.path.startswith(prefix + "/")
+            for prefix in self._mounted
         ):
+            return await handler(request)  # a mounted application authenticates by itself
+        if credential(request, self._token) is not None:
             return await handler(request)
         return _error(
             401,
@@ -326,6 +349,7 @@ async def start_front_api(
     token: str | None,
     max_request_bytes: int = MAX_BODY_BYTES,
     max_file_bytes: int = MAX_FILE_BYTES,
+    mounted: Mapping[str, web.Application] | None = None,
 ) -> tuple[web.AppRunner, int]:
     """Start the front API; return its runner (to clean up) and the bound port.
 
@@ -333,7 +357,11 @@ async def start_front_api(
         errors.ConfigError: the port cannot be bound.
     """
     front = FrontApi(
-        platform, token=token, max_request_bytes=max_request_bytes, max_file_bytes=max_file_bytes
+        platform,
+        token=token,
+        max_request_bytes=max_request_bytes,
+        max_file_bytes=max_file_bytes,
+        mounted=mounted,
     )
     runner = web.AppRunner(front.app(), access_log=None)
     await runner.setup()
