@@ -196,7 +196,16 @@ def test_one_trace_spans_the_whole_flow_across_the_bus(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     names = re.findall(r'^    "name": "(\w+)"', result.stderr, flags=re.MULTILINE)
-    assert sorted(set(names)) == ["commit", "job", "module", "prepare", "publish"]
-    assert names.count("job") == 5
+    assert sorted(set(names)) == [
+        "attempt",
+        "commit",
+        "prepare",
+        "publish",
+        "raise",
+        "receive",
+        "run",
+    ]
+    assert names.count("attempt") == names.count("receive") == 5
+    assert names.count("raise") == 1
     trace_ids = set(re.findall(r'"trace_id": "(0x[0-9a-f]+)"', result.stderr))
     assert len(trace_ids) == 1, "the trace context did not travel with the events"

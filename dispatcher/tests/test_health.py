@@ -26,9 +26,24 @@ async def test_healthz_answers_and_readyz_follows_readiness() -> None:
         assert (await _get(server.port, "/readyz"))[0] == 503
         ready = True
         assert await _get(server.port, "/readyz") == (200, "ready\n")
-        assert (await _get(server.port, "/metrics"))[0] == 404
+        assert (await _get(server.port, "/nothing"))[0] == 404
     finally:
         await server.aclose()
+
+
+async def test_metrics_are_served_in_prometheus_text_format() -> None:
+    from ion.core import metrics
+
+    metrics.EVENTS_RECEIVED.labels("health-probe-module").inc(3)
+    server = HealthServer(host="127.0.0.1", port=0, ready=lambda: True)
+    await server.start()
+    try:
+        status, body = await _get(server.port, "/metrics")
+    finally:
+        await server.aclose()
+    assert status == 200
+    assert "# TYPE ion_events_received_total counter" in body
+    assert 'ion_events_received_total{module="health-probe-module"} 3.0' in body
 
 
 async def test_a_client_that_sends_nothing_does_not_block_others() -> None:

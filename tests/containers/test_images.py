@@ -90,10 +90,17 @@ def _importable(engine: DockerEngine, image: str, *modules: str) -> set[str]:
 def test_the_handler_image_carries_no_kubernetes_or_grpc_client(
     docker_engine: DockerEngine, ion_images: IonImages
 ) -> None:
-    probe = ("kubernetes", "grpc", "google.protobuf", "ion.handler", "azure.storage.blob")
+    probe = (
+        "kubernetes",
+        "grpc",
+        "ion.handler",
+        "azure.storage.blob",
+        "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    )
     assert _importable(docker_engine, ion_images.tag("handler"), *probe) == {
         "ion.handler",
         "azure.storage.blob",
+        "opentelemetry.exporter.otlp.proto.http.trace_exporter",
     }
     # The same probe does see them where they belong, so an empty answer above means absent.
     assert {"kubernetes", "ion.dispatcher"} <= _importable(

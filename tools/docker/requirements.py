@@ -41,10 +41,11 @@ class ImageDeps:
 
 IMAGES: dict[str, ImageDeps] = {
     # In every job pod, twice: Azure backends (it commits to them), no gRPC, no Kubernetes.
+    # protobuf comes with the OTLP/HTTP span exporter (OTLP's wire format), never grpcio.
     "handler": ImageDeps(
         members=("ion-core", "ion-handler"),
         roots=("ion-core[azure]", "ion-handler", "opentelemetry-sdk"),
-        forbidden=("kubernetes", "grpcio", "grpcio-tools", "protobuf"),
+        forbidden=("kubernetes", "grpcio", "grpcio-tools"),
     ),
     "dispatcher": ImageDeps(
         members=("ion-core", "ion-handler", "ion-dispatcher"),

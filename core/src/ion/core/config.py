@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, get_origin
+from typing import Any, Literal, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -249,11 +249,18 @@ class TelemetrySettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    log_format: str = "text"
-    """`text` or `json`."""
+    log_format: Literal["text", "json"] = "text"
+    """`text` (one short line per record, for a terminal) or `json` (one object per line with
+    the trace and span ids and Ion's context keys, for a log pipeline)."""
     log_level: str = "INFO"
-    traces: str = "none"
-    """Where spans go: `none` or `console` (JSON on stderr)."""
+    traces: Literal["auto", "none", "console", "otlp"] = "auto"
+    """Where spans go: `auto` (OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, else nowhere),
+    `otlp`, `console` (JSON on stderr) or `none` (see `ion.core.telemetry`)."""
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Serve Prometheus `/metrics` on this plain-HTTP port (management and `ion-dispatcher`;
+    0 picks a free one); off when unset. A dispatcher's health port serves `/metrics` too."""
+    metrics_host: str = "127.0.0.1"
+    """Address the metrics port listens on (`0.0.0.0` in a pod)."""
 
 
 class IonSettings(BaseModel):

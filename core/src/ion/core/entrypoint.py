@@ -46,6 +46,7 @@ def start(
     logs.configure(
         level=log_level or settings.telemetry.log_level,
         fmt=log_format or settings.telemetry.log_format,
+        service=service,
     )
     telemetry.configure_tracing(settings.telemetry.traces, service_name=service)
     return settings

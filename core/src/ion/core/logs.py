@@ -1,7 +1,11 @@
-"""Structured logging: every record carries the flow's correlation id, event id and module.
+"""Structured logging: every record carries the flow's correlation id, event id and module,
+and the trace and span ids of the span it was logged in.
 
-`bind(...)` sets those keys for the current task (contextvars), `ContextFilter` copies them onto
-each record, and `configure(...)` (entry points only) installs text or JSON-lines output.
+`bind(...)` sets Ion's keys for the current task (contextvars), `ContextFilter` copies them and
+the current span's ids onto each record, and `configure(...)` (entry points only) installs text
+or JSON-lines output (`ION_TELEMETRY__LOG_FORMAT=text|json`). A JSON line's fields: `time`,
+`level`, `logger`, `message`, then those that are set of `service`, `trace_id`, `span_id`,
+`correlation_id`, `event_id`, `module`, `job_id`, `attempt`, and `exception`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,11 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
+from opentelemetry import trace
+
+from ion.core import errors
+
+FORMATS = ("text", "json")
 KEYS = ("correlation_id", "event_id", "module", "job_id", "attempt")
 # LogRecord already has `module` (the Python module), so Ion's module name lives in `ion_module`.
 _ATTRS = {"module": "ion_module"}
@@ -42,7 +51,8 @@ def bind(**values: object) -> Iterator[None]:
 
 
 class ContextFilter(logging.Filter):
-    """Copies the bound keys onto each record (empty string when unbound)."""
+    """Copies the bound keys and the current span's trace and span ids (hex, as W3C and OTLP
+    spell them) onto each record (empty string when unbound or outside a recorded span)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Attach the context; never drops a record."""
@@ -50,11 +60,20 @@ class ContextFilter(logging.Filter):
         for key in KEYS:
             if not hasattr(record, _attr(key)):
                 setattr(record, _attr(key), bound.get(key, ""))
+        if not hasattr(record, "trace_id"):
+            span = trace.get_current_span().get_span_context()
+            record.trace_id = trace.format_trace_id(span.trace_id) if span.is_valid else ""
+            record.span_id = trace.format_span_id(span.span_id) if span.is_valid else ""
         return True
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line, with the context keys."""
+    """One JSON object per line, with the trace ids and the context keys."""
+
+    def __init__(self, *, service: str = "") -> None:
+        """`service` names the program on every line (left out when empty)."""
+        super().__init__()
+        self._service = service
 
     def format(self, record: logging.LogRecord) -> str:
         """Render the record as JSON."""
@@ -64,6 +83,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self._service:
+            body["service"] = self._service
+        for key in ("trace_id", "span_id"):
+            if value := getattr(record, key, ""):
+                body[key] = value
         for key in KEYS:
             value = getattr(record, _attr(key), "")
             if value:
@@ -92,11 +116,25 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def configure(*, level: str = "INFO", fmt: str = "text") -> None:
-    """Install one stderr handler with the context filter (entry points call this once)."""
+def configure(*, level: str = "INFO", fmt: str = "text", service: str = "") -> None:
+    """Install one stderr handler with the context filter (entry points call this once).
+
+    Raises:
+        errors.ConfigError: `fmt` is neither `text` nor `json`, or `level` is no level.
+    """
+    if fmt not in FORMATS:
+        raise errors.ConfigError(
+            f"log format {fmt!r} is not supported; use one of: {', '.join(FORMATS)}"
+            " (ION_TELEMETRY__LOG_FORMAT)"
+        )
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(ContextFilter())
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.setFormatter(JsonFormatter(service=service) if fmt == "json" else TextFormatter())
     root = logging.getLogger()
+    try:
+        root.setLevel(level.upper())
+    except ValueError:
+        raise errors.ConfigError(
+            f"log level {level!r} is not one of DEBUG, INFO, WARNING, ERROR (ION_TELEMETRY__LOG_LEVEL)"
+        ) from None
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())

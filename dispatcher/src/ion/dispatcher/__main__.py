@@ -4,7 +4,8 @@ Graceful on SIGTERM and Ctrl-C: stop receiving, let jobs finish within the grace
 (`ION_DISPATCHER__SHUTDOWN_GRACE_SECONDS`), leave unstarted messages on the bus, exit 0. Jobs
 run where `ION_DISPATCHER__EXECUTOR` says: on this machine (`local`, the default) or as
 Kubernetes Jobs (`kubernetes`); several processes may serve one module and compete for its
-events. `--health-port` serves `/healthz` and `/readyz` for a Deployment's probes. Backends come from Ion's settings (`ION_BUS__URL`, `ION_BLOBS__URL`,
+events. `--health-port` serves `/healthz` and `/readyz` for a Deployment's probes, and `/metrics`;
+`ION_TELEMETRY__METRICS_PORT` serves `/metrics` alone on its own port. Backends come from Ion's settings (`ION_BUS__URL`, `ION_BLOBS__URL`,
 `ION_META__URL`); whole pipelines run with `ion-management pipeline run`.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import click
 import yaml
 
-from ion.core import entrypoint, errors
+from ion.core import entrypoint, errors, metrics
 from ion.core.backends import open_blobs, open_bus, open_meta
 from ion.core.modules import ModuleSpec
 from ion.core.records import ModuleRecord
@@ -72,6 +73,19 @@ def serve(
         )
 
     async def go(stop: asyncio.Event) -> None:
+        telemetry = settings.telemetry
+        served = (
+            metrics.serve(telemetry.metrics_host, telemetry.metrics_port)
+            if telemetry.metrics_port is not None
+            else None
+        )
+        try:
+            await serve_module(stop)
+        finally:
+            if served is not None:
+                served.close()
+
+    async def serve_module(stop: asyncio.Event) -> None:
         bus, blobs, meta = (
             open_bus(settings.bus_url),
             open_blobs(settings.blobs_url),

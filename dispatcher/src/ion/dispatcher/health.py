@@ -1,7 +1,9 @@
-"""The dispatcher's health endpoints: `/healthz` (the process answers) and `/readyz` (it receives).
+"""The dispatcher's health endpoints: `/healthz` (the process answers) and `/readyz` (it
+receives), and `/metrics` (Prometheus' text format, from `ion.core.metrics`).
 
-A Kubernetes Deployment probes these; a plain HTTP/1.1 responder on asyncio streams is enough
-for two fixed answers, so the dispatcher carries no web framework.
+A Kubernetes Deployment probes these and Prometheus scrapes the same port; a plain HTTP/1.1
+responder on asyncio streams is enough for three fixed answers, so the dispatcher carries no
+web framework.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from ion.core import metrics
+
 log = logging.getLogger(__name__)
 
 
 class HealthServer:
-    """Answers `GET /healthz` with 200 while the loop runs, `/readyz` with 200 once `ready()`."""
+    """Answers `GET /healthz` with 200 while the loop runs, `/readyz` with 200 once `ready()`,
+    and `/metrics` with the process's Prometheus metrics."""
 
     def __init__(self, *, host: str, port: int, ready: Callable[[], bool]) -> None:
         self._host, self._port, self._ready = host, port, ready
@@ -31,7 +36,7 @@ class HealthServer:
     async def start(self) -> None:
         """Listen; raises OSError when the port is taken."""
         self._server = await asyncio.start_server(self._answer, self._host, self._port)
-        log.info("health endpoints on %s:%d (/healthz, /readyz)", self._host, self.port)
+        log.info("health endpoints on %s:%d (/healthz, /readyz, /metrics)", self._host, self.port)
 
     async def aclose(self) -> None:
         """Stop listening."""
@@ -49,19 +54,24 @@ class HealthServer:
             ):
                 del line
             parts = request.decode("latin-1").split()
-            path = parts[1] if len(parts) > 1 else ""
+            path = parts[1].split("?", 1)[0] if len(parts) > 1 else ""
+            content_type = "text/plain"
             if path == "/healthz":
-                status, body = "200 OK", "ok\n"
+                status, body = "200 OK", b"ok\n"
             elif path == "/readyz":
                 ok = self._ready()
                 status, body = (
-                    ("200 OK", "ready\n") if ok else ("503 Service Unavailable", "not ready\n")
+                    ("200 OK", b"ready\n") if ok else ("503 Service Unavailable", b"not ready\n")
                 )
+            elif path == "/metrics":
+                status = "200 OK"
+                body, content_type = metrics.exposition()
             else:
-                status, body = "404 Not Found", "try /healthz or /readyz\n"
+                status, body = "404 Not Found", b"try /healthz, /readyz or /metrics\n"
             writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}"
-                f"\r\nConnection: close\r\n\r\n{body}".encode()
+                f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
             )
             await writer.drain()
         except (TimeoutError, ConnectionError, UnicodeError):

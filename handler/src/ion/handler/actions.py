@@ -13,7 +13,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from ion.core import entrypoint, errors, logs
+from opentelemetry import trace
+
+from ion.core import entrypoint, errors, logs, telemetry
 from ion.core.backends import open_blobs, open_bus, open_meta
 from ion.core.config import IonSettings
 from ion.core.contract import JobLayout
@@ -23,6 +25,8 @@ from ion.core.ports.bus import EventBus
 from ion.core.ports.meta import MetadataStore
 from ion.handler.job import HandlerJob
 from ion.handler.prepare import prepare
+
+tracer = trace.get_tracer("ion.handler")
 
 Action = Callable[[HandlerJob, IonSettings, EventBus, BlobStore, MetadataStore], Awaitable[int]]
 
@@ -73,13 +77,16 @@ def run_job(flags: Mapping[str, Any], *, command: Sequence[str], max_exec_second
 
         await prepare(job, blobs=blobs, meta=meta)
         log_path = job.layout.base / "module.log"
-        result = await run_module(
-            list(command),
-            env=module_environment(job.layout.base, {}),
-            cwd=None,
-            log_path=log_path,
-            deadline=timedelta(seconds=max_exec_seconds),
-        )
+        with tracer.start_as_current_span(
+            "run", attributes=telemetry.event_attributes(job.event, module=job.module)
+        ):
+            result = await run_module(
+                list(command),
+                env=module_environment(job.layout.base, {}),
+                cwd=None,
+                log_path=log_path,
+                deadline=timedelta(seconds=max_exec_seconds),
+            )
         sys.stderr.write(log_path.read_text(errors="replace"))
         if result.exit_code != 0 or result.timed_out:
             why = "timed out" if result.timed_out else f"exited {result.exit_code}"
@@ -130,7 +137,9 @@ def _run(flags: Mapping[str, Any], action: Action) -> int:
                 await backend.aclose()
 
     try:
-        return asyncio.run(go())
+        # Run by a job template that set TRACEPARENT, the step's spans join that trace.
+        with telemetry.parent(telemetry.environment_carrier()):
+            return asyncio.run(go())
     except errors.IonError as err:
         print(f"ion-handler: {err}", file=sys.stderr)
         return 1

@@ -20,7 +20,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from ion.core import failpoints
+from ion.core import failpoints, metrics, telemetry
 from ion.core.contract import EventFile, parse_event_file, parse_pairs, resolve_inside
 from ion.core.events import (
     Context,
@@ -168,7 +168,12 @@ async def commit(
         errors.PathEscapeError: an output or a listed file leaves out/data.
     """
     layout = job.layout
-    with tracer.start_as_current_span("commit", attributes={"ion.module": job.module}):
+    with (
+        tracer.start_as_current_span(
+            "commit", attributes=telemetry.event_attributes(job.event, module=job.module)
+        ) as span,
+        metrics.COMMIT_DURATION.labels(job.module).time(),
+    ):
         # Validate everything first: a failed commit must leave no trace downstream.
         out_data = layout.out_data
         try:
@@ -202,6 +207,10 @@ async def commit(
             raise
         if upload is not None:
             await upload
+            size = _total_size(out_data, outputs)
+            metrics.COMMIT_BYTES.labels(job.module).inc(size)
+            span.set_attribute("ion.output.bytes", size)
+        span.set_attribute("ion.output.files", len(keys))
 
         writes: list[Coroutine[Any, Any, None]] = []
         if insights:
@@ -231,10 +240,19 @@ async def commit(
             for outcome in await asyncio.gather(*writes, return_exceptions=True):
                 if isinstance(outcome, BaseException):
                     raise outcome
-        with tracer.start_as_current_span("publish"):
+        with tracer.start_as_current_span(
+            "publish",
+            kind=trace.SpanKind.PRODUCER,
+            attributes={
+                **telemetry.event_attributes(job.event, module=job.module),
+                "ion.events": len(children),
+                "ion.event.types": sorted({child.type for child, _ in children}),
+            },
+        ):
             failpoints.reach("commit.before-publish")
             await publish_events(bus, [child for child, _ in children])
             failpoints.reach("commit.published")
+        metrics.EVENTS_PUBLISHED.labels(job.module).inc(len(children))
         log.info(
             "committed %d file(s), %d insight(s), %d event(s)",
             len(keys),
@@ -242,6 +260,15 @@ async def commit(
             len(children),
         )
         return CommitResult(outputs=keys, events=[c for c, _ in children], insights=len(insights))
+
+
+def _total_size(out_data: Path, outputs: list[str]) -> int:
+    """Bytes of the output files (relative to out/data) that were uploaded."""
+    total = 0
+    for rel in outputs:
+        with contextlib.suppress(OSError):
+            total += os.stat(f"{out_data}/{rel}").st_size
+    return total
 
 
 async def _child_event(

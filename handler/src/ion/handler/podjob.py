@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ion.core import entrypoint, errors, logs
+from ion.core import entrypoint, errors, logs, telemetry
 from ion.core.backends import open_blobs, open_bus, open_meta
 from ion.core.config import IonSettings
 from ion.core.contract import JobLayout
@@ -191,7 +191,11 @@ def _run(step: Any) -> int:
     try:
         settings = entrypoint.start(PROGRAM)
         request = read_request()
-        return int(asyncio.run(step(request, settings)))
+        # The step's spans join the dispatcher's attempt: the request carries its context (and
+        # the executor set TRACEPARENT to the same).
+        carrier = request.trace_context or telemetry.environment_carrier()
+        with telemetry.parent(carrier):
+            return int(asyncio.run(step(request, settings)))
     except errors.IonError as err:
         _write_outcome({"step": "setup", "ok": False, "state": "FAILED", "reason": str(err)})
         return 1

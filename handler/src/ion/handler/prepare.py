@@ -16,7 +16,7 @@ from pathlib import Path
 
 from opentelemetry import trace
 
-from ion.core import errors
+from ion.core import errors, metrics, telemetry
 from ion.core.contract import JobLayout, confined_relative
 from ion.core.events import KeyValuePair
 from ion.core.ports.blobs import BlobStore
@@ -56,7 +56,12 @@ async def prepare(
         errors.PathEscapeError: the parent's metadata names a file outside in/data.
         errors.NotFoundError: a file the parent listed is missing from the blob store.
     """
-    with tracer.start_as_current_span("prepare", attributes={"ion.module": job.module}):
+    with (
+        tracer.start_as_current_span(
+            "prepare", attributes=telemetry.event_attributes(job.event, module=job.module)
+        ) as span,
+        metrics.PREPARE_DURATION.labels(job.module).time(),
+    ):
         layout = job.layout
         if layout_ready:
             pass
@@ -78,7 +83,10 @@ async def prepare(
                 f"{event_meta.context.correlation_id}/{event_meta.context.parent_event_id}/"
                 f"{event_meta.context.name}"
             )
-            await _download_all(blobs, prefix, files, layout)
+            size = await _download_all(blobs, prefix, files, layout)
+            metrics.PREPARE_BYTES.labels(job.module).inc(size)
+            span.set_attribute("ion.input.bytes", size)
+        span.set_attribute("ion.input.files", len(files))
         if data:
             payload = [p.model_dump() for p in data]
             layout.in_eventmeta.write_text(json.dumps(payload, ensure_ascii=False))  # small
@@ -86,7 +94,8 @@ async def prepare(
         return PreparedInput(files=files, data=data)
 
 
-async def _download_all(blobs: BlobStore, prefix: str, files: list[str], layout: JobLayout) -> None:
+async def _download_all(blobs: BlobStore, prefix: str, files: list[str], layout: JobLayout) -> int:
+    """Download `files` into in/data; return their total size in bytes."""
     # Every name is checked before anything is written; then the whole tree moves in one batch.
     rels = [confined_relative(name, what="input file").as_posix() for name in files]
     in_data = layout.in_data
@@ -100,3 +109,4 @@ async def _download_all(blobs: BlobStore, prefix: str, files: list[str], layout:
             f"the blob store at {err.key}",
             key=err.key,
         ) from err
+    return sum(path.stat().st_size for _, path in items)

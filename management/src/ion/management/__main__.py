@@ -52,8 +52,15 @@ def _fail(state: _State, err: BaseException) -> None:
 
 
 def _serve(state: _State, settings: IonSettings, tls: TlsFiles | None, token: str | None) -> None:
-    logs.configure(level=settings.telemetry.log_level, fmt=settings.telemetry.log_format)
-    telemetry.configure_tracing(settings.telemetry.traces, service_name="ion-management")
+    try:
+        logs.configure(
+            level=settings.telemetry.log_level,
+            fmt=settings.telemetry.log_format,
+            service="ion-management",
+        )
+        telemetry.configure_tracing(settings.telemetry.traces, service_name="ion-management")
+    except errors.IonError as err:
+        _fail(state, err)
 
     def ready(endpoints: app.Endpoints) -> None:
         mode = "mutual TLS" if endpoints.tls else "PLAINTEXT"

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
-from ion.core import errors
+from ion.core import errors, metrics
 from ion.core.config import IonSettings
 from ion.management.certs import TlsFiles
 from ion.management.console import Console
@@ -95,11 +95,34 @@ async def run(
     on_ready: Callable[[Endpoints], None] | None = None,
     shutdown_grace: float = 5.0,
 ) -> None:
-    """Serve the management API and the front API on `settings.management` until `stop` is set.
+    """Serve the management API and the front API on `settings.management` until `stop` is set,
+    and Prometheus `/metrics` on `settings.telemetry.metrics_port` when it is set.
 
     Raises:
         errors.ConfigError: a certificate is wrong or a port cannot be bound.
     """
+    telemetry = settings.telemetry
+    served = (
+        metrics.serve(telemetry.metrics_host, telemetry.metrics_port)
+        if telemetry.metrics_port is not None
+        else None
+    )
+    try:
+        await _run(settings, stop, tls, front_api_token, platform_factory, on_ready, shutdown_grace)
+    finally:
+        if served is not None:
+            served.close()
+
+
+async def _run(
+    settings: IonSettings,
+    stop: asyncio.Event,
+    tls: TlsFiles | None,
+    front_api_token: str | None,
+    platform_factory: PlatformFactory,
+    on_ready: Callable[[Endpoints], None] | None,
+    shutdown_grace: float,
+) -> None:
     cfg = settings.management
     async with platform_factory(settings) as platform:
         deployer, closers = await _deployer(settings, platform)

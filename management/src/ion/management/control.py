@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from ion.core import attempts, errors, identifiers, naming
+from opentelemetry import trace
+
+from ion.core import attempts, errors, identifiers, naming, telemetry
 from ion.core.backends import open_blobs, open_bus, open_meta
 from ion.core.clock import Clock, SystemClock
 from ion.core.config import IonSettings
@@ -35,6 +37,7 @@ from ion.dispatcher.embedded import local_pool
 from ion.dispatcher.pool import DispatcherPool, ModuleRuntime
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("ion.management")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +159,11 @@ class RootEvent:
                 files_prefix=self.prefix,
             )
         )
-        await publish_events(self._bus, [event])
+        # The flow's trace starts here (under a management RPC's span when there is one).
+        with tracer.start_as_current_span(
+            "raise", kind=trace.SpanKind.PRODUCER, attributes=telemetry.event_attributes(event)
+        ):
+            await publish_events(self._bus, [event])
         log.info("raised %s (correlation %s)", event.type, event.correlation_id)
         return event
 

@@ -30,6 +30,7 @@ from ion.core import errors
 from ion.management.certs import TlsFiles
 from ion.management.dataplane import Platform
 from ion.management.registry import ModuleRegistry
+from ion.management.rpc_telemetry import TelemetryInterceptor
 from ion.management.services import DeadLetterService, EventService, ModuleService, TraceService
 from ion.proto import module_pb2, module_pb2_grpc, trace_pb2, trace_pb2_grpc
 from ion.proto.v1 import events_pb2, events_pb2_grpc
@@ -132,6 +133,7 @@ async def start_server(
         errors.ConfigError: a certificate file is wrong, or the address cannot be bound.
     """
     server = grpc.aio.server(
+        interceptors=[TelemetryInterceptor()],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -42,7 +42,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from ion.core import errors, failpoints
+from ion.core import errors, failpoints, telemetry
 from ion.core.clock import Clock, SystemClock
 from ion.core.contract import JobLayout
 from ion.core.ports.blobs import BlobStore
@@ -508,7 +508,13 @@ class LocalExecutor:
         if ended is None and not prepare_error:
             failpoints.reach("local.prepared")
             with tracer.start_as_current_span(
-                "module", attributes={"ion.module": job.spec.name, "ion.job": job.job_id}
+                "run",
+                attributes={
+                    **telemetry.event_attributes(job.event, module=job.spec.name),
+                    telemetry.ATTEMPT: job.attempt,
+                    telemetry.JOB_ID: job.job_id,
+                    telemetry.EXECUTOR: "local",
+                },
             ):
                 ended = await self._start_module(job, paths)
         failpoints.reach("local.module-ended")

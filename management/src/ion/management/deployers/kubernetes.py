@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from ion.core import ModuleRecord, attempts, errors, naming
+from ion.core import ModuleRecord, attempts, errors, naming, telemetry
 from ion.core.config import IonSettings
 from ion.core.ports.bus import EventBus, SubscriptionOptions
 from ion.dispatcher.executors.kubernetes import (
@@ -87,6 +87,8 @@ def manifests(
         "ION_BUS__RECEIVE_WAIT_SECONDS": str(settings.bus.receive_wait_seconds),
         "ION_BLOBS__SAS_LIFETIME_HOURS": str(settings.blobs.sas_lifetime_hours),
         "ION_DISPATCHER__SHUTDOWN_GRACE_SECONDS": str(settings.dispatcher.shutdown_grace_seconds),
+        # Traces go where management's go (OTEL_* endpoint, sampler; never the headers).
+        **telemetry.forwarded_environment(),
         "ION_TELEMETRY__LOG_FORMAT": settings.telemetry.log_format,
         **k8s.settings_env,
     }
@@ -104,7 +106,7 @@ def manifests(
         "args": ["serve", "--spec", f"/etc/ion/spec/{SPEC_FILE}"],
         "env": [{"name": k, "value": v} for k, v in env.items() if v],
         "envFrom": [{"secretRef": {"name": k8s.backends_secret}}] if k8s.backends_secret else [],
-        "ports": [{"name": "health", "containerPort": HEALTH_PORT}],
+        "ports": [{"name": "health", "containerPort": HEALTH_PORT}],  # and /metrics
         "livenessProbe": {**probe, "failureThreshold": 3},
         "readinessProbe": {
             "httpGet": {"path": "/readyz", "port": HEALTH_PORT},
@@ -146,8 +148,14 @@ def manifests(
                 "template": {
                     "metadata": {
                         "labels": pod_labels,
-                        # a changed spec rolls the pods, which read it at start
-                        "annotations": {"ion/spec-etag": record.etag or ""},
+                        # a changed spec rolls the pods, which read it at start; the
+                        # health port serves /metrics too (docs/observability.md)
+                        "annotations": {
+                            "ion/spec-etag": record.etag or "",
+                            "prometheus.io/scrape": "true",
+                            "prometheus.io/port": str(HEALTH_PORT),
+                            "prometheus.io/path": "/metrics",
+                        },
                     },
                     "spec": {
                         "serviceAccountName": account,

@@ -20,6 +20,7 @@ import shlex
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from ion.core import telemetry
 from ion.core.ports.executor import JobRequest
 
 BASE_DIR = "/ion"
@@ -196,6 +197,8 @@ def task_plan(job: JobRequest, settings: TaskSettings) -> TaskPlan:
             )
             if url
         },
+        # The attempt's trace context (TRACEPARENT) and OTEL_* settings (never the headers).
+        **telemetry.job_environment(job.trace_context),
         **settings.handler_env,
         **settings.handler_secrets,
     }

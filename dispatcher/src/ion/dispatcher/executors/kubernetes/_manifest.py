@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ion.core import telemetry
 from ion.core.modules import Toleration
 from ion.core.ports.executor import JobRequest
 
@@ -177,6 +178,13 @@ def job_manifest(job: JobRequest, pod: PodSettings) -> dict[str, Any]:
             if url and name not in pod.handler_env
         ),
         *({"name": k, "value": v} for k, v in sorted(pod.handler_env.items())),
+        # The attempt's trace context (TRACEPARENT) and the OTEL_* settings, never secrets:
+        # the prepare and commit spans join the dispatcher's attempt span.
+        *(
+            {"name": k, "value": v}
+            for k, v in sorted(telemetry.job_environment(job.trace_context).items())
+            if k not in pod.handler_env
+        ),
     ]
     env_from = [{"secretRef": {"name": pod.backends_secret}}] if pod.backends_secret else []
 
