@@ -8,6 +8,7 @@ IonError                          root, never raised itself
 │   └── PathEscapeError           a module named a path outside its directory
 ├── NotFoundError                 what get_ raises: .key of the missing thing where known
 ├── ConflictError                 what create_ raises when the thing exists (or an etag is stale)
+├── PreconditionError             valid, but not now (a module with queued events to delete)
 ├── ModuleFailedError             the module exited non-zero: .exit_code, .logs_ref
 └── TransientError                worth retrying: .retry_after (throttling, timeouts, lost lock)
     └── LockLostError             the message lock expired or was taken by another receiver
@@ -61,6 +62,11 @@ class NotFoundError(IonError):
 
 class ConflictError(IonError):
     """The thing to create exists already, or an optimistic-concurrency check failed."""
+
+
+class PreconditionError(IonError):
+    """The request is valid but the system is not in a state to carry it out now (a module
+    with queued events asked to be deleted without force); the message says what to do."""
 
 
 class ModuleFailedError(IonError):

@@ -237,6 +237,9 @@ class ModuleSpec(BaseModel):
     """Container image, for container runtimes and Kubernetes."""
     env: dict[str, str] = Field(default_factory=dict)
     """Module configuration, given to the module as environment variables."""
+    secret_env: dict[str, str] = Field(default_factory=dict, alias="secretEnv")
+    """Environment variables whose values are given to the module like `env` but never shown
+    (`module get/list` print `***`); a key may not be in both."""
     retry_count: int = Field(default=1, ge=0, le=100)
     """How many times a failed attempt is retried before the event is dead-lettered."""
     retry_backoff_seconds: float = Field(default=1.0, ge=0, le=3600)
@@ -293,13 +296,26 @@ class ModuleSpec(BaseModel):
             raise ValueError("an event type is listed twice")
         return value
 
-    @field_validator("env")
+    @field_validator("env", "secret_env")
     @classmethod
     def _valid_env(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
             if not _ENV_NAME.match(key):
                 raise ValueError(f"{key!r} is not a valid environment variable name")
         return value
+
+    @field_validator("secret_env")
+    @classmethod
+    def _secret_not_plain(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        both = sorted(set(value) & set(info.data.get("env") or {}))
+        if both:
+            raise ValueError(f"{both[0]!r} is given both as env and as secret env; give it once")
+        return value
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """Every variable the module's jobs get: `env` and `secret_env` together."""
+        return {**self.env, **self.secret_env}
 
     @field_validator("image")
     @classmethod

@@ -62,6 +62,8 @@ class DispatcherStats:
     poison: int = 0
     adopted: int = 0
     in_flight_ids: set[str] = field(default_factory=set)
+    left_running: int = 0
+    """Jobs still running when the dispatcher stopped (their messages return to the bus)."""
 
     @property
     def in_flight(self) -> int:
@@ -82,6 +84,28 @@ class DispatcherOptions:
     """Where relative module commands resolve (the pipeline file's directory)."""
     backends: BackendRefs = field(default_factory=BackendRefs)
     """Backend URLs handed to jobs that run elsewhere (never credentials)."""
+    cancel_poll: timedelta = timedelta(seconds=1)
+    """How often the flow of a running job is checked for a cancellation (`ion flow cancel`)."""
+
+
+async def _acquire_unless_stopped(slots: asyncio.Semaphore, stop: asyncio.Event) -> bool:
+    """Take a slot, or give up when `stop` is set first (True: a slot is held)."""
+    if stop.is_set():
+        return False
+    acquire = asyncio.ensure_future(slots.acquire())
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not acquire.done():
+            acquire.cancel()
+    if acquire.done() and not acquire.cancelled():
+        if stop.is_set():
+            slots.release()
+            return False
+        return True
+    return False
 
 
 class Dispatcher:
@@ -116,6 +140,8 @@ class Dispatcher:
         self.topic = spec.subscribes_to
         self.subscription = naming.subscription_name(spec.subscribes_to, spec.name)
         self.stats = DispatcherStats()
+        self.shutdown_grace = self.options.shutdown_grace
+        """How long in-flight jobs get once `stop` is set; may be changed before setting it."""
         self._receive_delay = timedelta(seconds=0.5)
 
     async def ensure_entities(self) -> None:
@@ -144,10 +170,8 @@ class Dispatcher:
         log.info("dispatcher %s receiving from %s/%s", self.identity, self.topic, self.subscription)
         with logs.bind(module=self.spec.name):
             while not stop.is_set():
-                await slots.acquire()
-                if stop.is_set():  # stopped while every slot was busy: receive nothing more
-                    slots.release()
-                    break
+                if not await _acquire_unless_stopped(slots, stop):
+                    break  # stopped while every slot was busy: receive nothing more
                 free = self.spec.max_in_flight - len(handlers)
                 try:
                     messages = await self._receive(stop, max_messages=max(1, free))
@@ -219,11 +243,14 @@ class Dispatcher:
             log.info(
                 "stopping: %d job(s) in flight, waiting up to %s",
                 len(handlers),
-                self.options.shutdown_grace,
+                self.shutdown_grace,
             )
-            _, pending = await asyncio.wait(
-                handlers, timeout=self.options.shutdown_grace.total_seconds()
-            )
+            pending = set(handlers)
+            if self.shutdown_grace > timedelta(0):
+                _, pending = await asyncio.wait(
+                    handlers, timeout=self.shutdown_grace.total_seconds()
+                )
+            self.stats.left_running = len(pending)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)

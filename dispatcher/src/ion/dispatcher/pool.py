@@ -10,13 +10,16 @@ module; management's in-process deployer runs a pool of every module (`ion up`, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 import socket
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from ion.core import errors
 from ion.core.clock import Clock, SystemClock
@@ -39,6 +42,16 @@ class ModuleRuntime:
     jobs_in_flight: int = 0
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Draining:
+    """Progress of a module's dispatchers stopping: jobs still in flight, seconds waited."""
+
+    module_id: str
+    jobs_in_flight: int
+    waited: float
+    timeout: float
+
+
 @dataclass(kw_only=True)
 class _Running:
     record: ModuleRecord
@@ -55,6 +68,11 @@ async def _guarded(dispatcher: Dispatcher, stop: asyncio.Event) -> None:
         log.exception(
             "dispatcher %s stopped on an error; its module runs one short", dispatcher.identity
         )
+
+
+async def _finish(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for retired dispatchers (of a replaced module) to finish their jobs."""
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class DispatcherPool:
@@ -141,8 +159,21 @@ class DispatcherPool:
         self._modules[record.id] = running
         log.info("started %d dispatcher(s) for module %s", len(dispatchers), record.id)
 
-    async def stop(self, module_id: str, *, remove_subscription: bool = True) -> None:
-        """Stop the module's dispatchers (gracefully) and, if asked, remove its subscription.
+    async def stop(
+        self,
+        module_id: str,
+        *,
+        remove_subscription: bool = True,
+        grace: float | None = None,
+        on_progress: Callable[[Draining], None] | None = None,
+    ) -> int:
+        """Stop receiving for the module, let its in-flight jobs finish, and, if asked, remove
+        its subscription; return how many jobs were still running when the wait ended.
+
+        `grace`: seconds in-flight jobs get (None: the dispatchers' `shutdown_grace`; 0: none).
+        Jobs still running then are left running, their messages to return to the bus (a
+        later dispatcher adopts them, or the caller cancels them). `on_progress` is called
+        about once a second while jobs are in flight.
 
         Raises:
             errors.NotFoundError: the module is not running in this pool.
@@ -150,12 +181,88 @@ class DispatcherPool:
         running = self._modules.pop(module_id, None)
         if running is None:
             raise errors.NotFoundError(f"module {module_id!r} is not running")
+        if grace is not None:
+            for d in running.dispatchers:
+                d.shutdown_grace = timedelta(seconds=max(0.0, grace))
+        limit = running.dispatchers[0].shutdown_grace.total_seconds()
         running.stop.set()
+        started = time.monotonic()
+        pending = {t for t in running.tasks if not t.done()}
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=1.0)
+            in_flight = sum(d.stats.in_flight for d in running.dispatchers)
+            if pending and on_progress is not None and in_flight:
+                on_progress(
+                    Draining(
+                        module_id=module_id,
+                        jobs_in_flight=in_flight,
+                        waited=time.monotonic() - started,
+                        timeout=limit,
+                    )
+                )
         await asyncio.gather(*running.tasks, return_exceptions=True)
         if remove_subscription:
             d = running.dispatchers[0]
             await self._bus.delete_subscription(d.topic, d.subscription)
-        log.info("stopped module %s", module_id)
+        left = sum(d.stats.left_running for d in running.dispatchers)
+        log.info("stopped module %s (%d job(s) left running)", module_id, left)
+        return left
+
+    async def replace(self, record: ModuleRecord) -> None:
+        """Run the module with a new record (spec) on the same subscription, losing nothing.
+
+        The new dispatchers start receiving first; the old ones then stop receiving and finish
+        their in-flight jobs in the background (up to their shutdown grace; a job still
+        running then is adopted by a new dispatcher when its message returns).
+
+        Raises:
+            errors.NotFoundError: the module is not running in this pool.
+            errors.ValidationError: the new record's routes name an executor the pool lacks.
+        """
+        old = self._modules.pop(record.id, None)
+        if old is None:
+            raise errors.NotFoundError(f"module {record.id!r} is not running")
+        try:
+            await self.start(record)
+        except BaseException:
+            self._modules[record.id] = old
+            raise
+        old.stop.set()
+        if self._group is not None:
+            self._group.create_task(
+                _finish(old.tasks), name=f"retire-{record.id}-{len(old.dispatchers)}"
+            )
+
+    async def cancel_jobs(self, jobs: Sequence[tuple[str, str | None]]) -> int:
+        """Cancel jobs by (job id, executor name or None for the default), wait briefly for
+        each to end, and delete it (its folder and resources); return how many were known.
+
+        Call after `stop` left them running: nothing records their outcome but the caller.
+        """
+        known = 0
+        for job_id, executor_name in jobs:
+            try:
+                executor = self._executors.get(executor_name or self._executors.default)
+            except errors.NotFoundError:
+                continue
+            try:
+                await executor.cancel(job_id)
+            except errors.NotFoundError:
+                continue
+            except errors.IonError as err:
+                log.warning("could not cancel job %s: %s", job_id, err)
+            known += 1
+            ended = asyncio.ensure_future(executor.wait(job_id))
+            await asyncio.wait({ended}, timeout=5.0)
+            if ended.done():
+                if not ended.cancelled():  # a driver cancelled with its dispatcher ends so
+                    with contextlib.suppress(Exception):
+                        ended.result()
+            else:
+                log.warning("job %s did not end within 5s of its cancel", job_id)
+            with contextlib.suppress(errors.IonError):
+                await executor.delete(job_id)
+        return known
 
     def status(self, module_id: str) -> ModuleRuntime:
         """Return how many dispatchers run and how many jobs are in flight for a module."""

@@ -34,7 +34,7 @@ from ion.core.publishing import publish_events
 from ion.core.records import ModuleRecord
 from ion.dispatcher.dispatching import Dispatcher
 from ion.dispatcher.embedded import local_pool
-from ion.dispatcher.pool import DispatcherPool, ModuleRuntime
+from ion.dispatcher.pool import DispatcherPool, Draining, ModuleRuntime
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("ion.management")
@@ -267,13 +267,35 @@ class ControlPlane:
         """Create the module's subscription and start its dispatchers (instance_count of them)."""
         await self.pool.start(record)
 
-    async def stop_module(self, module_id: str, *, remove_subscription: bool = True) -> None:
-        """Stop the module's dispatchers (gracefully) and, if asked, remove its subscription.
+    async def stop_module(
+        self,
+        module_id: str,
+        *,
+        remove_subscription: bool = True,
+        grace: float | None = None,
+        on_progress: Callable[[Draining], None] | None = None,
+    ) -> int:
+        """Stop the module's dispatchers (gracefully) and, if asked, remove its subscription;
+        return how many jobs were left running (`DispatcherPool.stop`).
 
         Raises:
             errors.NotFoundError: the module is not running here.
         """
-        await self.pool.stop(module_id, remove_subscription=remove_subscription)
+        return await self.pool.stop(
+            module_id, remove_subscription=remove_subscription, grace=grace, on_progress=on_progress
+        )
+
+    async def replace_module(self, record: ModuleRecord) -> None:
+        """Run a running module with a new spec on the same subscription (queued events kept).
+
+        Raises:
+            errors.NotFoundError: the module is not running here.
+        """
+        await self.pool.replace(record)
+
+    async def cancel_jobs(self, jobs: Sequence[tuple[str, str | None]]) -> int:
+        """Cancel jobs by (job id, executor name or None) and remove their folders."""
+        return await self.pool.cancel_jobs(jobs)
 
     def module_status(self, module_id: str) -> ModuleRuntime:
         """Return how many dispatchers run and how many jobs are in flight for a module."""

@@ -34,6 +34,9 @@ from ion.proto import module_pb2
 from ion.proto.v1 import types_pb2
 from ion.proto.v1.events_pb2 import BusMessage
 
+SECRET_MASK = "***"
+"""What a secret environment value is shown as, everywhere."""
+
 REQUEST_FIELD = {
     "name": "modulename",
     "subscribes_to": "eventsubscriptions",
@@ -43,6 +46,8 @@ REQUEST_FIELD = {
     "retry_count": "retrycount",
     "max_execution_seconds": "maxexecutiontimemins",
     "env": "configmap",
+    "secret_env": "secret_env",
+    "secretEnv": "secret_env",
     "retry_backoff_seconds": "retry_backoff_seconds",
     "resources": "resources",
     "max_in_flight": "max_in_flight",
@@ -89,6 +94,7 @@ def spec_from_request(req: module_pb2.ModuleCreateRequest) -> ModuleSpec:
         "image": req.moduleimage.strip(),
         "command": list(req.command),
         "env": {**dict(req.configmap), **dict(req.env)},
+        "secret_env": dict(req.secret_env),
         "instance_count": req.instancecount or 1,
         "retry_count": req.retrycount,
     }
@@ -213,7 +219,7 @@ def module_info(record: ModuleRecord, runtime: Runtime) -> types_pb2.ModuleInfo:
         publishes=spec.publishes,
         command=spec.command,
         image=spec.image,
-        env=spec.env,
+        env={**spec.env, **dict.fromkeys(spec.secret_env, SECRET_MASK)},
         instance_count=spec.instance_count,
         retry_count=spec.retry_count,
         retry_backoff_seconds=spec.retry_backoff_seconds,

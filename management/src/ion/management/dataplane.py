@@ -7,13 +7,14 @@ structurally; a cloud deployment will provide the same operations over its backe
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
 from ion.core import Event, ModuleRecord
 from ion.core.flow import Flow
 from ion.core.ports import BlobStore, EventBus, MetadataStore
+from ion.dispatcher.pool import Draining
 from ion.management.control import RootEvent, RootFile
 
 
@@ -53,8 +54,24 @@ class Platform(Protocol):
         """Ensure the module's topic and subscription and start its dispatchers."""
         ...
 
-    async def stop_module(self, module_id: str, *, remove_subscription: bool = True) -> None:
-        """Stop the module's dispatchers (and remove its subscription)."""
+    async def stop_module(
+        self,
+        module_id: str,
+        *,
+        remove_subscription: bool = True,
+        grace: float | None = None,
+        on_progress: Callable[[Draining], None] | None = None,
+    ) -> int:
+        """Stop the module's dispatchers (and remove its subscription); in-flight jobs get
+        `grace` seconds; return how many were left running."""
+        ...
+
+    async def replace_module(self, record: ModuleRecord) -> None:
+        """Run a running module with a new spec on the same subscription."""
+        ...
+
+    async def cancel_jobs(self, jobs: Sequence[tuple[str, str | None]]) -> int:
+        """Cancel jobs by (job id, executor name or None) and remove their folders."""
         ...
 
     def module_status(self, module_id: str) -> ModuleRuntimeLike:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ion.core import Event, ModuleRecord, errors
 from ion.core.ports import PeekedMessage
+from ion.management import retire
 from ion.management.dataplane import Platform
 from ion.management.registry import ModuleRegistry, subscription_of
 
@@ -33,25 +34,32 @@ class DeadLetter:
 async def list_dead_letters(
     platform: Platform, registry: ModuleRegistry, module: str = "", *, max_messages: int = 100
 ) -> list[DeadLetter]:
-    """Return the dead letters of `module` (an id or name; every live module when empty),
-    oldest first within each module, at most `max_messages` (capped at `MAX_PEEK`) per module.
+    """Return the dead letters of `module` (an id or name; every module when empty), oldest
+    first within each module, at most `max_messages` (capped at `MAX_PEEK`) per module. A
+    deleted module's are those its delete kept (`ion.management.retire`).
 
     Raises:
         errors.NotFoundError: `module` names no module.
     """
     count = min(max_messages or 100, MAX_PEEK)
-    records = [await registry.resolve(module)] if module else await registry.list_modules()
+    records = (
+        [await registry.resolve(module)]
+        if module
+        else await registry.list_modules(include_deleted=True)
+    )
     found: list[DeadLetter] = []
     for record in records:
         if record.deleted:
-            continue
-        topic, subscription = subscription_of(record)
-        try:
-            messages = await platform.bus.peek(
-                topic, subscription, max_messages=count, dead_letter=True
-            )
-        except errors.NotFoundError:
-            continue
+            topic, subscription = retire.parked_location(record)
+            messages = await retire.parked_dead_letters(platform.bus, record, max_messages=count)
+        else:
+            topic, subscription = subscription_of(record)
+            try:
+                messages = await platform.bus.peek(
+                    topic, subscription, max_messages=count, dead_letter=True
+                )
+            except errors.NotFoundError:
+                continue
         for message in messages:
             event = None
             with contextlib.suppress(errors.PoisonMessageError):
@@ -71,10 +79,13 @@ async def list_dead_letters(
 async def replay_dead_letter(
     platform: Platform, registry: ModuleRegistry, module: str, message_id: str
 ) -> ModuleRecord:
-    """Put one dead-lettered message back on its module's subscription; return the module.
+    """Put one dead-lettered message back on its module's subscription; return the module
+    it went to. A dead letter a deleted module's delete kept goes to the live module of the
+    same name.
 
     Raises:
-        errors.ValidationError: no message id, or the module is deleted.
+        errors.ValidationError: no message id, or the module is deleted and no live module
+            has its name.
         errors.NotFoundError: no such module, or it has no such dead letter.
     """
     message_id = message_id.strip()
@@ -84,8 +95,15 @@ async def replay_dead_letter(
         )
     record = await registry.resolve(module.strip())
     if record.deleted:
-        raise errors.ValidationError(
-            f"module {record.id!r} is deleted; its subscription is gone", field="module"
-        )
+        live = [m for m in await registry.list_modules() if m.spec.name == record.spec.name]
+        if not live:
+            raise errors.ValidationError(
+                f"module {record.id!r} is deleted and no live module is named"
+                f" {record.spec.name!r}; create one (`ion apply -f` or `ion module create`) and"
+                " replay again: the dead letter goes to it",
+                field="module",
+            )
+        await retire.replay_parked(platform.bus, record, live[0], message_id)
+        return live[0]
     await platform.replay_dead_letter(record.id, message_id)
     return record

@@ -6,6 +6,12 @@ derived its suffix from the clock and collided within about two minutes). A name
 most one live module, since the name decides the module's subscription. Deleting a module
 stops its dispatchers and removes its subscription but keeps its record (flagged deleted) and
 its attempts, so its history stays queryable.
+
+`apply` creates a module or updates the live module of that name in place: same id, same
+subscription, so no queued event is lost; only the spec and the dispatchers change. `delete`
+drains: it refuses while events are queued (unless forced), stops receiving, waits for the
+running jobs, and retires the subscription through `ion.management.retire`, which keeps every
+message left as a dead letter and records the module's open runs CANCELLED.
 """
 
 from __future__ import annotations
@@ -19,10 +25,13 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 from ion.core import AttemptState, JobAttempt, ModuleRecord, ModuleSpec, errors, naming
 from ion.core.ports import EventBus, MetadataStore
-from ion.management.deployers import Deployer, Runtime, SpecChecker
+from ion.dispatcher.pool import Draining
+from ion.management import retire
+from ion.management.deployers import Deployer, Drainer, Runtime, SpecChecker
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +39,40 @@ _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 _SUFFIX_LENGTH = 5
 CACHE_SECONDS = 2.0
 """How stale the module list may be for changes made by another process on the same store."""
+DRAIN_SECONDS = 60.0
+"""How long a delete waits for a module's running jobs by default."""
+MAX_DRAIN_SECONDS = 3600.0
+
+ApplyAction = Literal["created", "configured", "unchanged"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Applied:
+    """What `ModuleRegistry.apply` did (or, in a dry run, would do)."""
+
+    record: ModuleRecord | None
+    """The module as stored (None for a dry-run create)."""
+    action: ApplyAction
+    changed: tuple[str, ...] = ()
+    """Spec fields whose values changed (`configured`)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Deleted:
+    """What `ModuleRegistry.delete` did (or, in a dry run, would meet)."""
+
+    record: ModuleRecord
+    queued: int = 0
+    """Events waiting (not running) when the delete began."""
+    running: int = 0
+    """Jobs running when the delete began."""
+    drained: int = 0
+    """Running jobs that finished while the delete waited."""
+    cancelled: int = 0
+    """Runs recorded CANCELLED: jobs cancelled, queued events never run."""
+    dead_lettered: int = 0
+    """Events kept as the deleted module's dead letters (reason ModuleDeleted, or their own)."""
+    already_deleted: bool = False
 
 
 class ModuleState:
@@ -122,6 +165,7 @@ class ModuleRegistry:
         self._lock = asyncio.Lock()
         self._records: list[ModuleRecord] | None = None
         self._loaded_at = 0.0
+        self._deleting: set[str] = set()
 
     @property
     def deployer(self) -> Deployer:
@@ -137,18 +181,8 @@ class ModuleRegistry:
                 the provider's deployer could never run the spec (`SpecChecker`).
             errors.ConflictError: a live module has that name already.
         """
-        chosen = (provider or self._deployer.default_provider).lower()
-        if chosen not in self._deployer.providers:
-            served = ", ".join(sorted(self._deployer.providers))
-            raise errors.ValidationError(
-                f"provider {provider!r} is not served by this management server; use one of:"
-                f" {served} (or leave it empty)",
-                field="provider",
-                rule="provider",
-            )
-        self._check_routes(spec, chosen)
-        if isinstance(self._deployer, SpecChecker):
-            self._deployer.check(spec, chosen)
+        chosen = self._provider(provider)
+        self._check(spec, chosen)
         async with self._lock:
             for other in await self._meta.list_modules():
                 if other.spec.name == spec.name:
@@ -236,23 +270,196 @@ class ModuleRegistry:
         """Return modules sorted by id (deleted ones only if asked)."""
         return [m for m in await self._all() if include_deleted or not m.deleted]
 
-    async def delete(self, ref: str) -> ModuleRecord:
-        """Stop a module's dispatchers, remove its subscription and mark it deleted.
+    async def apply(
+        self, spec: ModuleSpec, *, provider: str = "", dry_run: bool = False
+    ) -> Applied:
+        """Create the module, or update the live module of that name in place.
 
-        Deleting a deleted module succeeds and changes nothing.
+        An update keeps the module's id and subscription (queued events stay and run with the
+        new spec); the dispatchers are replaced. A spec equal to the stored one is `unchanged`.
+
+        Raises:
+            errors.ValidationError: as `create`; also a change of `subscribes_to` or provider
+                (a different subscription or deployer: delete the module and apply again).
+        """
+        live = [m for m in await self._all() if not m.deleted and m.spec.name == spec.name]
+        if not live:
+            if dry_run:
+                self._check(spec, self._provider(provider))
+                return Applied(record=None, action="created")
+            return Applied(record=await self.create(spec, provider=provider), action="created")
+        async with self._lock:
+            current = await self._meta.get_module(live[0].id)
+            chosen = self._provider(provider) if provider else current.provider
+            for fieldname, old, new in (
+                ("eventsubscriptions", current.spec.subscribes_to, spec.subscribes_to),
+                ("provider", current.provider, chosen),
+            ):
+                if old != new:
+                    raise errors.ValidationError(
+                        f"field {fieldname!r}: module {current.id!r} has {old!r}; changing it to"
+                        f" {new!r} would give it another subscription or deployer, which an"
+                        f" update in place cannot; delete it first (`ion module delete -n"
+                        f" {current.id}`, which drains it) and apply again",
+                        field=fieldname,
+                        rule="Immutable",
+                    )
+            changed = tuple(
+                name
+                for name in ModuleSpec.model_fields
+                if getattr(current.spec, name) != getattr(spec, name)
+            )
+            if not changed:
+                return Applied(record=current, action="unchanged")
+            self._check(spec, chosen)
+            if dry_run:
+                return Applied(record=current, action="configured", changed=changed)
+            updated = await self._meta.replace_module(current.model_copy(update={"spec": spec}))
+            self._invalidate()
+        if isinstance(self._deployer, Drainer):
+            await self._deployer.update(updated)
+        else:
+            await self._deployer.deploy(updated)
+        log.info(
+            "updated module %s (%s)",
+            updated.id,
+            ", ".join(changed),
+            extra={"ion_module": updated.id},
+        )
+        return Applied(record=updated, action="configured", changed=changed)
+
+    def _provider(self, provider: str) -> str:
+        chosen = (provider or self._deployer.default_provider).lower()
+        if chosen not in self._deployer.providers:
+            served = ", ".join(sorted(self._deployer.providers))
+            raise errors.ValidationError(
+                f"provider {provider!r} is not served by this management server; use one of:"
+                f" {served} (or leave it empty)",
+                field="provider",
+                rule="provider",
+            )
+        return chosen
+
+    def _check(self, spec: ModuleSpec, provider: str) -> None:
+        self._check_routes(spec, provider)
+        if isinstance(self._deployer, SpecChecker):
+            self._deployer.check(spec, provider)
+
+    async def delete(
+        self,
+        ref: str,
+        *,
+        force: bool = False,
+        timeout: float = DRAIN_SECONDS,
+        dry_run: bool = False,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> Deleted:
+        """Delete a module without losing an event; deleting a deleted module changes nothing.
+
+        Without `force`: refuse while events wait on its subscription; otherwise stop
+        receiving, wait up to `timeout` seconds for the running jobs, then retire the
+        subscription and mark the module deleted. With `force`: running jobs are cancelled
+        (and their folders removed) at once and waiting events kept as dead letters with
+        reason ModuleDeleted; the runs of both are recorded CANCELLED. `on_progress` gets a
+        line about once a second while jobs drain.
 
         Raises:
             errors.NotFoundError: no such module.
+            errors.PreconditionError: (without `force`) events are queued, or jobs were still
+                running at the timeout; nothing was deleted and the module keeps running.
         """
+        timeout = min(max(timeout, 0.0), MAX_DRAIN_SECONDS)
+        say = on_progress or (lambda _line: None)
+        record = await self.resolve(ref)
+        if record.deleted:
+            return Deleted(record=record, already_deleted=True)
+        runtime = await self.runtime(record)
+        topic, subscription = subscription_of(record)
+        try:
+            counts = await self._bus.counts(topic, subscription)
+            waiting = counts.active + counts.scheduled
+        except errors.NotFoundError:
+            waiting = 0
+        running = runtime.jobs_in_flight
+        queued = max(0, waiting - running)  # a running job's message is locked, not waiting
+        if dry_run:
+            return Deleted(record=record, queued=queued, running=running)
+        if record.id in self._deleting:
+            raise errors.PreconditionError(f"module {record.id} is being deleted already")
+        self._deleting.add(record.id)
+        try:
+            return await self._delete(
+                record, queued=queued, running=running, force=force, timeout=timeout, say=say
+            )
+        finally:
+            self._deleting.discard(record.id)
+
+    async def _delete(
+        self,
+        record: ModuleRecord,
+        *,
+        queued: int,
+        running: int,
+        force: bool,
+        timeout: float,
+        say: Callable[[str], None],
+    ) -> Deleted:
+        if queued and not force:
+            raise errors.PreconditionError(
+                f"module {record.id} has {queued} queued event(s) (and {running} running job(s));"
+                " nothing was deleted. Wait for them to run (`ion module get -n"
+                f" {record.id}` shows `queued`), or delete with --force: running jobs are"
+                " cancelled and queued events dead-lettered with reason ModuleDeleted"
+                " (`ion event dlq list` lists them, `ion event dlq replay` resends them once a"
+                f" module named {record.spec.name} subscribes again); their runs show CANCELLED"
+            )
+        drains = isinstance(self._deployer, Drainer) and self._deployer.drains(record)
+        left = 0
+        if drains:
+            assert isinstance(self._deployer, Drainer)
+            grace = 0.0 if force else timeout
+            if running and not force:
+                say(f"stopped receiving; waiting up to {timeout:g}s for {running} running job(s)")
+
+            def progress(state: Draining) -> None:
+                say(
+                    f"waiting for {state.jobs_in_flight} running job(s) of {record.id}"
+                    f" ({state.waited:.0f}s of {state.timeout:g}s)"
+                )
+
+            left = await self._deployer.stop(record, grace=grace, on_progress=progress)
+            if left and not force:
+                await self._deployer.deploy(record)  # back as it was; it adopts its jobs
+                raise errors.PreconditionError(
+                    f"module {record.id}: {left} job(s) still running after {timeout:g}s;"
+                    " nothing was deleted and the module is receiving again. Delete with a"
+                    " longer --timeout, or with --force to cancel them"
+                )
+        jobs = [
+            (a.id, a.route.executor if a.route else None)
+            for a in await self._attempts(record)
+            if a.state in (AttemptState.RUNNING, AttemptState.PENDING)
+        ]
+        if drains and force and jobs:
+            assert isinstance(self._deployer, Drainer)
+            say(f"cancelling {len(jobs)} running job(s)")
+            await self._deployer.cancel_jobs(record, jobs)
+        why = f"module {record.id} was deleted" + (" with --force" if force else "")
+        retired = await retire.retire(self._bus, self._meta, record, why=why)
         async with self._lock:
-            record = await self.resolve(ref)
-            if record.deleted:
-                return record
             await self._deployer.undeploy(record)
-            deleted = await self._meta.replace_module(record.model_copy(update={"deleted": True}))
+            current = await self._meta.get_module(record.id)
+            await self._meta.replace_module(current.model_copy(update={"deleted": True}))
             self._invalidate()
         log.info("deleted module %s", record.id, extra={"ion_module": record.id})
-        return deleted
+        return Deleted(
+            record=record.model_copy(update={"deleted": True}),
+            queued=queued,
+            running=running,
+            drained=max(0, running - left) if not force else 0,
+            cancelled=retired.cancelled,
+            dead_lettered=retired.dead_lettered,
+        )
 
     async def runtime(self, record: ModuleRecord) -> Runtime:
         """Return what runs for a module (nothing, once deleted)."""

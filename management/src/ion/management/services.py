@@ -3,11 +3,13 @@
 Servicers are thin: they convert messages, call the registry or the platform, and map Ion's
 error types to status codes in one place (`_rpc`): ValidationError → INVALID_ARGUMENT (with the
 field in the `ion-field` trailer and the rule in `ion-rule`), NotFoundError → NOT_FOUND, ConflictError → ALREADY_EXISTS,
-ConfigError → FAILED_PRECONDITION, TransientError → UNAVAILABLE, anything else → INTERNAL.
+ConfigError and PreconditionError → FAILED_PRECONDITION, TransientError → UNAVAILABLE,
+anything else → INTERNAL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -23,7 +25,13 @@ from ion.management import convert, deadletters
 from ion.management.control import RootFile
 from ion.management.dataplane import Platform
 from ion.management.deployers import Runtime
-from ion.management.registry import ModuleRegistry, state_of, subscription_of
+from ion.management.registry import (
+    DRAIN_SECONDS,
+    Deleted,
+    ModuleRegistry,
+    state_of,
+    subscription_of,
+)
 from ion.proto import module_pb2, module_pb2_grpc, trace_pb2, trace_pb2_grpc
 from ion.proto.v1 import events_pb2, events_pb2_grpc, types_pb2
 
@@ -42,6 +50,7 @@ _CODES: list[tuple[type[errors.IonError], Any]] = [
     (errors.NotFoundError, grpc.StatusCode.NOT_FOUND),
     (errors.ConflictError, grpc.StatusCode.ALREADY_EXISTS),
     (errors.ConfigError, grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.PreconditionError, grpc.StatusCode.FAILED_PRECONDITION),
     (errors.TransientError, grpc.StatusCode.UNAVAILABLE),
 ]
 
@@ -57,23 +66,54 @@ def _rpc(
             return await method(self, request, context)
         except grpc.aio.AbortError:
             raise
-        except errors.IonError as err:
-            code = next(
-                (c for kind, c in _CODES if isinstance(err, kind)), grpc.StatusCode.INTERNAL
-            )
-            if isinstance(err, errors.ValidationError) and (err.field or err.rule):
-                trailers = (("ion-field", err.field), ("ion-rule", err.rule))
-                context.set_trailing_metadata(tuple((k, v) for k, v in trailers if v))
-            await context.abort(code, str(err))
-            raise  # unreachable: abort raises
         except Exception as err:
-            log.exception("%s failed", method.__qualname__)
-            await context.abort(
-                grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}: {err}"
-            )
+            await _abort(context, err, method.__qualname__)
             raise  # unreachable: abort raises
 
     return wrapper
+
+
+async def _abort(context: Any, err: Exception, where: str) -> None:
+    """Abort the call with the status code of an Ion error (INTERNAL for anything else)."""
+    if isinstance(err, errors.IonError):
+        code = next((c for kind, c in _CODES if isinstance(err, kind)), grpc.StatusCode.INTERNAL)
+        if isinstance(err, errors.ValidationError) and (err.field or err.rule):
+            trailers = (("ion-field", err.field), ("ion-rule", err.rule))
+            context.set_trailing_metadata(tuple((k, v) for k, v in trailers if v))
+        await context.abort(code, str(err))
+    log.exception("%s failed", where)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(err).__name__}: {err}")
+
+
+def _delete_reply(done: Deleted) -> module_pb2.ModuleDeleteResponse:
+    record = done.record
+    if done.already_deleted:
+        summary = f"module {record.id} was deleted already"
+    else:
+        summary = f"deleted module {record.id}"
+        parts = []
+        if done.drained:
+            parts.append(f"{done.drained} running job(s) finished first")
+        if done.cancelled:
+            parts.append(f"{done.cancelled} run(s) cancelled")
+        if done.dead_lettered:
+            parts.append(
+                f"{done.dead_lettered} event(s) kept as dead letters"
+                f" (`ion event dlq list --module {record.id}`)"
+            )
+        if parts:
+            summary += ": " + ", ".join(parts)
+    return module_pb2.ModuleDeleteResponse(
+        name=record.id,
+        done=True,
+        message=summary,
+        queued=done.queued,
+        running=done.running,
+        drained=done.drained,
+        cancelled=done.cancelled,
+        dead_lettered=done.dead_lettered,
+        already_deleted=done.already_deleted,
+    )
 
 
 class ModuleService(module_pb2_grpc.ModuleServiceServicer):
@@ -103,12 +143,68 @@ class ModuleService(module_pb2_grpc.ModuleServiceServicer):
         return module_pb2.ModuleCreateResponse(name=record.id)
 
     @_rpc
+    async def Apply(
+        self, request: module_pb2.ModuleApplyRequest, context: Any
+    ) -> module_pb2.ModuleApplyResponse:
+        """Create the module or update the live one of that name in place (or say so)."""
+        spec = convert.spec_from_request(request.module)
+        done = await self._registry.apply(
+            spec, provider=request.module.provider.strip(), dry_run=request.dry_run
+        )
+        return module_pb2.ModuleApplyResponse(
+            name=done.record.id if done.record else "",
+            action=done.action,
+            changed=list(done.changed),
+        )
+
+    @_rpc
     async def Delete(
         self, request: module_pb2.ModuleDeleteRequest, context: Any
     ) -> module_pb2.ModuleDeleteResponse:
-        """Stop a module's dispatchers and remove its subscription."""
-        record = await self._registry.delete(request.name.strip())
-        return module_pb2.ModuleDeleteResponse(name=record.id)
+        """Drain and delete a module (see `ModuleRegistry.delete`)."""
+        done = await self._registry.delete(
+            request.name.strip(),
+            force=request.force,
+            timeout=request.timeout_seconds or DRAIN_SECONDS,
+            dry_run=request.dry_run,
+        )
+        return _delete_reply(done)
+
+    async def DeleteStream(
+        self, request: module_pb2.ModuleDeleteRequest, context: Any
+    ) -> AsyncIterator[module_pb2.ModuleDeleteResponse]:
+        """Drain and delete a module, streaming a line of progress about once a second."""
+        lines: asyncio.Queue[str] = asyncio.Queue()
+        name = request.name.strip()
+        task = asyncio.create_task(
+            self._registry.delete(
+                name,
+                force=request.force,
+                timeout=request.timeout_seconds or DRAIN_SECONDS,
+                dry_run=request.dry_run,
+                on_progress=lines.put_nowait,
+            )
+        )
+        try:
+            while not task.done():
+                waiter = asyncio.ensure_future(lines.get())
+                await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+                if waiter.done():
+                    yield module_pb2.ModuleDeleteResponse(name=name, message=waiter.result())
+                else:
+                    waiter.cancel()
+            while not lines.empty():
+                yield module_pb2.ModuleDeleteResponse(name=name, message=lines.get_nowait())
+            try:
+                done = task.result()
+            except Exception as err:
+                await _abort(context, err, "ModuleService.DeleteStream")
+                raise  # unreachable: abort raises
+            yield _delete_reply(done)
+        finally:
+            if not task.done():
+                # The client went away: the delete goes on (it must not stop half-way).
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     @_rpc
     async def Get(

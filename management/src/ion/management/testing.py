@@ -10,7 +10,7 @@ dead-letter them and replay them deterministically. Its flow holds the events al
 from __future__ import annotations
 
 import tempfile
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +24,7 @@ from ion.core.backends import open_blobs, open_bus, open_meta
 from ion.core.config import IonSettings
 from ion.core.flow import Flow, load_flow
 from ion.core.ports import OutgoingMessage, SubscriptionOptions
+from ion.dispatcher.pool import Draining
 from ion.management.certs import (
     LocalPki,
     Pem,
@@ -80,11 +81,29 @@ class StubPlatform:
             await self.bus.ensure_topic(published)
         self.started[record.id] = record
 
-    async def stop_module(self, module_id: str, *, remove_subscription: bool = True) -> None:
-        """Forget the module; delete its subscription if asked."""
+    async def stop_module(
+        self,
+        module_id: str,
+        *,
+        remove_subscription: bool = True,
+        grace: float | None = None,
+        on_progress: Callable[[Draining], None] | None = None,
+    ) -> int:
+        """Forget the module; delete its subscription if asked (no job ever runs: 0 left)."""
         record = self.started.pop(module_id, None)
         if record is not None and remove_subscription:
             await self.bus.delete_subscription(*subscription_of(record))
+        return 0
+
+    async def replace_module(self, record: ModuleRecord) -> None:
+        """Note the new record (the subscription stays)."""
+        if record.id not in self.started:
+            raise errors.NotFoundError(f"module {record.id!r} is not running")
+        self.started[record.id] = record
+
+    async def cancel_jobs(self, jobs: Sequence[tuple[str, str | None]]) -> int:
+        """No job ever runs here."""
+        return 0
 
     def module_status(self, module_id: str) -> StubRuntime:
         """All dispatchers of a started module run; none of any other."""

@@ -92,7 +92,7 @@ def container_argv(
     if user:
         argv += ["--user", user]
     argv += ["-v", f"{base_dir}:/ion", "-e", "HANDLER_BASE_DIR=/ion"]
-    for key in job.spec.env:
+    for key in job.spec.environment:
         argv += ["-e", key]
     return [*argv, job.spec.image, *job.spec.command]
 
@@ -570,7 +570,7 @@ class LocalExecutor:
         The engine's variables reach only the client: the container gets the module's own
         configuration (`-e KEY` for each key of its env) and HANDLER_BASE_DIR.
         """
-        env = module_environment(paths.base, job.spec.env)
+        env = module_environment(paths.base, job.spec.environment)
         if not job.spec.command and job.spec.image and self._runtime:
             for key in _RUNTIME_ENV:
                 if key in os.environ and key not in env:

@@ -6,7 +6,7 @@ registry calls `deploy` after storing a module, `undeploy` before marking it del
 `runtime` for `ModuleService.Get`.
 """
 
-from ion.management.deployers.base import Deployer, Runtime, SpecChecker
+from ion.management.deployers.base import Deployer, Drainer, Runtime, SpecChecker
 from ion.management.deployers.inprocess import InProcessDeployer
 
-__all__ = ["Deployer", "InProcessDeployer", "Runtime", "SpecChecker"]
+__all__ = ["Deployer", "Drainer", "InProcessDeployer", "Runtime", "SpecChecker"]

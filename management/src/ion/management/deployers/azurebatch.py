@@ -11,6 +11,7 @@ Deleting the module stops its dispatchers, removes its subscription and deletes 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from ion.core.config import IonSettings
 from ion.dispatcher.embedded import dispatcher_options
 from ion.dispatcher.executors.azurebatch import AzureBatchExecutor
 from ion.dispatcher.executors.named import open_executors
-from ion.dispatcher.pool import DispatcherPool
+from ion.dispatcher.pool import DispatcherPool, Draining
 from ion.management.dataplane import Platform
 from ion.management.deployers.base import Runtime
 
@@ -100,7 +101,13 @@ class AzureBatchDeployer:
             )
             return
         try:
-            await deployed.pool.stop(record.id, remove_subscription=True)
+            try:
+                await deployed.pool.stop(record.id, remove_subscription=True)
+            except errors.NotFoundError:  # stopped already (a drained delete)
+                topic = record.spec.subscribes_to
+                await self._platform.bus.delete_subscription(
+                    topic, naming.subscription_name(topic, record.spec.name)
+                )
             if deployed.executor is not None:
                 try:
                     await deployed.executor.delete_batch_job()
@@ -108,6 +115,45 @@ class AzureBatchDeployer:
                     log.warning("could not delete the Batch job of %s: %s", record.spec.name, err)
         finally:
             await deployed.stack.aclose()
+
+    def drains(self, record: ModuleRecord) -> bool:
+        """Every module here: its dispatchers run in this process."""
+        return True
+
+    async def update(self, record: ModuleRecord) -> None:
+        """Swap the module's dispatchers for ones with the new spec (subscription kept)."""
+        deployed = self._modules.get(record.id)
+        if deployed is None:
+            await self.deploy(record)
+            return
+        await deployed.pool.replace(record)
+
+    async def stop(
+        self,
+        record: ModuleRecord,
+        *,
+        grace: float,
+        on_progress: Callable[[Draining], None] | None = None,
+    ) -> int:
+        """Stop the dispatchers (subscription kept); return the tasks left running."""
+        deployed = self._modules.get(record.id)
+        if deployed is None:
+            return 0
+        try:
+            return await deployed.pool.stop(
+                record.id, remove_subscription=False, grace=grace, on_progress=on_progress
+            )
+        except errors.NotFoundError:
+            return 0
+
+    async def cancel_jobs(
+        self, record: ModuleRecord, jobs: Sequence[tuple[str, str | None]]
+    ) -> int:
+        """Terminate the Batch tasks and delete them."""
+        deployed = self._modules.get(record.id)
+        if deployed is None:
+            return 0
+        return await deployed.pool.cancel_jobs(jobs)
 
     async def runtime(self, record: ModuleRecord) -> Runtime:
         """Return the dispatchers running here and the jobs they hold."""

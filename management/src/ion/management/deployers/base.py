@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ion.core import ModuleRecord, ModuleSpec
+from ion.dispatcher.pool import Draining
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,4 +56,35 @@ class SpecChecker(Protocol):
         Raises:
             errors.ValidationError: naming the request field at fault and the rule.
         """
+        ...
+
+
+@runtime_checkable
+class Drainer(Protocol):
+    """A deployer whose dispatchers it can stop without deleting the module's subscription:
+    it updates a module in place, drains it before a delete, and cancels jobs left running."""
+
+    def drains(self, record: ModuleRecord) -> bool:
+        """Whether `stop` and `cancel_jobs` work for this module (its provider)."""
+        ...
+
+    async def update(self, record: ModuleRecord) -> None:
+        """Run the module with `record`'s spec on the same subscription (queued events kept)."""
+        ...
+
+    async def stop(
+        self,
+        record: ModuleRecord,
+        *,
+        grace: float,
+        on_progress: Callable[[Draining], None] | None = None,
+    ) -> int:
+        """Stop receiving, give in-flight jobs `grace` seconds, keep the subscription; return
+        how many jobs were still running (left running, for `cancel_jobs` or adoption)."""
+        ...
+
+    async def cancel_jobs(
+        self, record: ModuleRecord, jobs: Sequence[tuple[str, str | None]]
+    ) -> int:
+        """Cancel and delete jobs by (job id, executor name or None); return how many existed."""
         ...

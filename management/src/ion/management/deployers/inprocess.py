@@ -10,10 +10,12 @@ local executor would run the command and ignore the image).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ion.core import ModuleRecord, ModuleSpec, errors, naming
 from ion.dispatcher.executors.local import find_container_runtime
+from ion.dispatcher.pool import Draining
 from ion.management.dataplane import Platform
 from ion.management.deployers.base import Runtime
 
@@ -88,6 +90,38 @@ class InProcessDeployer:
             await self._platform.bus.delete_subscription(
                 topic, naming.subscription_name(topic, record.spec.name)
             )
+
+    def drains(self, record: ModuleRecord) -> bool:
+        """Every module here: its dispatchers run in this process."""
+        return True
+
+    async def update(self, record: ModuleRecord) -> None:
+        """Swap the module's dispatchers for ones with the new spec; start it if not running."""
+        try:
+            await self._platform.replace_module(record)
+        except errors.NotFoundError:
+            await self._platform.start_module(record)
+
+    async def stop(
+        self,
+        record: ModuleRecord,
+        *,
+        grace: float,
+        on_progress: Callable[[Draining], None] | None = None,
+    ) -> int:
+        """Stop the dispatchers (subscription kept); return the jobs left running."""
+        try:
+            return await self._platform.stop_module(
+                record.id, remove_subscription=False, grace=grace, on_progress=on_progress
+            )
+        except errors.NotFoundError:
+            return 0
+
+    async def cancel_jobs(
+        self, record: ModuleRecord, jobs: Sequence[tuple[str, str | None]]
+    ) -> int:
+        """Cancel the jobs on this machine's executors and remove their folders."""
+        return await self._platform.cancel_jobs(jobs)
 
     async def runtime(self, record: ModuleRecord) -> Runtime:
         """Return the platform's view of the module."""

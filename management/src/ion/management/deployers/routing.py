@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from ion.core import ModuleRecord, ModuleSpec, errors
-from ion.management.deployers.base import Deployer, Runtime, SpecChecker
+from ion.dispatcher.pool import Draining
+from ion.management.deployers.base import Deployer, Drainer, Runtime, SpecChecker
 
 
 class ProviderRouter:
@@ -62,3 +63,42 @@ class ProviderRouter:
         except errors.ConfigError as err:
             return Runtime(last_error=str(err))
         return await deployer.runtime(record)
+
+    def drains(self, record: ModuleRecord) -> bool:
+        """Whether the module's provider can stop its dispatchers and keep its subscription."""
+        try:
+            deployer = self._of(record)
+        except errors.ConfigError:
+            return False
+        return isinstance(deployer, Drainer) and deployer.drains(record)
+
+    async def update(self, record: ModuleRecord) -> None:
+        """Update in place with the module's provider; a provider that cannot drains nothing
+        and applies the new spec over the running one (`deploy` is create-or-update there)."""
+        deployer = self._of(record)
+        if isinstance(deployer, Drainer):
+            await deployer.update(record)
+        else:
+            await deployer.deploy(record)
+
+    async def stop(
+        self,
+        record: ModuleRecord,
+        *,
+        grace: float,
+        on_progress: Callable[[Draining], None] | None = None,
+    ) -> int:
+        """Stop with the module's provider if it can; else nothing stops here (0)."""
+        deployer = self._of(record)
+        if isinstance(deployer, Drainer):
+            return await deployer.stop(record, grace=grace, on_progress=on_progress)
+        return 0
+
+    async def cancel_jobs(
+        self, record: ModuleRecord, jobs: Sequence[tuple[str, str | None]]
+    ) -> int:
+        """Cancel with the module's provider if it can; else its undeploy removes the jobs."""
+        deployer = self._of(record)
+        if isinstance(deployer, Drainer):
+            return await deployer.cancel_jobs(record, jobs)
+        return 0

@@ -228,8 +228,9 @@ def task_plan(job: JobRequest, settings: TaskSettings) -> TaskPlan:
 
     worker_words = [*common, "-v", "$ION_DIR", *mounts, "-e", f"HANDLER_BASE_DIR={BASE_DIR}"]
     exports = []
-    for i, name in enumerate(sorted(spec.env)):
-        env[f"ION_BATCH_ENV_{i}"] = spec.env[name]
+    environment = spec.environment
+    for i, name in enumerate(sorted(environment)):
+        env[f"ION_BATCH_ENV_{i}"] = environment[name]
         exports.append(f'export {shlex.quote(name)}="$ION_BATCH_ENV_{i}";')
         worker_words += ["-e", name]
     if spec.resources.gpu:

@@ -203,7 +203,7 @@ def job_manifest(job: JobRequest, pod: PodSettings) -> dict[str, Any]:
         }
 
     module_env = [{"name": "HANDLER_BASE_DIR", "value": BASE_DIR}] + [
-        {"name": k, "value": v} for k, v in sorted(job.spec.env.items())
+        {"name": k, "value": v} for k, v in sorted(job.spec.environment.items())
     ]
     worker: dict[str, Any] = {
         "name": WORKER,
