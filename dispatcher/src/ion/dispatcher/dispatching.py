@@ -86,6 +86,8 @@ class DispatcherOptions:
     """Backend URLs handed to jobs that run elsewhere (never credentials)."""
     cancel_poll: timedelta = timedelta(seconds=1)
     """How often the flow of a running job is checked for a cancellation (`ion flow cancel`)."""
+    cancel_poll: timedelta = timedelta(seconds=1)
+    """How often the flow of a running job is checked for a cancellation (`ion flow cancel`)."""
 
 
 async def _acquire_unless_stopped(slots: asyncio.Semaphore, stop: asyncio.Event) -> bool:
@@ -377,7 +379,11 @@ class Dispatcher:
     ) -> None:
         # Always looked up: a duplicate of the event can arrive as a first delivery too.
         record = await self._get_attempt(event, job)
-        if record is not None and record.state in (AttemptState.SUCCEEDED, AttemptState.FILTERED):
+        if record is not None and record.state in (
+            AttemptState.SUCCEEDED,
+            AttemptState.FILTERED,
+            AttemptState.CANCELLED,
+        ):
             log.info("attempt already %s; completing the redelivered message", record.state.value)
             await self._settle(self._bus.complete, message)
             return
@@ -405,6 +411,9 @@ class Dispatcher:
         if known is None:
             if stop is not None and stop.is_set():
                 await self._settle(self._bus.abandon, message)  # not started: leave it for others
+                return
+            if await self._flow_cancelled(event):
+                await self._cancel_run(message, record, "the flow was cancelled before it started")
                 return
             carrier: dict[str, str] = {}
             propagate.inject(carrier)
@@ -442,8 +451,9 @@ class Dispatcher:
             log.info("adopting job %s (%s)", job, known.state)
             if known.started_at is not None:
                 record = record.evolve(started_at=known.started_at)
+        cancelled = asyncio.Event()
         try:
-            result = await self._wait(executor, job, stop)
+            result = await self._wait_watching(executor, job, event, stop, cancelled)
         except errors.NotFoundError:
             # Another handler of this message (a redelivery after a lost lock) finished the
             # job and cleaned it up meanwhile: settle by what it recorded.
@@ -451,6 +461,9 @@ class Dispatcher:
             return
         failpoints.reach("dispatcher.job-finished")
         record = record.evolve(logs_ref=result.logs_ref, exit_code=result.exit_code)
+        if cancelled.is_set() and result.state != JobState.SUCCEEDED:
+            await self._cancel_run(message, record, "the flow was cancelled while it ran")
+            return
         if result.state != JobState.SUCCEEDED:
             await self._fail(
                 message, event, record, max_attempt, result.reason, exit_code=result.exit_code
@@ -474,6 +487,60 @@ class Dispatcher:
         if await self._settle(self._bus.complete, message):
             failpoints.reach("dispatcher.completed")
             await executor.delete(job)
+
+    async def _flow_cancelled(self, event: Event) -> bool:
+        """The event's flow was cancelled (`ion flow cancel`): nothing more of it may run."""
+        try:
+            return (await self._meta.get_flow_summary(event.correlation_id)).cancelled
+        except errors.NotFoundError:
+            return False  # no summary: a flow written before summaries existed
+        except errors.TransientError as err:
+            log.warning(
+                "could not read whether flow %s is cancelled: %s", event.correlation_id, err
+            )
+            return False
+
+    async def _wait_watching(
+        self,
+        executor: Executor,
+        job: str,
+        event: Event,
+        stop: asyncio.Event | None,
+        cancelled: asyncio.Event,
+    ) -> JobResult:
+        """Wait for the job's result, checking its flow every `cancel_poll`: once the flow is
+        cancelled, set `cancelled` and cancel the job (again at each check until it ends)."""
+
+        async def watch() -> None:
+            while True:
+                await self._clock.sleep(self.options.cancel_poll)
+                if await self._flow_cancelled(event):
+                    if not cancelled.is_set():
+                        log.info("the flow was cancelled; cancelling job %s", job)
+                    cancelled.set()
+                    try:
+                        await executor.cancel(job)
+                    except errors.IonError as err:
+                        log.warning("could not cancel job %s yet: %s", job, err)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            return await self._wait(executor, job, stop)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    async def _cancel_run(self, message: ReceivedMessage, record: JobAttempt, reason: str) -> None:
+        """Record the attempt CANCELLED and complete its message: nothing more runs for it."""
+        await self._meta.upsert_attempt(
+            record.evolve(
+                state=AttemptState.CANCELLED, finished_at=self._clock.now(), reason=reason
+            )
+        )
+        log.info("attempt cancelled: %s", reason)
+        if await self._settle(self._bus.complete, message):
+            await self._delete_job(record)
 
     async def _decide(self, event: Event) -> routing.Decision:
         """Apply the module's rules to the event (reading only the facts they need)."""
