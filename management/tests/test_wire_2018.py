@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import grpc
+import pytest
 
 
 def varint(value: int) -> bytes:
@@ -105,7 +106,14 @@ async def test_a_2018_client_creates_gets_lists_deletes_and_traces(running: Any)
         assert documents[0]["data"] == [{"key": "url", "value": "u"}]
         assert documents[0]["context"]["parentEventId"] == "frontapi"
 
-        deleted = decode(await _unary(channel, "/ModuleService/Delete", text(1, module_id)))
+        # Deletes drain now: with the event still queued, a plain delete is refused with the
+        # count, and Ion's force field (2) keeps the event as a dead letter.
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await _unary(channel, "/ModuleService/Delete", text(1, module_id))
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "1 queued event(s)" in (refused.value.details() or "")
+        forced = text(1, module_id) + number(2, 1)
+        deleted = decode(await _unary(channel, "/ModuleService/Delete", forced))
         assert deleted[1] == [module_id.encode()]
         after = decode(await _unary(channel, "/ModuleService/List", b""))
         assert 1 not in after
