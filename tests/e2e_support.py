@@ -43,6 +43,8 @@ class Management:
     log: Path
     settings: IonSettings
     """The server's settings (its embedded backends are readable from the test)."""
+    front_api_port: int = 0
+    """The front API's port (HTTPS on 127.0.0.1; the web console is under /ui)."""
 
     def ion(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run the `ion` CLI against the server; fail the test on a non-zero exit."""
@@ -109,7 +111,7 @@ def management_server(tmp_path: Path, env: Mapping[str, str]) -> Iterator[Manage
         "ION_KEYFILE": str(pki.client.keyfile),
         "ION_CACERTFILE": str(pki.ca_cert),
     }
-    found = Management(process, cli_env, log, load_settings(environ=env))
+    found = Management(process, cli_env, log, load_settings(environ=env), front_api_port=front)
     try:
         deadline = time.monotonic() + 60
         while found.ion("module", "list", check=False).returncode != 0:
