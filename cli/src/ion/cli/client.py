@@ -228,6 +228,25 @@ class IonClient:
             self._modules.List, module_pb2.ModuleListRequest(include_deleted=include_deleted)
         )
 
+    async def list_flows(self, request: trace_pb2.ListFlowsRequest) -> trace_pb2.ListFlowsResponse:
+        """Return one page of flows, newest first (`next_cursor` continues)."""
+        stub = trace_pb2_grpc.TraceServiceStub(self._channel)
+        return await self._call(stub.ListFlows, request)
+
+    async def cancel_flow(self, correlation_id: str) -> trace_pb2.CancelFlowResponse:
+        """Cancel a flow (by its id or a unique prefix): its jobs stop, nothing more runs."""
+        stub = trace_pb2_grpc.TraceServiceStub(self._channel)
+        request = trace_pb2.CancelFlowRequest(correlation_id=correlation_id)
+        return await self._call(stub.CancelFlow, request)
+
+    async def get_log(
+        self, ref: str, *, module: str = "", offset: int = 0
+    ) -> trace_pb2.GetLogResponse:
+        """Return the logs of the attempts `ref` names (an attempt or a flow, or a prefix)."""
+        stub = trace_pb2_grpc.TraceServiceStub(self._channel)
+        request = trace_pb2.GetLogRequest(id=ref, module=module, offset=offset)
+        return await self._call(stub.GetLog, request)
+
     async def get_flow(self, correlation_id: str, *, wait: float = 0) -> trace_pb2.GetFlowResponse:
         """Return a flow's documents and tree, waiting up to `wait` seconds for it to settle."""
         stub = trace_pb2_grpc.TraceServiceStub(self._channel)

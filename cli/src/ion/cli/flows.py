@@ -1,4 +1,5 @@
-"""The flow the server sends (`ion.v1.Flow`) back as Ion's flow model (`ion.core.flow.Flow`).
+"""The flow the server sends (`ion.v1.Flow`) back as Ion's flow model (`ion.core.flow.Flow`),
+and a flow summary (`FlowSummary` of trace.proto) back as `ion.core.FlowSummary`.
 
 The inverse of the server's `flow_message`: the CLI draws the model with the same renderer as
 `ion-management pipeline run` (`ion.core.flowtree`) and writes the same JSON
@@ -10,8 +11,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from ion.core import AttemptState, KeyValuePair, Resources, RouteChoice, RunStatus
-from ion.core.flow import Flow, FlowAttempt, FlowEvent, FlowModuleRun
+from ion.core import (
+    AttemptState,
+    FlowStatus,
+    FlowSummary,
+    KeyValuePair,
+    Resources,
+    RouteChoice,
+    RunStatus,
+)
+from ion.core.flow import Flow, FlowAttempt, FlowEvent, FlowModuleRun, settle
+from ion.proto import trace_pb2
 from ion.proto.v1 import types_pb2
 
 
@@ -78,12 +88,33 @@ def _event(message: types_pb2.FlowEvent) -> FlowEvent:
     )
 
 
-def flow_from_message(message: types_pb2.Flow) -> Flow:
-    """Return an `ion.v1.Flow` as the flow model (a server too old for `roots` sends `root`)."""
+def flow_from_message(message: types_pb2.Flow, *, status: str = "") -> Flow:
+    """Return an `ion.v1.Flow` as the flow model (a server too old for `roots` sends `root`).
+
+    `status`: the flow's status as the server sent it beside the tree (`GetFlowResponse`); a
+    server too old to send one has it derived from the tree here.
+    """
     roots = list(message.roots) or ([message.root] if message.HasField("root") else [])
-    return Flow(
+    flow = Flow(
         correlation_id=message.correlation_id,
         roots=[_event(r) for r in roots],
         settled=message.settled,
         succeeded=message.succeeded,
+    )
+    flow.status = FlowStatus(status) if status else settle(flow.model_copy(deep=True)).status
+    return flow
+
+
+def summary_from_message(message: trace_pb2.FlowSummary) -> FlowSummary:
+    """Return a flow summary message as `ion.core.FlowSummary`."""
+    return FlowSummary(
+        correlation_id=message.correlation_id,
+        root_event_id=message.root_event_id,
+        root_event_type=message.root_event_type,
+        status=FlowStatus(message.status),
+        modules=list(message.modules),
+        runs={RunStatus(k): v for k, v in message.runs.items()},
+        started_at=datetime.fromisoformat(message.started_at),
+        updated_at=datetime.fromisoformat(message.updated_at),
+        cancelled_at=_time(message.cancelled_at),
     )

@@ -151,10 +151,13 @@ def cli(ctx: click.Context) -> None:
 
 def _register() -> None:
     from ion.cli.commands import certs, completion, dev, event, module, pipeline, trace, up, version
+    from ion.cli.commands import flow as flow_commands
 
     cli.add_command(module.module)
     cli.add_command(event.event)
     cli.add_command(trace.trace)
+    cli.add_command(flow_commands.flow)
+    cli.add_command(flow_commands.logs)
     cli.add_command(dev.dev)
     cli.add_command(pipeline.pipeline)
     cli.add_command(certs.certs)

@@ -65,13 +65,15 @@ def derive_status(
 ) -> FlowStatus:
     """The status of a flow from its runs (after a cancellation is applied to them).
 
+    A flow cancelled after it had settled keeps the status it settled with.
+
     `roots_unhandled`: a root event raised from outside triggered no run; `has_gap`: a document
     or a parent is missing, or there is no root at all.
     """
     if not all(s.settled for s in run_statuses):
         return FlowStatus.RUNNING
-    if cancelled:
-        return FlowStatus.CANCELLED
+    if cancelled and RunStatus.CANCELLED in run_statuses:
+        return FlowStatus.CANCELLED  # a cancel that found nothing left to stop changes nothing
     if roots_unhandled:
         return FlowStatus.NO_SUBSCRIBER
     if has_gap or RunStatus.DEAD_LETTERED in run_statuses:

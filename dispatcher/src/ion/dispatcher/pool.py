@@ -264,6 +264,16 @@ class DispatcherPool:
                 await executor.delete(job_id)
         return known
 
+    async def job_log(self, job_id: str, executor_name: str | None = None) -> bytes:
+        """Return what a job's log holds so far, from the executor that runs it (`None`: the
+        default one), for `ion logs -f`.
+
+        Raises:
+            errors.NotFoundError: no such executor here, or it knows no such job.
+        """
+        executor = self._executors.get(executor_name or self._executors.default)
+        return await executor.logs(job_id)
+
     def status(self, module_id: str) -> ModuleRuntime:
         """Return how many dispatchers run and how many jobs are in flight for a module."""
         running = self._modules.get(module_id)

@@ -297,6 +297,14 @@ class ControlPlane:
         """Cancel jobs by (job id, executor name or None) and remove their folders."""
         return await self.pool.cancel_jobs(jobs)
 
+    async def job_log(self, job_id: str, executor: str | None = None) -> bytes:
+        """Return what the log of a job running here holds so far (`ion logs -f`).
+
+        Raises:
+            errors.NotFoundError: no such executor here, or it knows no such job.
+        """
+        return await self.pool.job_log(job_id, executor)
+
     def module_status(self, module_id: str) -> ModuleRuntime:
         """Return how many dispatchers run and how many jobs are in flight for a module."""
         return self.pool.status(module_id)

@@ -29,9 +29,10 @@ from grpc_reflection.v1alpha import (  # type: ignore[import-untyped]  # no type
 from ion.core import errors
 from ion.management.certs import TlsFiles
 from ion.management.dataplane import Platform
+from ion.management.flows import FlowTraceService
 from ion.management.registry import ModuleRegistry
 from ion.management.rpc_telemetry import TelemetryInterceptor
-from ion.management.services import DeadLetterService, EventService, ModuleService, TraceService
+from ion.management.services import DeadLetterService, EventService, ModuleService
 from ion.proto import module_pb2, module_pb2_grpc, trace_pb2, trace_pb2_grpc
 from ion.proto.v1 import events_pb2, events_pb2_grpc
 
@@ -142,7 +143,7 @@ async def start_server(
         ]
     )
     module_pb2_grpc.add_ModuleServiceServicer_to_server(ModuleService(registry), server)
-    trace_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(platform), server)
+    trace_pb2_grpc.add_TraceServiceServicer_to_server(FlowTraceService(platform), server)
     events_pb2_grpc.add_EventServiceServicer_to_server(EventService(platform, registry), server)
     events_pb2_grpc.add_DeadLetterServiceServicer_to_server(
         DeadLetterService(platform, registry), server

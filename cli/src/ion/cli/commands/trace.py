@@ -28,7 +28,7 @@ def trace() -> None:
     "--correlation-id",
     "correlation_id",
     required=True,
-    help="The flow's correlation id (printed by `ion event create`).",
+    help="The flow's correlation id (printed by `ion event create`), or a unique prefix.",
 )
 @click.option(
     "--wait",
@@ -58,7 +58,7 @@ def flow(correlation_id: str, wait: float, fmt: str, show_logs: bool) -> None:
         return
     from ion.cli.flows import flow_from_message
 
-    tree = flow_from_message(reply.flow)
+    tree = flow_from_message(reply.flow, status=reply.status)
     if fmt in ("json", "yaml"):
         # the same shape as `ion-management pipeline run -o json`
         render_one(tree.model_dump(mode="json"), fmt)
