@@ -309,8 +309,64 @@ async def test_dead_letters_are_listed_and_replayed_with_a_csrf_token(site: Site
             assert unknown.status == 404
 
 
-async def test_flows_page_opens_a_flow_by_id(site: Site) -> None:
+async def test_flows_page_lists_filters_and_pages_flows(site: Site) -> None:
+    await _module(site)
+    raised = [
+        (await site.platform.raise_event("image.uploaded", data={"n": str(n)})).correlation_id
+        for n in range(21)
+    ]
+    failed = raised[3]
+    await site.platform.meta.upsert_attempt(
+        JobAttempt(
+            id="resize-dead",
+            module="resize",
+            event_id=(await site.platform.flow(failed)).roots[0].event_id,
+            correlation_id=failed,
+            parent_event_id="frontapi",
+            event_type="image.uploaded",
+            state=AttemptState.DEAD_LETTERED,
+            started_at=datetime.now(UTC),
+            finished_at=datetime.now(UTC),
+            reason="exited with code 3",
+        )
+    )
+    lonely = (await site.platform.raise_event("nobody.listens")).correlation_id
+
+    def rows(page: str) -> list[str]:
+        return re.findall(r'<tr data-correlation-id="([^"]+)"', page)
+
     async with site.session(**BEARER) as browser:
-        status, body, _ = await _get(browser, "/ui/flows")
-    assert status == 200
-    assert 'name="correlation_id"' in body
+        status, first, _ = await _get(browser, "/ui/flows")
+        assert status == 200
+        assert rows(first) == [lonely, *reversed(raised)][:20]  # newest first, 20 a page
+        older = re.search(r'<a href="([^"]+)" rel="next">Older flows</a>', first)
+        assert older is not None
+        _, second, _ = await _get(browser, older.group(1).replace("&amp;", "&"))
+        assert rows(second) == [raised[1], raised[0]] and "Newest flows" in second
+        assert 'rel="next"' not in second
+
+        _, page, _ = await _get(browser, "/ui/flows?status=FAILED")
+        assert rows(page) == [failed] and "exited" not in page
+        assert re.search(r'data-status="FAILED".*?failed</span>', page, re.S)
+        _, page, _ = await _get(browser, "/ui/flows?status=NO_SUBSCRIBER&status=FAILED")
+        assert rows(page) == [lonely, failed]
+        _, page, _ = await _get(browser, "/ui/flows?module=resize&limit=50")
+        assert sorted(rows(page)) == sorted(raised)
+        _, page, _ = await _get(browser, "/ui/flows?module=nobody")
+        assert rows(page) == [] and "No flows match these filters" in page
+        later = (datetime.now(UTC) + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M")
+        _, page, _ = await _get(browser, f"/ui/flows?from={later}")
+        assert rows(page) == []
+        _, page, _ = await _get(browser, f"/ui/flows?to={later}&limit=50")
+        assert len(rows(page)) == 22
+
+        for query, field in (
+            ("status=DONE", "status"),
+            ("limit=7", "limit"),
+            ("from=yesterday", "from"),
+            ("cursor=not-a-cursor", "cursor"),
+        ):
+            status, page, _ = await _get(browser, f"/ui/flows?{query}")
+            assert status == 400 and field in page, query
+        status, _, headers = await _get(browser, f"/ui/flows?correlation_id={lonely}")
+        assert status == 303 and headers["Location"] == f"/ui/flows/{lonely}"

@@ -179,17 +179,23 @@ def test_console_in_a_browser(browser: Browser, server: Management, tmp_path: Pa
     expect(flaky_row.locator('[data-count="dead-letters"]')).to_contain_text("1", timeout=SETTLE_MS)
     _shot(page, "modules")
 
-    # Flows: from the list (or, while it is not built, the open-by-id form) to the flow.
+    # Flows: newest first, filtered by status, and from the list to the flow.
     page.get_by_role("link", name="Flows").click()
     expect(page.get_by_role("heading", name="Flows")).to_be_visible()
+    pipeline_row = page.locator(f'tr[data-correlation-id="{pipeline_flow}"]')
+    failing_row = page.locator(f'tr[data-correlation-id="{failing_flow}"]')
+    expect(pipeline_row).to_have_attribute("data-status", "SUCCEEDED")
+    expect(pipeline_row).to_contain_text("media.submitted")
+    expect(failing_row).to_have_attribute("data-status", "FAILED")
+    expect(failing_row.locator(".status")).to_have_text("failed")
     _shot(page, "flows")
-    listed = page.locator(f'tr[data-correlation-id="{pipeline_flow}"] a.flow-link')
-    if page.locator("#not-built").count():
-        page.get_by_label("Open a flow by correlation id").fill(pipeline_flow)
-        page.get_by_role("button", name="Open").click()
-    else:
-        expect(listed).to_be_visible()
-        listed.click()
+    page.get_by_role("checkbox", name="failed").check()
+    page.get_by_role("button", name="Filter").click()
+    expect(page).to_have_url(re.compile(r"status=FAILED"))
+    expect(page.locator("tr[data-correlation-id]")).to_have_count(1)
+    expect(failing_row).to_be_visible()
+    page.get_by_role("link", name="Clear").click()
+    pipeline_row.locator("a.flow-link").click()
     expect(page).to_have_url(base + f"/ui/flows/{pipeline_flow}")
 
     # The tree: every module of the example ran once and succeeded, in the right place.

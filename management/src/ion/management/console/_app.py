@@ -69,9 +69,6 @@ _ICONS: dict[str, tuple[str, str]] = {
     "FILTERED": ("slash", "idle"),
     "CANCELLED": ("stop", "warn"),
     "NO_SUBSCRIBER": ("slash", "warn"),
-    "settled-succeeded": ("check", "ok"),
-    "settled-failed": ("cross", "bad"),
-    "in-progress": ("play", "busy"),
 }
 _MODULE_ICONS: dict[str, tuple[str, str]] = {
     ModuleState.RUNNING: ("check", "ok"),
@@ -122,13 +119,6 @@ def _environment() -> jinja2.Environment:
     env.globals["attempt_seconds"] = _attempt_seconds
     env.globals["icon_of"] = _icon_of
     return env
-
-
-def flow_state(flow: Flow) -> tuple[str, str]:
-    """Return (key of `_ICONS`, the words shown) for a flow's overall state."""
-    if not flow.settled:
-        return "in-progress", "in progress"
-    return ("settled-succeeded", "succeeded") if flow.succeeded else ("settled-failed", "failed")
 
 
 def flow_files(flow: Flow) -> set[str]:
@@ -321,13 +311,10 @@ class Console:
 
     async def _flow(self, request: web.Request) -> web.Response:
         flow = await self._load_flow(request.match_info["correlation_id"])
-        state, words = flow_state(flow)
         return self._page(
             request,
             "flow.html",
             flow=flow,
-            state=state,
-            state_words=words,
             event_files=event_files,
             basename=posixpath.basename,
             now=datetime.now(UTC),
