@@ -17,6 +17,11 @@ Before a job starts, the module's rules are applied (`ion.core.routing`): an eve
 does not match is recorded as FILTERED and completed, never run; otherwise its `routes` pick
 the executor (by name, among those this dispatcher holds) and the resources, and the choice is
 recorded on the attempt, so a redelivery or a retry's clean-up goes to the same executor.
+
+Telemetry: each message is a `receive` span (its parent is the span that published the event,
+from the message's `traceparent`), each attempt an `attempt` span under it whose context the
+job carries (`JobRequest.trace_context`); both name the module, event and attempt. Counters
+and histograms go to `ion.core.metrics` (docs/observability.md).
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from ion.core import attempts, errors, failpoints, logs, naming, routing
+from ion.core import attempts, errors, failpoints, logs, metrics, naming, routing, telemetry
 from ion.core.clock import Clock, SystemClock
 from ion.core.events import Event
 from ion.core.modules import ModuleSpec
@@ -84,8 +90,6 @@ class DispatcherOptions:
     """Where relative module commands resolve (the pipeline file's directory)."""
     backends: BackendRefs = field(default_factory=BackendRefs)
     """Backend URLs handed to jobs that run elsewhere (never credentials)."""
-    cancel_poll: timedelta = timedelta(seconds=1)
-    """How often the flow of a running job is checked for a cancellation (`ion flow cancel`)."""
     cancel_poll: timedelta = timedelta(seconds=1)
     """How often the flow of a running job is checked for a cancellation (`ion flow cancel`)."""
 
@@ -219,16 +223,19 @@ class Dispatcher:
             got = receive.result()
         except errors.NotFoundError as err:
             # The subscription vanished under us (deleted by hand?): recreate it, keep going.
+            metrics.RECEIVE_ERRORS.labels(self.spec.name).inc()
             log.error("receive failed (%s); recreating the subscription", err)
             await self._backoff()
             with contextlib.suppress(errors.IonError):
                 await self.ensure_entities()
             return []
         except errors.IonError as err:
+            metrics.RECEIVE_ERRORS.labels(self.spec.name).inc()
             log.warning("receive failed, retrying in %s: %s", self._receive_delay, err)
             await self._backoff()
             return []
         except Exception:
+            metrics.RECEIVE_ERRORS.labels(self.spec.name).inc()
             log.exception("receive failed unexpectedly, retrying in %s", self._receive_delay)
             await self._backoff()
             return []
@@ -260,6 +267,8 @@ class Dispatcher:
 
     async def _handle_guarded(self, message: ReceivedMessage, stop: asyncio.Event) -> None:
         self.stats.in_flight_ids.add(message.message_id)
+        in_flight = metrics.JOBS_IN_FLIGHT.labels(self.spec.name)
+        in_flight.inc()
         try:
             await self.handle(message, stop=stop)
         except asyncio.CancelledError:
@@ -274,6 +283,7 @@ class Dispatcher:
                 "unexpected error handling message %s; it will be redelivered", message.message_id
             )
         finally:
+            in_flight.dec()
             self.stats.in_flight_ids.discard(message.message_id)
 
     async def _settle(
@@ -289,9 +299,11 @@ class Dispatcher:
             try:
                 await action(message, **kwargs)
             except errors.LockLostError as err:
+                metrics.SETTLE_ERRORS.labels(self.spec.name).inc()
                 log.warning("could not settle %s: %s", message.message_id, err)
                 return False
             except errors.TransientError as err:
+                metrics.SETTLE_ERRORS.labels(self.spec.name).inc()
                 if tries == SETTLE_TRIES:
                     log.warning(
                         "could not settle %s, leaving it to return: %s", message.message_id, err
@@ -307,7 +319,26 @@ class Dispatcher:
         return False
 
     async def handle(self, message: ReceivedMessage, *, stop: asyncio.Event | None = None) -> None:
-        """Handle one message from start to settlement (see the module docstring)."""
+        """Handle one message from start to settlement (see the module docstring), in a
+        `receive` span joined to the trace the message carries."""
+        metrics.EVENTS_RECEIVED.labels(self.spec.name).inc()
+        with tracer.start_as_current_span(
+            "receive",
+            context=propagate.extract(dict(message.properties)),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                telemetry.MODULE: self.spec.name,
+                "messaging.system": "ion",
+                "messaging.destination.name": self.topic,
+                "messaging.message.id": message.message_id,
+                "ion.delivery_count": message.delivery_count,
+            },
+        ) as span:
+            await self._handle(message, stop, span)
+
+    async def _handle(
+        self, message: ReceivedMessage, stop: asyncio.Event | None, span: trace.Span
+    ) -> None:
         try:
             event = Event.from_json(message.body)
             if event.type != self.spec.subscribes_to:
@@ -318,6 +349,9 @@ class Dispatcher:
                 )
         except errors.PoisonMessageError as err:
             self.stats.poison += 1
+            metrics.POISON_MESSAGES.labels(self.spec.name, err.reason).inc()
+            span.set_status(Status(StatusCode.ERROR, f"poison message: {err.reason}"))
+            span.set_attribute("ion.outcome", "poison")
             log.warning("dead-lettering poison message %s: %s", message.message_id, err)
             await self._settle(
                 self._bus.dead_letter, message, reason=err.reason, description=str(err)[:1000]
@@ -329,6 +363,8 @@ class Dispatcher:
             message.properties, attempts.MAX_ATTEMPT_PROPERTY, self.spec.max_attempts
         )
         job = naming.job_id(self.spec.name, event.event_id, attempt)
+        attributes = telemetry.event_attributes(event, module=self.spec.name, attempt=attempt)
+        span.set_attributes(attributes)
         with (
             logs.bind(
                 correlation_id=event.correlation_id,
@@ -337,9 +373,7 @@ class Dispatcher:
                 attempt=attempt,
             ),
             tracer.start_as_current_span(
-                "job",
-                context=propagate.extract(dict(message.properties)),
-                attributes={"ion.module": self.spec.name, "ion.job": job, "ion.attempt": attempt},
+                "attempt", attributes={**attributes, telemetry.JOB_ID: job}
             ),
         ):
             renewer = asyncio.create_task(self._renew(message))
@@ -408,6 +442,8 @@ class Dispatcher:
             with contextlib.suppress(errors.NotFoundError):
                 known = await executor.status(job)
         record = self._attempt(event, job, attempt, AttemptState.RUNNING, route=route)
+        executor_name = route.executor if route is not None else self.default_executor
+        trace.get_current_span().set_attribute(telemetry.EXECUTOR, executor_name)
         if known is None:
             if stop is not None and stop.is_set():
                 await self._settle(self._bus.abandon, message)  # not started: leave it for others
@@ -415,6 +451,9 @@ class Dispatcher:
             if await self._flow_cancelled(event):
                 await self._cancel_run(message, record, "the flow was cancelled before it started")
                 return
+            metrics.JOBS_STARTED.labels(self.spec.name, executor_name).inc()
+            waited = (record.started_at or self._clock.now()) - message.enqueued_at
+            metrics.QUEUE_WAIT.labels(self.spec.name).observe(max(0.0, waited.total_seconds()))
             carrier: dict[str, str] = {}
             propagate.inject(carrier)
             request = JobRequest(
@@ -448,6 +487,7 @@ class Dispatcher:
             failpoints.reach("dispatcher.submitted")
         else:
             self.stats.adopted += 1
+            metrics.JOBS_ADOPTED.labels(self.spec.name).inc()
             log.info("adopting job %s (%s)", job, known.state)
             if known.started_at is not None:
                 record = record.evolve(started_at=known.started_at)
@@ -464,7 +504,9 @@ class Dispatcher:
         if cancelled.is_set() and result.state != JobState.SUCCEEDED:
             await self._cancel_run(message, record, "the flow was cancelled while it ran")
             return
+        self._finished(record, result, executor_name)
         if result.state != JobState.SUCCEEDED:
+            trace.get_current_span().set_status(Status(StatusCode.ERROR, result.reason[:200]))
             await self._fail(
                 message, event, record, max_attempt, result.reason, exit_code=result.exit_code
             )
@@ -542,6 +584,15 @@ class Dispatcher:
         if await self._settle(self._bus.complete, message):
             await self._delete_job(record)
 
+    def _finished(self, record: JobAttempt, result: JobResult, executor: str) -> None:
+        """Count a finished attempt and its duration; mark the attempt's span with its outcome."""
+        outcome = "succeeded" if result.state == JobState.SUCCEEDED else "failed"
+        metrics.JOBS_FINISHED.labels(self.spec.name, executor, outcome).inc()
+        finished = result.finished_at or self._clock.now()
+        took = (finished - (record.started_at or finished)).total_seconds()
+        metrics.JOB_DURATION.labels(self.spec.name, executor, outcome).observe(max(0.0, took))
+        trace.get_current_span().set_attribute("ion.outcome", outcome)
+
     async def _decide(self, event: Event) -> routing.Decision:
         """Apply the module's rules to the event (reading only the facts they need)."""
         if not self.spec.has_rules:
@@ -612,6 +663,8 @@ class Dispatcher:
             self._attempt(event, job, attempt, AttemptState.FILTERED, reason=reason)
         )
         self.stats.filtered += 1
+        metrics.EVENTS_FILTERED.labels(self.spec.name).inc()
+        trace.get_current_span().set_attribute("ion.outcome", "filtered")
         log.info("event filtered out: %s", reason)
         await self._settle(self._bus.complete, message)
 
@@ -630,6 +683,8 @@ class Dispatcher:
         )
         await self._meta.upsert_attempt(record)
         self.stats.dead_lettered += 1
+        metrics.JOBS_DEAD_LETTERED.labels(self.spec.name, "Unroutable").inc()
+        trace.get_current_span().set_status(Status(StatusCode.ERROR, "unroutable"))
         log.error("dead-lettering: %s", reason)
         await self._settle(
             self._bus.dead_letter, message, reason="Unroutable", description=reason[:1000]
@@ -715,11 +770,13 @@ class Dispatcher:
             # Publish the retry before completing: a crash in between duplicates the retry
             # message, which duplicate detection (same message id) then drops.
             await self._bus.publish(self.topic, [retry])
+            metrics.JOBS_RETRIED.labels(self.spec.name).inc()
             log.info("retrying as attempt %d in %s", record.attempt + 1, delay)
             if await self._settle(self._bus.complete, message):
                 await self._delete_job(record)
             return
         self.stats.dead_lettered += 1
+        metrics.JOBS_DEAD_LETTERED.labels(self.spec.name, "ModuleFailed").inc()
         description = f"{record.reason[:800]}; logs: {record.logs_ref or 'none'}"
         log.error("giving up after %d attempt(s); dead-lettering: %s", record.attempt, description)
         if await self._settle(
