@@ -18,6 +18,8 @@ base = pathlib.Path(os.environ["HANDLER_BASE_DIR"])
 meta = base / "in" / "eventmeta.json"
 data = {kv["key"]: kv["value"] for kv in json.loads(meta.read_text())} if meta.exists() else {}
 print("hello from the module", flush=True)
+if data.get("fail"):
+    sys.exit(3)
 print("a warning on stderr", file=sys.stderr, flush=True)
 time.sleep(float(data.get("sleep", "0")))
 print("goodbye from the module", flush=True)
@@ -157,3 +159,24 @@ def test_ids_are_refused_clearly(ion: Any, kind: str) -> None:
     assert ion("logs").exit_code == 2
     cursor = ion("flow", "list", "--continue", "nonsense")
     assert cursor.exit_code == 1 and "cursor" in cursor.stderr
+
+
+def test_short_module_and_dead_letter_ids_are_accepted(ion: Any, kind: str, helpers: Any) -> None:
+    listed = json.loads(_ok(ion("module", "list", "-o", "json")).stdout)
+    [module_id] = [m["id"] for m in listed if m["name"] == f"echo-{kind}"]
+    got = json.loads(_ok(ion("module", "get", "-n", module_id[:-2], "-o", "json")).stdout)
+    assert got["name"] == module_id
+    flow_id = _raise(ion, f"{kind}.new", "fail=1")
+    watched = ion("flow", "get", flow_id, "--watch", "--interval", "0.2", "-o", "json")
+    assert watched.exit_code == 1 and json.loads(watched.stdout)["status"] == "FAILED"
+    event_id = json.loads(watched.stdout)["roots"][0]["event_id"]
+    replayed = _ok(
+        ion("event", "dlq", "replay", "--module", module_id, "--message-id", event_id[:8])
+    )
+    assert f"replayed {event_id[:8]}" in replayed.stdout
+
+    def attempts() -> int:
+        shown = json.loads(ion("flow", "get", flow_id, "-o", "json").stdout)
+        return len(shown["roots"][0]["triggered"][0]["attempts"])
+
+    helpers.poll(lambda: attempts() == 2, timeout=30, what="the replayed event run again")

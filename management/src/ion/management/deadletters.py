@@ -76,12 +76,36 @@ async def list_dead_letters(
     return found
 
 
+async def _full_message_id(
+    platform: Platform, registry: ModuleRegistry, record: ModuleRecord, ref: str
+) -> str:
+    """The message id `ref` names among the module's dead letters: itself, or the one id that
+    starts with it (the 8-character event ids trees print); unmatched, `ref` as given.
+
+    Raises:
+        errors.ValidationError: `ref` starts several dead letters' ids.
+    """
+    letters = await list_dead_letters(platform, registry, record.id, max_messages=MAX_PEEK)
+    ids = sorted({letter.message.message_id for letter in letters})
+    if ref in ids:
+        return ref
+    matches = [i for i in ids if i.startswith(ref)]
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+        raise errors.ValidationError(
+            f"message id {ref!r} is ambiguous: it starts {shown}; give more characters",
+            field="message_id",
+            rule="AmbiguousId",
+        )
+    return matches[0] if matches else ref
+
+
 async def replay_dead_letter(
     platform: Platform, registry: ModuleRegistry, module: str, message_id: str
 ) -> ModuleRecord:
     """Put one dead-lettered message back on its module's subscription; return the module
     it went to. A dead letter a deleted module's delete kept goes to the live module of the
-    same name.
+    same name. `message_id` may be a unique prefix (the short event ids trees print).
 
     Raises:
         errors.ValidationError: no message id, or the module is deleted and no live module
@@ -94,6 +118,7 @@ async def replay_dead_letter(
             "field 'message_id' is required", field="message_id", rule="required"
         )
     record = await registry.resolve(module.strip())
+    message_id = await _full_message_id(platform, registry, record, message_id)
     if record.deleted:
         live = [m for m in await registry.list_modules() if m.spec.name == record.spec.name]
         if not live:

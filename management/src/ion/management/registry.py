@@ -236,22 +236,36 @@ class ModuleRegistry:
 
     async def resolve(self, ref: str) -> ModuleRecord:
         """Return the module with id `ref`, else the live module named `ref`, else the most
-        recently created deleted one of that name (history stays reachable by name).
+        recently created deleted one of that name (history stays reachable by name), else the
+        one module whose id starts with `ref` (a live one before deleted ones).
 
         Raises:
             errors.NotFoundError: no such module.
+            errors.ValidationError: `ref` starts the ids of several modules.
         """
         if not ref:
             raise errors.ValidationError("a module id is required", field="name", rule="required")
         try:
             return await self._meta.get_module(ref)
         except errors.NotFoundError:
-            named = [m for m in await self._all() if m.spec.name == ref]
+            everything = await self._all()
+            named = [m for m in everything if m.spec.name == ref]
             live = [m for m in named if not m.deleted]
             if live:
                 return live[0]
             if named:
                 return max(named, key=lambda m: m.created_at)
+            started = [m for m in everything if m.id.startswith(ref)]
+            for group in ([m for m in started if not m.deleted], started):
+                if len(group) == 1:
+                    return group[0]
+                if group:
+                    ids = ", ".join(m.id for m in group[:5]) + (", ..." if len(group) > 5 else "")
+                    raise errors.ValidationError(
+                        f"module id {ref!r} is ambiguous: it starts {ids}; give more characters",
+                        field="name",
+                        rule="AmbiguousId",
+                    ) from None
             raise
 
     async def _all(self) -> list[ModuleRecord]:
@@ -433,7 +447,7 @@ class ModuleRegistry:
                 raise errors.PreconditionError(
                     f"module {record.id}: {left} job(s) still running after {timeout:g}s;"
                     " nothing was deleted and the module is receiving again. Delete with a"
-                    " longer --timeout, or with --force to cancel them"
+                    " longer --drain-timeout, or with --force to cancel them"
                 )
         jobs = [
             (a.id, a.route.executor if a.route else None)
