@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from ion.cli.flows import flow_from_message
 from ion.core.events import ROOT_PUBLISHER, pairs
 from ion.core.flow import Flow, FlowAttempt, FlowEvent, FlowModuleRun
+from ion.core.flowindex import FlowStatus
 from ion.core.records import AttemptState, RunStatus
 from ion.management.convert import flow_message
 from ion.proto.v1 import types_pb2
@@ -95,3 +96,11 @@ def test_unset_values_stay_unset_on_the_wire() -> None:
     assert not pending.HasField("duration_seconds")
     running = message.roots[0].triggered[2].attempts[0]
     assert not running.HasField("exit_code") and running.finished_at == ""
+
+
+def test_the_flow_status_travels_beside_the_tree_and_is_derived_from_an_older_server() -> None:
+    flow = _flow().model_copy(update={"status": FlowStatus.CANCELLED})
+    message = types_pb2.Flow.FromString(flow_message(flow).SerializeToString())
+    assert flow_from_message(message, status="CANCELLED") == flow
+    # a server too old to send a status: the tree's own (RUNNING: a run is pending)
+    assert flow_from_message(message).status == FlowStatus.RUNNING
