@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -93,10 +94,12 @@ def cross_site(request: web.Request) -> bool:
     if fetch_site and fetch_site not in ("same-origin", "none"):
         return True
     origin = request.headers.get("Origin", "")
-    if origin and origin != "null":
-        own = f"{request.scheme}://{request.host}"
-        return origin.lower() != own.lower()
-    return origin == "null"
+    if origin == "null":
+        return True
+    if origin:
+        # Host and port only: behind an ingress that ends TLS the scheme seen here is http.
+        return urlsplit(origin).netloc.lower() != request.host.lower()
+    return False
 
 
 def set_session(response: web.StreamResponse, value: str) -> None:
