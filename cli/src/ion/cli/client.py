@@ -25,6 +25,8 @@ from ion.proto import module_pb2, module_pb2_grpc, trace_pb2, trace_pb2_grpc
 from ion.proto.v1 import events_pb2, events_pb2_grpc, types_pb2
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+DRAIN_SECONDS = 60.0
+"""How long the server waits for a deleted module's running jobs unless told otherwise."""
 T = TypeVar("T")
 
 START_HINT = "start it with `ion up` (or point --endpoint / ION_ENDPOINT at a running server)"
@@ -214,9 +216,52 @@ class IonClient:
         """Create a module; return its id in `.name`."""
         return await self._call(self._modules.Create, request)
 
-    async def delete_module(self, name: str) -> module_pb2.ModuleDeleteResponse:
-        """Delete a module by id (or unique name)."""
-        return await self._call(self._modules.Delete, module_pb2.ModuleDeleteRequest(name=name))
+    async def delete_module(
+        self, name: str, *, force: bool = False, timeout: float = 0.0, dry_run: bool = False
+    ) -> module_pb2.ModuleDeleteResponse:
+        """Delete a module by id (or unique name); it drains first (see `delete_module_stream`)."""
+        request = module_pb2.ModuleDeleteRequest(
+            name=name, force=force, timeout_seconds=timeout, dry_run=dry_run
+        )
+        return await self._call(self._modules.Delete, request, extra=timeout or DRAIN_SECONDS)
+
+    async def delete_module_stream(
+        self,
+        name: str,
+        *,
+        force: bool = False,
+        timeout: float = 0.0,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> module_pb2.ModuleDeleteResponse:
+        """Delete a module, calling `on_progress` with each line the server sends while the
+        module's running jobs drain; return the final reply (its counts and summary).
+
+        Raises:
+            CliError: the server refused (events queued, jobs still running at the timeout)
+                or could not be reached.
+        """
+        request = module_pb2.ModuleDeleteRequest(name=name, force=force, timeout_seconds=timeout)
+        call = self._modules.DeleteStream(
+            request, timeout=self.conn.timeout + (timeout or DRAIN_SECONDS)
+        )
+        try:
+            async for message in call:
+                reply: module_pb2.ModuleDeleteResponse = message
+                if reply.done:
+                    return reply
+                if on_progress is not None:
+                    on_progress(reply.message)
+        except grpc.aio.AioRpcError as err:
+            raise explain(self.conn, err) from err
+        raise CliError(f"the server ended the delete of {name} without an answer; retry")
+
+    async def apply_module(
+        self, request: module_pb2.ModuleCreateRequest, *, dry_run: bool = False
+    ) -> module_pb2.ModuleApplyResponse:
+        """Create the module or update the live one of its name in place; say which."""
+        return await self._call(
+            self._modules.Apply, module_pb2.ModuleApplyRequest(module=request, dry_run=dry_run)
+        )
 
     async def get_module(self, name: str) -> module_pb2.ModuleGetResponse:
         """Return a module's status and counts."""

@@ -150,10 +150,23 @@ def cli(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from ion.cli.commands import certs, completion, dev, event, module, pipeline, trace, up, version
+    from ion.cli.commands import (
+        apply,
+        certs,
+        completion,
+        dev,
+        event,
+        module,
+        pipeline,
+        trace,
+        up,
+        version,
+    )
     from ion.cli.commands import flow as flow_commands
 
     cli.add_command(module.module)
+    cli.add_command(apply.apply)
+    cli.add_command(apply.delete)
     cli.add_command(event.event)
     cli.add_command(trace.trace)
     cli.add_command(flow_commands.flow)

@@ -11,7 +11,7 @@ import click
 
 from ion.cli.commands._common import call, key_values, parse_dotenv
 from ion.cli.main import connection_options
-from ion.cli.output import as_data, output_option, render, render_one
+from ion.cli.output import as_data, console, output_option, render, render_one
 from ion.proto import module_pb2
 from ion.proto.v1 import types_pb2
 
@@ -148,6 +148,14 @@ def module() -> None:
 )
 @click.option("--env", "env_items", multiple=True, help="KEY=value for the module (repeatable).")
 @click.option(
+    "--secret-env",
+    "secret_env_items",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Environment for the module whose value is stored but never shown: `module get` and"
+    " `module list` print *** (repeatable).",
+)
+@click.option(
     "-p",
     "--provider",
     default="",
@@ -185,6 +193,7 @@ def create(
     route_items: tuple[str, ...],
     config_map_file: Path | None,
     env_items: tuple[str, ...],
+    secret_env_items: tuple[str, ...],
     provider: str,
     instance_count: int,
     retry_count: int,
@@ -209,6 +218,7 @@ def create(
         configmap=parse_dotenv(config_map_file) if config_map_file else {},
         command=argv,
         env=dict(key_values(env_items, flag="--env")),
+        secret_env=dict(key_values(secret_env_items, flag="--secret-env")),
         working_dir=_working_dir(working_dir, local=bool(argv) and not module_image),
         max_in_flight=max_in_flight,
         image_pull_policy=image_pull_policy or "",
@@ -332,10 +342,38 @@ def _toleration_text(toleration: dict[str, Any]) -> str:
 @module.command()
 @connection_options
 @click.option("-n", "--name", required=True, help="Module id (as printed by create) or name.")
-def delete(name: str) -> None:
-    """Stop a module's dispatchers and remove its subscription (its history stays)."""
-    reply = call(lambda client: client.delete_module(name))
-    click.echo(f"deleted module {reply.name}")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Cancel running jobs and dead-letter queued events (reason ModuleDeleted: `ion event"
+    " dlq list` shows them, `ion event dlq replay` resends them) instead of refusing.",
+)
+@click.option(
+    "--drain-timeout",
+    "timeout",
+    type=click.FloatRange(min=0.1, max=3600),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for running jobs to finish before giving up (the module then stays).",
+)
+def delete(name: str, force: bool, timeout: float) -> None:
+    """Delete a module without losing an event (its history stays).
+
+    It stops receiving, waits up to --timeout for running jobs (printing progress), then
+    removes the module. While events are queued it refuses and says how many, unless --force:
+    then running jobs are cancelled, queued events kept as dead letters (reason ModuleDeleted)
+    and their runs shown CANCELLED.
+    """
+    err = console(stderr=True)
+    reply = call(
+        lambda client: client.delete_module_stream(
+            name,
+            force=force,
+            timeout=timeout,
+            on_progress=lambda line: err.print(line, soft_wrap=True),
+        )
+    )
+    click.echo(reply.message or f"deleted module {reply.name}")
 
 
 def _table_data(data: dict[str, Any]) -> dict[str, Any]:
