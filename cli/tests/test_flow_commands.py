@@ -5,12 +5,15 @@ for a flow, a running job's log followed to its end."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from ion.cli.main import main
 
 MODULE = """
 import json, os, pathlib, sys, time
@@ -141,6 +144,20 @@ def test_cancel_a_running_flow_and_the_honest_statuses(ion: Any, kind: str, help
     shown = ion("flow", "get", nobody, "-o", "json")
     assert shown.exit_code == 1 and json.loads(shown.stdout)["status"] == "NO_SUBSCRIBER"
     assert "no module subscribes" in ion("flow", "get", nobody).stdout
+
+
+def test_the_installed_entry_point_keeps_the_exit_codes(
+    ion: Any, kind: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `ion` runs main(), where click returns (not raises) a command's exit code
+    nobody = _raise(ion, f"{kind}.nobody")
+    for key in [k for k in os.environ if k.startswith("ION_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("ION_HOME", str(ion.home))
+    assert main(["flow", "get", nobody]) == 1
+    assert main(["trace", "flow", "-c", nobody]) == 1
+    assert main(["flow", "list", "--type", f"{kind}.nobody"]) == 0
+    assert nobody[:8] in capsys.readouterr().out
 
 
 def test_ids_are_refused_clearly(ion: Any, kind: str) -> None:

@@ -187,7 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     global _debug
     _debug = os.environ.get("ION_DEBUG", "") not in ("", "0", "false")
     try:
-        cli.main(args=argv, prog_name="ion", standalone_mode=False)
+        # Not standalone, click *returns* the code of a `click.exceptions.Exit` a command raised
+        # (`trace flow` and `flow get` exit 1 or 3 so) instead of raising it; a command that
+        # simply ends returns None.
+        code = cli.main(args=argv, prog_name="ion", standalone_mode=False)
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.Abort:
@@ -214,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                 err=True,
             )
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -198,6 +198,8 @@ async def _watch(client: IonClient, ref: str, fmt: str, *, show_logs: bool, ever
 
     current = await _get(client, ref)
     ref = current.correlation_id  # one flow from now on, even if `ref` was a prefix
+    if not current.settled:
+        click.echo(f"ion: watching flow {ref} until it settles (Ctrl-C stops watching)", err=True)
     if fmt in ("json", "yaml"):
         while not current.settled:
             await asyncio.sleep(every)
