@@ -15,9 +15,11 @@ import contextlib
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +73,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _healthy(port: int, ca: Path) -> bool:
+    """The front API on 127.0.0.1:`port` answers /healthz over TLS."""
+    context = ssl.create_default_context(cafile=str(ca))
+    context.check_hostname = False
+    try:
+        with urllib.request.urlopen(
+            f"https://127.0.0.1:{port}/healthz", context=context, timeout=2
+        ) as reply:
+            return bool(reply.status == 200)
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
 def management_server(tmp_path: Path, env: Mapping[str, str]) -> Iterator[Management]:
     """`ion-management serve` with `env` (its home: `tmp_path/home`), stopped at the end."""
@@ -114,6 +129,13 @@ def management_server(tmp_path: Path, env: Mapping[str, str]) -> Iterator[Manage
     found = Management(process, cli_env, log, load_settings(environ=env), front_api_port=front)
     try:
         deadline = time.monotonic() + 60
+        # The front API starts after the gRPC server: poll its /healthz in this process (an
+        # `ion` start-up costs a second or more of CPU, which the server's start-up needs),
+        # then check that the CLI gets in.
+        while not _healthy(front, pki.ca_cert):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"management did not start:\n{log.read_text()[-4000:]}")
+            time.sleep(0.1)
         while found.ion("module", "list", check=False).returncode != 0:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"management did not start:\n{log.read_text()[-4000:]}")
