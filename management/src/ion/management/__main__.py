@@ -400,6 +400,14 @@ def pipeline() -> None:
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--data", "-d", multiple=True, help="Root event data as key=value (repeatable).")
 @click.option(
+    "--file",
+    "-f",
+    "file_items",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="A file for the root event, stored as NAME (PATH alone: its base name); repeatable.",
+)
+@click.option(
     "--timeout", default=300.0, show_default=True, help="Seconds to wait for the flow to settle."
 )
 @click.option(
@@ -408,28 +416,48 @@ def pipeline() -> None:
 @click.option("--log-level", default="WARNING", show_default=True, help="Log below the tree.")
 @click.pass_obj
 def pipeline_run(
-    state: _State, path: Path, data: tuple[str, ...], timeout: float, output: str, log_level: str
+    state: _State,
+    path: Path,
+    data: tuple[str, ...],
+    file_items: tuple[str, ...],
+    timeout: float,
+    output: str,
+    log_level: str,
 ) -> None:
     """Start PATH's modules, raise its root event, wait until the flow settles, print the tree.
+
+    It runs in a temporary home of its own (printed), never on the bus of `ion up`, unless
+    --home or ION_HOME names one. It leaves no subscription behind; with a home given, its
+    dead letters stay listable and replayable (`ION_HOME=DIR ion up`, then `ion event dlq
+    list`). Ctrl-C cancels its jobs, prints the flow's correlation id and exits 130.
 
     Exits 0 only if the flow succeeded: every module run in it succeeded, and at least one
     module handled the root event.
     """
+    import tempfile
+
     from rich.console import Console
 
     from ion.core import entrypoint
+    from ion.core.events import Event
     from ion.core.flow import Flow
     from ion.core.flowtree import print_flow
     from ion.core.modules import PipelineSpec
     from ion.core.records import RunStatus
+    from ion.management.control import RootFile
     from ion.management.pipeline import run_pipeline
 
     program = "ion-management pipeline run"
     console = Console(stderr=True)
+    home = state.home
+    temporary = home is None and not os.environ.get("ION_HOME")
+    if temporary:
+        home = Path(tempfile.mkdtemp(prefix="ion-pipeline-"))
+    raised: list[Event] = []
     try:
         settings = entrypoint.start(
             "ion-management",
-            home=state.home,
+            home=home,
             log_level=log_level,
             environ=os.environ,
             config_file=state.config,
@@ -437,6 +465,11 @@ def pipeline_run(
         keep_private(settings.home)
         spec = PipelineSpec.load(path)
         extra = dict(_pair(d) for d in data)
+        files = [_root_file(item, RootFile) for item in file_items]
+        if temporary:
+            console.print(
+                f"home: {settings.home} (temporary; --home DIR keeps one)", soft_wrap=True
+            )
         with console.status(f"running {spec.name} ...") as status:
 
             def progress(flow: Flow) -> None:
@@ -448,10 +481,28 @@ def pipeline_run(
                 status.update(f"running {spec.name}: {done}/{len(runs)} module runs done  {active}")
 
             flow = asyncio.run(
-                run_pipeline(spec, settings, data=extra, timeout=timeout, on_progress=progress)
+                run_pipeline(
+                    spec,
+                    settings,
+                    data=extra,
+                    files=files,
+                    timeout=timeout,
+                    on_progress=progress,
+                    on_raised=raised.append,
+                )
             )
     except KeyboardInterrupt:
-        console.print("[bold red]interrupted[/]; jobs still running finish on their own")
+        if raised:
+            cid = raised[0].correlation_id
+            look = f"ION_HOME={settings.home} ion up &  then  ion trace flow -c {cid}"
+            console.print(
+                f"[bold red]interrupted[/]: flow {cid} cancelled (running jobs stopped, their"
+                " folders removed)",
+                soft_wrap=True,
+            )
+            console.print(f"look at it: {look}", soft_wrap=True)
+        else:
+            console.print("[bold red]interrupted[/] before the root event was raised")
         sys.exit(130)
     except Exception as err:
         if state.debug:
@@ -473,7 +524,24 @@ def pipeline_run(
             )
         else:
             console.print("[bold red]the flow did not succeed[/]; see the reasons and logs above")
+            console.print(
+                f"dead letters: ION_HOME={settings.home} ion up &  then  ion event dlq list",
+                soft_wrap=True,
+            )
         sys.exit(1)
+
+
+def _root_file(item: str, kind: Any) -> Any:
+    """`NAME=PATH` (or `PATH`) as a root file streamed from PATH."""
+    name, sep, where = item.partition("=")
+    if not sep:
+        name, where = "", item
+    source = Path(where).expanduser()
+    if not where or not source.is_file():
+        raise errors.ValidationError(
+            f"--file {item!r}: {where or '(no path)'} is not a file; give NAME=PATH", field="file"
+        )
+    return kind.from_path(source, name=name.strip() or source.name)
 
 
 def _pair(text: str) -> tuple[str, str]:
