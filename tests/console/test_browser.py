@@ -232,6 +232,7 @@ def test_console_in_a_browser(browser: Browser, server: Management, tmp_path: Pa
     assert href and href.endswith("/log")
     log_link.click()
     expect(page).to_have_url(base + href)
+    expect(page.locator("body")).to_contain_text("ingest: raised media.ingested")
     log_response = context.request.get(base + href)
     assert log_response.headers["content-type"].startswith("text/plain")
     _shot(page, "log")
@@ -256,7 +257,15 @@ def test_console_in_a_browser(browser: Browser, server: Management, tmp_path: Pa
     expect(flaky).to_have_attribute("data-status", "SUCCEEDED", timeout=30_000)
     expect(flaky).to_contain_text("2 attempts")
     expect(page.locator(".flow-state")).to_contain_text("succeeded")
+    flaky.get_by_text("Attempts of flaky").click()
+    attempts = flaky.locator("details.attempts tbody tr")
+    expect(attempts).to_have_count(2)
+    expect(attempts.nth(0)).to_contain_text("DEAD_LETTERED")
+    expect(attempts.nth(0)).to_contain_text("exited with code 3")
+    expect(attempts.nth(1)).to_contain_text("SUCCEEDED")
     _shot(page, "flow-replayed")
+    flaky.get_by_role("link", name="log of flaky attempt 1").click()
+    expect(page.locator("body")).to_contain_text("flaky: looking for the marker")
 
     # Keyboard: the first Tab reaches the skip link, and focus is visible.
     page.goto(base + "/ui/modules")
