@@ -1,8 +1,8 @@
 """`ion pipeline run FILE`: run a pipeline file on this machine (no server needed).
 
 It replaces itself with `ion-management pipeline run`, which starts every module of the file
-over the embedded backends in `ION_HOME`, raises the root event, waits until the flow settles
-and prints it; Ctrl-C reaches it directly.
+over embedded backends (in a temporary home unless ION_HOME names one), raises the root
+event, waits until the flow settles and prints it; Ctrl-C reaches it directly.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ def pipeline() -> None:
 def run(args: tuple[str, ...]) -> None:
     """Run FILE: start its modules, raise its root event, print the flow when it settles.
 
-    Options (see `ion pipeline run --help`): --data/-d key=value, --timeout SECONDS,
-    -o tree|json, --log-level LEVEL. Exits 0 only if the flow succeeded.
+    Options (see `ion pipeline run --help`): --data/-d key=value, --file/-f NAME=PATH,
+    --timeout SECONDS, -o tree|json, --log-level LEVEL. It runs in a temporary home of its
+    own unless --home (before `pipeline`) or ION_HOME names one. Exits 0 only if the flow
+    succeeded, 130 on Ctrl-C.
     """
     executable = management_executable()
     argv = [executable, "pipeline", "run", *args]
