@@ -31,8 +31,8 @@ def run(args: tuple[str, ...]) -> None:
 
     Options (see `ion pipeline run --help`): --data/-d key=value, --file/-f NAME=PATH,
     --timeout SECONDS, -o tree|json, --log-level LEVEL. It runs in a temporary home of its
-    own unless --home (before `pipeline`) or ION_HOME names one. Exits 0 only if the flow
-    succeeded, 130 on Ctrl-C.
+    own unless ION_HOME names one (or `ion-management --home DIR pipeline run`). Exits 0
+    only if the flow succeeded, 130 on Ctrl-C.
     """
     executable = management_executable()
     argv = [executable, "pipeline", "run", *args]
