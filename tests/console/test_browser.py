@@ -245,6 +245,12 @@ def test_console_in_a_browser(browser: Browser, server: Management, tmp_path: Pa
     expect(row).to_contain_text("exited with code 3")
     expect(row.locator("td.num")).to_have_text("1")  # deliveries
     _shot(page, "dead-letters")
+    # A second tab keeps the modules page open through the replay, unreloaded.
+    watcher = context.new_page()
+    watcher.goto(base + "/ui/modules")
+    watched = watcher.locator('tr[data-module="flaky"] [data-count="succeeded"]')
+    expect(watched).to_have_text("0")
+    watcher.evaluate("window.ionTestMark = 'same document'")
     marker.write_text("go")
     row.get_by_role("button", name=re.compile("^Replay")).focus()
     page.keyboard.press("Enter")
@@ -257,6 +263,9 @@ def test_console_in_a_browser(browser: Browser, server: Management, tmp_path: Pa
     expect(flaky).to_have_attribute("data-status", "SUCCEEDED", timeout=30_000)
     expect(flaky).to_contain_text("2 attempts")
     expect(page.locator(".flow-state")).to_contain_text("succeeded")
+    expect(watched).to_have_text("1", timeout=SETTLE_MS)  # the other tab polled it in
+    assert watcher.evaluate("window.ionTestMark") == "same document"
+    watcher.close()
     flaky.get_by_text("Attempts of flaky").click()
     attempts = flaky.locator("details.attempts tbody tr")
     expect(attempts).to_have_count(2)
