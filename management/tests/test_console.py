@@ -370,3 +370,29 @@ async def test_flows_page_lists_filters_and_pages_flows(site: Site) -> None:
             assert status == 400 and field in page, query
         status, _, headers = await _get(browser, f"/ui/flows?correlation_id={lonely}")
         assert status == 303 and headers["Location"] == f"/ui/flows/{lonely}"
+
+
+async def test_a_csrf_token_is_bound_to_who_asked_for_it(site: Site) -> None:
+    module_id = await _module(site)
+    await site.platform.raise_event("image.uploaded")
+    bus = site.platform.bus
+    [message] = await bus.receive(
+        "image.uploaded", "image.uploaded_resize", max_wait=timedelta(seconds=1)
+    )
+    await bus.dead_letter(message, reason="ModuleFailed", description="exit code 3")
+    async with site.session(client=True) as with_cert:
+        _, page, _ = await _get(with_cert, "/ui/dead-letters")
+        cert_token = _csrf(page)
+    form = {"module": module_id, "message_id": message.message_id, "csrf_token": cert_token}
+    async with (
+        site.session(**BEARER) as bearer,
+        bearer.post("/ui/dead-letters/replay", data=form) as refused,
+    ):
+        assert refused.status == 403
+    assert len(await bus.peek("image.uploaded", "image.uploaded_resize", dead_letter=True)) == 1
+    async with (
+        site.session(client=True) as with_cert,
+        with_cert.post("/ui/dead-letters/replay", data=form, allow_redirects=False) as replayed,
+    ):
+        assert replayed.status == 303
+    assert await bus.peek("image.uploaded", "image.uploaded_resize", dead_letter=True) == []
