@@ -259,6 +259,27 @@ async def test_flow_page_shows_the_tree_with_attempts_logs_and_outputs(
         assert status == 404
         status, body, _ = await _get(browser, f"/ui/flows/{correlation}/attempts/nope/log")
         assert status == 404 and "Error 404" in body
+        flow = await site.platform.flow(correlation)
+        await site.platform.meta.upsert_attempt(
+            JobAttempt(
+                id="resize-3",
+                module="resize",
+                event_id=flow.roots[0].event_id,
+                correlation_id=correlation,
+                attempt=3,
+                state=AttemptState.RUNNING,
+                started_at=datetime.now(UTC),
+            )
+        )
+        status, body, _ = await _get(browser, f"/ui/flows/{correlation}")
+        assert f"/ui/flows/{correlation}/attempts/resize-3/log" in body and "log so far" in body
+        async with browser.get(f"/ui/flows/{correlation}/attempts/resize-3/log") as running:
+            assert running.status == 200 and running.content_type == "text/plain"
+            assert "its log is stored when the attempt ends" in await running.text()
+        status, _, headers = await _get(browser, f"/ui/flows?correlation_id={correlation[:8]}")
+        assert status == 303 and headers["Location"] == f"/ui/flows/{correlation}"
+        status, body, _ = await _get(browser, "/ui/flows?correlation_id=ffffffff-none")
+        assert status == 404 and "no flow with correlation id" in body
         status, body, _ = await _get(browser, "/ui/flows/no-such-flow")
         assert status == 404 and "no flow with correlation id" in body
         status, body, _ = await _get(browser, "/ui/flows/" + "x" * 300)

@@ -30,10 +30,10 @@ from urllib.parse import quote, urlencode
 import jinja2
 from aiohttp import web
 
-from ion.core import errors, identifiers
+from ion.core import TERMINAL_STATES, errors, identifiers
 from ion.core.events import ROOT_PUBLISHER
 from ion.core.flow import Flow, FlowEvent
-from ion.management import deadletters
+from ion.management import deadletters, flows
 from ion.management.console import _auth
 from ion.management.console._flows import flows_page
 from ion.management.dataplane import Platform
@@ -293,9 +293,9 @@ class Console:
 
     async def _flows(self, request: web.Request) -> web.StreamResponse:
         wanted = request.query.get("correlation_id", "").strip()
-        if wanted:
-            identifiers.check_id(wanted, field="correlation_id")
-            raise web.HTTPSeeOther(f"/ui/flows/{quote(wanted, safe='')}")
+        if wanted:  # a full id, or a unique prefix (the 8-character ids trees print)
+            found = await flows.resolve_flow(self._platform.meta, wanted)
+            raise web.HTTPSeeOther(f"/ui/flows/{quote(found, safe='')}")
         values = await flows_page(self._platform.meta, self._registry, request.query)
         return self._page(request, "flows.html", **values)
 
@@ -325,10 +325,18 @@ class Console:
         attempt_id = request.match_info["attempt_id"]
         identifiers.check_id(correlation_id, field="correlation_id")
         attempt = await self._platform.meta.get_attempt(correlation_id, attempt_id)
-        if not attempt.logs_ref:
-            raise errors.NotFoundError(
-                f"attempt {attempt_id!r} has no stored log (yet): logs are stored when an"
-                " attempt ends"
+        if attempt.state not in TERMINAL_STATES or not attempt.logs_ref:
+            # Running: what the job wrote so far, where this server can read it; or why
+            # there is no log (the same words as `ion logs`).
+            found = await flows.attempt_log(self._platform, attempt)
+            text = found.content.decode("utf-8", errors="replace")
+            if found.note:
+                text = f"[{attempt.id}: {found.note}]\n{text}"
+            return web.Response(
+                text=text,
+                content_type="text/plain",
+                charset="utf-8",
+                headers={**_SECURITY_HEADERS, "Cache-Control": "no-store"},
             )
         return await self._stream(
             request,
