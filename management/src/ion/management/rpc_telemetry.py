@@ -1,7 +1,7 @@
 """A span and metrics for every management API call: one gRPC server interceptor.
 
 Each call of Ion's services is a SERVER span named after the method (`ion.v1.EventService/
-PublishEvent`, as OpenTelemetry names RPC spans) whose parent is the caller's `traceparent`
+Publish`, as OpenTelemetry names RPC spans) whose parent is the caller's `traceparent`
 metadata when it sends one; a root event raised by the call starts its flow's trace under it.
 Every call, the health checks and reflection included, counts in `ion_grpc_requests_total`
 (method, status code) and `ion_grpc_request_duration_seconds` (method); the health checks and
