@@ -66,6 +66,7 @@ async def run_pipeline(
     docstring); if the flow did not settle, its running jobs are cancelled first.
 
     Raises:
+        errors.ConflictError: the home has a live module of one of the pipeline's names.
         errors.ValidationError: the root event's data or a file name break a rule.
         errors.NotFoundError: a file to attach does not exist.
         errors.TransientError: the flow did not settle within `timeout` seconds.
@@ -74,6 +75,16 @@ async def run_pipeline(
         records: list[ModuleRecord] = []
         settled = False
         try:
+            live = {m.spec.name: m.id for m in await plane.meta.list_modules()}
+            shared = [f"{live[s.name]}" for s in pipeline.modules if s.name in live]
+            if shared:
+                raise errors.ConflictError(
+                    f"the home {settings.home} has live modules of these names: "
+                    f"{', '.join(shared)} (a server's, or a run still going or killed); this"
+                    " run would share their subscriptions. Run without --home/ION_HOME (a"
+                    " temporary home), give another home, or remove them (`ION_HOME=DIR ion up`,"
+                    " then `ion delete -f FILE`)"
+                )
             for spec in pipeline.modules:
                 record = await _store(plane.meta, spec)
                 records.append(record)
