@@ -197,6 +197,9 @@ async def test_delete_refuses_while_events_are_queued_and_force_keeps_them_as_de
     for correlation_id in flows:
         assert await server.statuses(correlation_id) == ["CANCELLED"]
     assert server.runs() == []  # nothing ran to the end
+    history = await server.modules.Get(module_pb2.ModuleGetRequest(name=created.name), timeout=10)
+    assert (history.status, history.cancelled) == ("DELETED", 3)
+    assert "3 cancelled" in history.statusMessage
     await eventually(lambda: not any((server.home / "jobs").glob("slow-*")) or None, timeout=10)
 
     letters = await server.dead.List(

@@ -140,6 +140,8 @@ class ModuleStatus:
             f" {self.failed} failed,"
             f" {self.attempts[AttemptState.DEAD_LETTERED]} dead-lettered"
         )
+        if self.attempts[AttemptState.CANCELLED]:
+            text += f", {self.attempts[AttemptState.CANCELLED]} cancelled"
         if self.runtime.last_error and not self.record.deleted:
             text += f"; last error: {self.runtime.last_error}"
         return text

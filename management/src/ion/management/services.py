@@ -223,6 +223,7 @@ class ModuleService(module_pb2_grpc.ModuleServiceServicer):
             failed=status.failed,
             dead_lettered=status.attempts[AttemptState.DEAD_LETTERED],
             running=status.attempts[AttemptState.RUNNING],
+            cancelled=status.attempts[AttemptState.CANCELLED],
             module=convert.module_info(record, status.runtime),
             queued=status.queued,
             dead_letter_queue=status.dead_letter_queue,

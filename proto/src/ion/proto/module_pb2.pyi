@@ -156,7 +156,7 @@ class ModuleGetRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class ModuleGetResponse(_message.Message):
-    __slots__ = ("name", "status", "statusMessage", "dispatchers_running", "jobs_in_flight", "succeeded", "failed", "dead_lettered", "module", "queued", "dead_letter_queue", "running")
+    __slots__ = ("name", "status", "statusMessage", "dispatchers_running", "jobs_in_flight", "succeeded", "failed", "dead_lettered", "module", "queued", "dead_letter_queue", "running", "cancelled")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     STATUSMESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +169,7 @@ class ModuleGetResponse(_message.Message):
     QUEUED_FIELD_NUMBER: _ClassVar[int]
     DEAD_LETTER_QUEUE_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
     name: str
     status: str
     statusMessage: str
@@ -181,7 +182,8 @@ class ModuleGetResponse(_message.Message):
     queued: int
     dead_letter_queue: int
     running: int
-    def __init__(self, name: _Optional[str] = ..., status: _Optional[str] = ..., statusMessage: _Optional[str] = ..., dispatchers_running: _Optional[int] = ..., jobs_in_flight: _Optional[int] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., module: _Optional[_Union[_types_pb2.ModuleInfo, _Mapping]] = ..., queued: _Optional[int] = ..., dead_letter_queue: _Optional[int] = ..., running: _Optional[int] = ...) -> None: ...
+    cancelled: int
+    def __init__(self, name: _Optional[str] = ..., status: _Optional[str] = ..., statusMessage: _Optional[str] = ..., dispatchers_running: _Optional[int] = ..., jobs_in_flight: _Optional[int] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ..., dead_lettered: _Optional[int] = ..., module: _Optional[_Union[_types_pb2.ModuleInfo, _Mapping]] = ..., queued: _Optional[int] = ..., dead_letter_queue: _Optional[int] = ..., running: _Optional[int] = ..., cancelled: _Optional[int] = ...) -> None: ...
 
 class ModuleListRequest(_message.Message):
     __slots__ = ("include_deleted",)

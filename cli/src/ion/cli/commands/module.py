@@ -26,6 +26,7 @@ GET_FIELDS = (
     "succeeded",
     "failed",
     "dead_lettered",
+    "cancelled",
     "queued",
     "dead_letter_queue",
     "subscribes_to",
