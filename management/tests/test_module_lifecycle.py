@@ -183,6 +183,13 @@ async def test_delete_refuses_while_events_are_queued_and_force_keeps_them_as_de
     )
     assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "2 queued event(s)" in refused.details() and "--force" in refused.details()
+    with pytest.raises(grpc.aio.AioRpcError) as streamed:
+        async for _ in server.modules.DeleteStream(
+            module_pb2.ModuleDeleteRequest(name=created.name), timeout=10
+        ):
+            pass
+    assert streamed.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "2 queued event(s)" in (streamed.value.details() or "")
     still = await server.modules.Get(module_pb2.ModuleGetRequest(name=created.name), timeout=10)
     assert still.status == "RUNNING"
 
