@@ -34,7 +34,21 @@ def int_field(number: int, value: int) -> bytes:
 def test_service_and_method_paths_have_no_package() -> None:
     module = module_pb2.DESCRIPTOR.services_by_name["ModuleService"]
     assert module.full_name == "ModuleService"
-    assert [m.name for m in module.methods] == ["Create", "Delete", "Get", "List"]
+    # 2018's four, then Ion's additions (new methods only: old clients never call them)
+    assert [m.name for m in module.methods] == [
+        "Create",
+        "Delete",
+        "Get",
+        "List",
+        "Apply",
+        "DeleteStream",
+    ]
+    assert [m.full_name for m in module.methods][:4] == [
+        "ModuleService.Create",
+        "ModuleService.Delete",
+        "ModuleService.Get",
+        "ModuleService.List",
+    ]
     trace = trace_pb2.DESCRIPTOR.services_by_name["TraceService"]
     assert trace.full_name == "TraceService"
     assert [m.name for m in trace.methods] == ["GetFlow"]
