@@ -4,10 +4,10 @@ Documents keep the 2018 JSON shape in a `body` column; the columns beside it exi
 query by correlation id, module and state. Upserts keep a row's first insertion order, so a
 flow lists oldest first however often its documents are rewritten.
 
-Each flow has a row in `flows`: its ledger and the summary derived from it
-(`ion.core.flowindex`), rewritten in the same transaction as every eventMeta and attempt write,
-so the status, module and time columns `list_flows` filters on are never behind the flow. An
-event's subscribers are the live modules subscribed to its type at that moment.
+Each flow has a row in `flow_summaries` with its summary (`ion.core.flowindex`), kept by `_flows` in the
+same transaction as every eventMeta and attempt write, so the status, module and time columns
+`list_flows` filters on are never behind the flow. An event's subscribers are the live modules
+subscribed to its type at that moment.
 """
 
 from __future__ import annotations
@@ -16,22 +16,20 @@ import json
 import sqlite3
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ion.core import errors
+from ion.core.backends.sqlite import _flows
 from ion.core.backends.sqlite._db import SqliteWorker
 from ion.core.documents import FlowDocument, parse_document
 from ion.core.events import EventMeta, Insight, ModuleLogs
 from ion.core.flowindex import (
-    FlowLedger,
     FlowPage,
     FlowQuery,
     FlowSummary,
     decode_cursor,
     encode_cursor,
-    sort_key,
     stamp,
 )
 from ion.core.records import AttemptState, JobAttempt, ModuleRecord
@@ -60,61 +58,14 @@ CREATE TABLE IF NOT EXISTS attempts (
 );
 CREATE INDEX IF NOT EXISTS attempts_flow ON attempts (correlation_id);
 CREATE INDEX IF NOT EXISTS attempts_module ON attempts (module, state);
-CREATE TABLE IF NOT EXISTS flows (
-    correlation_id TEXT PRIMARY KEY,
-    sort_key TEXT NOT NULL,
-    started_at TEXT NOT NULL,
-    status TEXT NOT NULL,
-    root_type TEXT NOT NULL,
-    modules TEXT NOT NULL,
-    summary TEXT NOT NULL,
-    ledger TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS flows_order ON flows (sort_key);
-CREATE INDEX IF NOT EXISTS flows_status ON flows (status, sort_key);
 """
-
-
-def _update_flow(c: sqlite3.Connection, corr: str, change: Callable[[FlowLedger], None]) -> None:
-    """Apply `change` to the flow's ledger and store it with its summary (inside the write)."""
-    row = c.execute("SELECT ledger FROM flows WHERE correlation_id = ?", (corr,)).fetchone()
-    now = datetime.now(UTC)
-    ledger = FlowLedger.model_validate_json(row[0]) if row else FlowLedger.new(corr, now)
-    change(ledger)
-    summary = ledger.summary()
-    c.execute(
-        "INSERT INTO flows (correlation_id, sort_key, started_at, status, root_type, modules,"
-        " summary, ledger) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(correlation_id) DO UPDATE"
-        " SET status = excluded.status, root_type = excluded.root_type,"
-        " modules = excluded.modules, summary = excluded.summary, ledger = excluded.ledger",
-        (
-            corr,
-            sort_key(ledger.started_at, corr),
-            stamp(ledger.started_at),
-            summary.status.value,
-            summary.root_event_type,
-            json.dumps(summary.modules),
-            summary.model_dump_json(),
-            ledger.model_dump_json(exclude_defaults=True),
-        ),
-    )
-
-
-def _subscribers(c: sqlite3.Connection, event_type: str) -> list[str]:
-    """The live modules subscribed to `event_type` (by name)."""
-    rows = c.execute(
-        "SELECT json_extract(body, '$.spec.name') FROM modules WHERE deleted = 0"
-        " AND json_extract(body, '$.spec.subscribes_to') = ?",
-        (event_type,),
-    ).fetchall()
-    return [str(r[0]) for r in rows]
 
 
 class SqliteMetadataStore:
     """MetadataStore on a SQLite file."""
 
     def __init__(self, path: Path) -> None:
-        self._db = SqliteWorker(path, _SCHEMA)
+        self._db = SqliteWorker(path, _SCHEMA + _flows.SCHEMA)
 
     def __repr__(self) -> str:
         return f"SqliteMetadataStore({str(self._db.path)!r})"
@@ -150,17 +101,12 @@ class SqliteMetadataStore:
 
     async def upsert_event_meta(self, doc: EventMeta) -> None:
         """Insert or replace an eventMeta document by id (and update its flow's summary)."""
-
-        def note(c: sqlite3.Connection) -> None:
-            subscribers = _subscribers(c, doc.type)
-            _update_flow(
-                c,
-                doc.context.correlation_id,
-                lambda ledger: ledger.record_event(doc, subscribers, datetime.now(UTC)),
-            )
-
         await self._upsert_document(
-            doc.id, "eventMeta", doc.context.correlation_id, doc.to_document(), then=note
+            doc.id,
+            "eventMeta",
+            doc.context.correlation_id,
+            doc.to_document(),
+            then=lambda c: _flows.record_event(c, doc),
         )
 
     async def get_event_meta(self, correlation_id: str, event_id: str) -> EventMeta:
@@ -296,11 +242,7 @@ class SqliteMetadataStore:
                     attempt.model_dump_json(),
                 ),
             )
-            _update_flow(
-                c,
-                attempt.correlation_id,
-                lambda ledger: ledger.record_attempt(attempt, datetime.now(UTC)),
-            )
+            _flows.record_attempt(c, attempt)
 
         await self._db.write(write)
 
@@ -349,7 +291,10 @@ class SqliteMetadataStore:
             clauses.append("root_type = ?")
             args.append(query.root_event_type)
         if query.module:
-            clauses.append("EXISTS (SELECT 1 FROM json_each(flows.modules) WHERE value = ?)")
+            clauses.append(
+                "EXISTS (SELECT 1 FROM flow_modules m WHERE m.module = ?"
+                " AND m.correlation_id = flow_summaries.correlation_id)"
+            )
             args.append(query.module)
         if query.started_after is not None:
             clauses.append("started_at >= ?")
@@ -367,7 +312,8 @@ class SqliteMetadataStore:
         args.append(query.limit + 1)
         rows = await self._db.query(
             lambda c: c.execute(
-                f"SELECT sort_key, summary FROM flows{where} ORDER BY sort_key DESC LIMIT ?", args
+                f"SELECT sort_key, summary FROM flow_summaries{where} ORDER BY sort_key DESC LIMIT ?",
+                args,
             ).fetchall()
         )
         items = [FlowSummary.model_validate_json(r[1]) for r in rows[: query.limit]]
@@ -380,7 +326,7 @@ class SqliteMetadataStore:
         """Return one flow's summary; raise NotFoundError if the store has none."""
         row = await self._db.query(
             lambda c: c.execute(
-                "SELECT summary FROM flows WHERE correlation_id = ?", (correlation_id,)
+                "SELECT summary FROM flow_summaries WHERE correlation_id = ?", (correlation_id,)
             ).fetchone()
         )
         if row is None:
@@ -391,12 +337,8 @@ class SqliteMetadataStore:
         """Record that a flow is cancelled (idempotent) and return its summary."""
 
         def write(c: sqlite3.Connection) -> None:
-            found = c.execute(
-                "SELECT 1 FROM flows WHERE correlation_id = ?", (correlation_id,)
-            ).fetchone()
-            if found is None:
+            if not _flows.cancel(c, correlation_id):
                 raise errors.NotFoundError(f"no flow with correlation id {correlation_id!r}")
-            _update_flow(c, correlation_id, lambda ledger: ledger.cancel(datetime.now(UTC)))
 
         await self._db.write(write)
         return await self.get_flow_summary(correlation_id)
