@@ -1,9 +1,9 @@
 """Flows as listable objects: the status of a whole flow, its one-row summary, queries and pages.
 
 A metadata store keeps one *ledger* per flow (correlation id) beside the flow's documents and
-attempts, and updates it in the same write as each eventMeta document and job attempt (SQLite:
-in the write's transaction; Cosmos DB: one item per flow, replaced under if-match on its etag and
-retried on conflict). The ledger holds what the status needs and nothing else: each event (type,
+attempts, and updates it in the same write as each eventMeta document and job attempt (Cosmos
+DB: `FlowLedger`, one item per flow, replaced under if-match on its etag and retried on
+conflict; SQLite: the same rules kept in tables, in the write's transaction). The ledger holds what the status needs and nothing else: each event (type,
 parent, whether its eventMeta exists, and the modules subscribed to its type *when it was
 written*, as the bus delivers it to exactly those subscriptions), each run's latest attempt
 state, and whether the flow was cancelled. The status, the counts of runs and the modules are

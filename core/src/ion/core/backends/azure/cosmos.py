@@ -15,7 +15,9 @@ read the item (and its etag), apply the change, replace under if-match (create i
 a conflict read again and retry, so concurrent writers of one flow never lose each other's
 changes. An event's subscribers are the live modules subscribed to its type at that moment (a
 query of `modules`). `list_flows` is one cross-partition query on the summary's fields, newest
-first by a `sortKey`, paged by a cursor holding the last key returned.
+first by a `sortKey`, paged by a cursor holding the last key returned. The flow item is read and
+rewritten whole on each write, so a write costs more the larger its flow (about 100 bytes per
+run): fine for flows of hundreds of runs, costly (request units) for many thousands.
 """
 
 from __future__ import annotations
