@@ -51,7 +51,7 @@ def test_service_and_method_paths_have_no_package() -> None:
     ]
     trace = trace_pb2.DESCRIPTOR.services_by_name["TraceService"]
     assert trace.full_name == "TraceService"
-    assert [m.name for m in trace.methods] == ["GetFlow"]
+    assert [m.name for m in trace.methods] == ["GetFlow", "ListFlows", "CancelFlow", "GetLog"]
     assert module_pb2.DESCRIPTOR.package == "" and trace_pb2.DESCRIPTOR.package == ""
 
 
