@@ -113,6 +113,9 @@ def test_every_rendered_object_is_valid_against_the_pinned_schema(values: Path |
         ("config.BUS_URL=x", "'BUS_URL' does not match pattern '^ION_"),
         ("dispatchers.serviceAccountName=Not_A_Name", "/dispatchers/serviceAccountName"),
         ("credentials.workloadIdentity.managementClientId=nope", "managementClientId"),
+        ("tracing.otlpEndpoint=collector:4318", "/tracing/otlpEndpoint"),
+        ("tracing.sampler=sometimes", "/tracing/sampler"),
+        ("metrics.port=0", "/metrics/port"),
     ],
 )
 def test_bad_values_fail_at_install_naming_the_value(setting: str, complaint: str) -> None:
@@ -211,6 +214,33 @@ def test_scheduling_and_pull_values_reach_the_pod_and_settings_hold_no_credentia
     settings = _by(objects, "ConfigMap", "rel-ion-management")["data"]
     text = json.dumps(settings).lower()
     assert "accountkey" not in text and "sharedaccesskey" not in text and "password" not in text
+
+
+def test_metrics_are_exposed_for_scraping_and_traces_go_to_the_given_collector() -> None:
+    values = CHART / "ci" / "existing-secret-values.yaml"
+    given = yaml.safe_load(values.read_text())["tracing"]
+    objects = _template(values=values)
+    template = _by(objects, "Deployment")["spec"]["template"]
+    annotations = template["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "9102"
+    ports = {p["name"]: p["containerPort"] for p in template["spec"]["containers"][0]["ports"]}
+    assert ports["metrics"] == 9102
+    policy = _by(objects, "NetworkPolicy")["spec"]["ingress"][0]["ports"]
+    assert {"port": "metrics", "protocol": "TCP"} in policy
+    settings = _by(objects, "ConfigMap", "rel-ion-management")["data"]
+    assert settings["ION_TELEMETRY__METRICS_PORT"] == "9102"
+    assert settings["ION_TELEMETRY__METRICS_HOST"] == "0.0.0.0"
+    assert settings["OTEL_EXPORTER_OTLP_ENDPOINT"] == given["otlpEndpoint"]
+    assert settings["OTEL_TRACES_SAMPLER"] == given["sampler"]
+    assert settings["OTEL_TRACES_SAMPLER_ARG"] == given["samplerArg"]
+    # metrics off: no port, no annotation; no endpoint: no OTEL settings
+    off = _template("--set", "metrics.enabled=false")
+    template = _by(off, "Deployment")["spec"]["template"]
+    assert "prometheus.io/scrape" not in template["metadata"]["annotations"]
+    assert "metrics" not in {p["name"] for p in template["spec"]["containers"][0]["ports"]}
+    settings = _by(off, "ConfigMap", "rel-ion-management")["data"]
+    assert not {k for k in settings if k.startswith("OTEL_") or "METRICS" in k}
 
 
 def test_cert_manager_issues_a_server_certificate_for_the_service_names() -> None:
