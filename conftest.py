@@ -55,3 +55,26 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         "CI (.ci/run) sets ION_REQUIRE_EMULATORS=1, which makes this an error;"
         " set it to make it one here."
     )
+
+
+_WORKER_GROUPS = {
+    # fixture -> the xdist group of every test that uses it (under `-n N --dist loadgroup`)
+    "kube_cluster": "cluster",
+    "kube_namespace": "cluster",
+    "kube_ion": "cluster",
+    "stack": "cluster",
+    "docker_engine": "docker",
+    "ion_images": "docker",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the tests that share the session's Kubernetes cluster on one xdist worker, and those
+    that share its Docker images on one worker, so a parallel run (`make test` uses
+    `-n 2 --dist loadgroup`) starts one cluster, not one per worker; other tests spread freely.
+    """
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        groups = {_WORKER_GROUPS[name] for name in fixtures & _WORKER_GROUPS.keys()}
+        if groups:
+            item.add_marker(pytest.mark.xdist_group("cluster" if "cluster" in groups else "docker"))

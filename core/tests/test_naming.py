@@ -17,10 +17,10 @@ LONG_MODULE = "a" * 40
 @pytest.mark.parametrize(
     ("module", "event_id", "attempt"),
     [
-        ("resize", str(uuid.uuid4()), 1),
+        ("resize", "0ee82e62-fcb9-4f04-915d-be5bc324935c", 1),
         ("resize", EVENT, 3),
-        (LONG_MODULE, str(uuid.uuid4()), 1),
-        (LONG_MODULE, str(uuid.uuid4()) + ".replay-12", 100),
+        (LONG_MODULE, "1426a36f-d930-41f3-89fd-b980f1feef58", 1),
+        (LONG_MODULE, "ab39833a-74b1-48f2-b77c-cc9712198706.replay-12", 100),
         ("m", "Weird_ID with spaces/and:colons!", 2),
         ("m", "x" * 500, 7),
     ],
