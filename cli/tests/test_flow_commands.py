@@ -89,6 +89,8 @@ def test_a_flow_listed_got_by_short_id_and_its_logs(ion: Any, kind: str) -> None
     table = _ok(ion("flow", "list", "--type", f"{kind}.new", "--since", "10m"))
     assert short in table.stdout and flow_id not in table.stdout and "SUCCEEDED" in table.stdout
     assert flow_id in _ok(ion("flow", "list", "--type", f"{kind}.new", "-o", "wide")).stdout
+    earlier = _ok(ion("flow", "list", "--type", f"{kind}.new", "--until", "1h", "-o", "json"))
+    assert json.loads(earlier.stdout)["items"] == []
     none = _ok(ion("flow", "list", "--type", f"{kind}.new", "--status", "running", "-o", "json"))
     assert json.loads(none.stdout)["items"] == []
 

@@ -36,8 +36,8 @@ _AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def parse_since(text: str, *, now: datetime | None = None) -> datetime:
-    """A `--since` value as a UTC time: a duration back from now (`90s`, `30m`, `1h`, `2d`,
+def parse_since(text: str, *, now: datetime | None = None, flag: str = "--since") -> datetime:
+    """A `--since` (or `--until`) value as a UTC time: a duration back from now (`90s`, `30m`, `1h`, `2d`,
     `1w`) or an ISO 8601 / RFC 3339 timestamp (UTC if it names no zone).
 
     Raises:
@@ -53,7 +53,7 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
         raise click.BadParameter(
             f"{text!r} is neither a duration (90s, 30m, 1h, 2d, 1w) nor a timestamp"
             " (2026-01-31T12:00:00Z)",
-            param_hint="--since",
+            param_hint=flag,
         ) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
@@ -112,6 +112,9 @@ def flow() -> None:
     "--since", default="", help="Only flows started since: 90s, 30m, 1h, 2d, or a timestamp."
 )
 @click.option(
+    "--until", default="", help="Only flows started before: 90s, 30m, 1h, 2d (ago), or a timestamp."
+)
+@click.option(
     "--limit", type=click.IntRange(1, 1000), default=50, show_default=True, help="Flows per page."
 )
 @click.option("--continue", "cursor", default="", metavar="TOKEN", help="The next page's token.")
@@ -129,6 +132,7 @@ def list_flows(
     module: str,
     root_type: str,
     since: str,
+    until: str,
     limit: int,
     cursor: str,
     fmt: str,
@@ -141,6 +145,7 @@ def list_flows(
         module=module,
         root_event_type=root_type,
         started_after=parse_since(since).isoformat() if since else "",
+        started_before=parse_since(until, flag="--until").isoformat() if until else "",
         limit=limit,
         cursor=cursor,
     )
