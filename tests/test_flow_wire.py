@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from ion.cli.flows import flow_from_message
+from ion.cli.flows import flow_from_message, summary_from_message
+from ion.core import FlowSummary
 from ion.core.events import ROOT_PUBLISHER, pairs
 from ion.core.flow import Flow, FlowAttempt, FlowEvent, FlowModuleRun
 from ion.core.flowindex import FlowStatus
 from ion.core.records import AttemptState, RunStatus
 from ion.management.convert import flow_message
+from ion.management.flows import summary_message
+from ion.proto import trace_pb2
 from ion.proto.v1 import types_pb2
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -104,3 +107,21 @@ def test_the_flow_status_travels_beside_the_tree_and_is_derived_from_an_older_se
     assert flow_from_message(message, status="CANCELLED") == flow
     # a server too old to send a status: the tree's own (RUNNING: a run is pending)
     assert flow_from_message(message).status == FlowStatus.RUNNING
+
+
+def test_a_flow_summary_round_trips_through_the_proto() -> None:
+    summary = FlowSummary(
+        correlation_id="c",
+        root_event_id="e1",
+        root_event_type="image.new",
+        status=FlowStatus.CANCELLED,
+        modules=["resize", "tag"],
+        runs={RunStatus.SUCCEEDED: 1, RunStatus.CANCELLED: 2},
+        started_at=T0,
+        updated_at=T0 + timedelta(seconds=2),
+        cancelled_at=T0 + timedelta(seconds=1),
+    )
+    message = trace_pb2.FlowSummary.FromString(summary_message(summary).SerializeToString())
+    assert summary_from_message(message) == summary
+    running = summary.model_copy(update={"cancelled_at": None, "status": FlowStatus.RUNNING})
+    assert summary_from_message(summary_message(running)) == running
