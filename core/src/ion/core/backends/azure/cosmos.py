@@ -653,10 +653,19 @@ class CosmosMetadataStore:
 
     async def get_flow_summary(self, correlation_id: str) -> FlowSummary:
         """Return one flow's summary; raise NotFoundError if the store has none."""
-        item = await self._flow_item(correlation_id)
-        if item is None:
+        containers = await self._ready()
+        # Only the summary: the ledger beside it grows with the flow, and dispatchers ask this
+        # about every running job's flow each second (`ion flow cancel`).
+        found = await self._query(
+            containers.flows,
+            f"SELECT VALUE c.summary FROM c WHERE c.{PARTITION_FIELD} = @pk AND c.id = @pk",
+            {"@pk": correlation_id},
+            partition_key=correlation_id,
+            action=f"reading the summary of flow {correlation_id!r}",
+        )
+        if not found:
             raise errors.NotFoundError(f"no flow with correlation id {correlation_id!r}")
-        return FlowSummary.model_validate(item["summary"])
+        return FlowSummary.model_validate(found[0])
 
     async def cancel_flow(self, correlation_id: str) -> FlowSummary:
         """Record that a flow is cancelled (idempotent) and return its summary."""
