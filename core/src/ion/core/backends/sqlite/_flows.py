@@ -9,7 +9,9 @@ caller's write transaction, on the connection it is given.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ion.core.events import ROOT_PUBLISHER, EventMeta
@@ -65,20 +67,29 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _ensure_flow(c: sqlite3.Connection, corr: str) -> tuple[str, str | None]:
-    """The flow's row (created now if new): its start time and cancellation time."""
+@dataclass(frozen=True, slots=True)
+class _Row:
+    started_at: str
+    cancelled_at: str | None
+    summary: str
+    """The summary stored last ('' for a new flow)."""
+
+
+def _ensure_flow(c: sqlite3.Connection, corr: str) -> _Row:
+    """The flow's row, created now if new."""
     found = c.execute(
-        "SELECT started_at, cancelled_at FROM flow_summaries WHERE correlation_id = ?", (corr,)
+        "SELECT started_at, cancelled_at, summary FROM flow_summaries WHERE correlation_id = ?",
+        (corr,),
     ).fetchone()
     if found is not None:
-        return found[0], found[1]
+        return _Row(*found)
     now = _now()
     c.execute(
         "INSERT INTO flow_summaries (correlation_id, sort_key, started_at, status, root_type,"
         " summary) VALUES (?, ?, ?, ?, '', '')",
         (corr, sort_key(now, corr), stamp(now), FlowStatus.RUNNING.value),
     )
-    return stamp(now), None
+    return _Row(stamp(now), None, "")
 
 
 def _count(c: sqlite3.Connection, corr: str, status: str, delta: int) -> None:
@@ -138,18 +149,13 @@ def record_event(c: sqlite3.Connection, doc: EventMeta) -> None:
             ).fetchone()
             if known is None:
                 _add_run(c, corr, doc.id, module, 0, RunStatus.PENDING)
-    refresh(c, corr, flow)
+    refresh(c, corr, flow, changed=True)
 
 
 def record_attempt(c: sqlite3.Connection, attempt: JobAttempt) -> None:
     """Note a job attempt: its run follows the attempt with the highest number."""
     corr = attempt.correlation_id
     flow = _ensure_flow(c, corr)
-    c.execute(
-        "INSERT OR IGNORE INTO flow_events (correlation_id, event_id, type, parent, documented,"
-        " root) VALUES (?, ?, ?, ?, 0, 0)",
-        (corr, attempt.event_id, attempt.event_type, attempt.parent_event_id),
-    )
     status = RunStatus.of([attempt])
     row = c.execute(
         "SELECT attempt, status FROM flow_runs WHERE correlation_id = ? AND event_id = ?"
@@ -157,6 +163,11 @@ def record_attempt(c: sqlite3.Connection, attempt: JobAttempt) -> None:
         (corr, attempt.event_id, attempt.module),
     ).fetchone()
     if row is None:
+        c.execute(
+            "INSERT OR IGNORE INTO flow_events (correlation_id, event_id, type, parent,"
+            " documented, root) VALUES (?, ?, ?, ?, 0, 0)",
+            (corr, attempt.event_id, attempt.event_type, attempt.parent_event_id),
+        )
         _add_run(c, corr, attempt.event_id, attempt.module, attempt.attempt, status)
     elif attempt.attempt >= row[0]:
         c.execute(
@@ -167,21 +178,23 @@ def record_attempt(c: sqlite3.Connection, attempt: JobAttempt) -> None:
         if row[1] != status.value:
             _count(c, corr, row[1], -1)
             _count(c, corr, status.value, 1)
-    refresh(c, corr, flow)
+    refresh(c, corr, flow, changed=row is None)
 
 
 def cancel(c: sqlite3.Connection, corr: str) -> bool:
     """Mark the flow cancelled (the first time is kept); False if there is no such flow."""
     found = c.execute(
-        "SELECT started_at, cancelled_at FROM flow_summaries WHERE correlation_id = ?", (corr,)
+        "SELECT started_at, cancelled_at, summary FROM flow_summaries WHERE correlation_id = ?",
+        (corr,),
     ).fetchone()
     if found is None:
         return False
-    cancelled_at = found[1] or stamp(_now())
+    flow = _Row(found[0], found[1] or stamp(_now()), found[2])
     c.execute(
-        "UPDATE flow_summaries SET cancelled_at = ? WHERE correlation_id = ?", (cancelled_at, corr)
+        "UPDATE flow_summaries SET cancelled_at = ? WHERE correlation_id = ?",
+        (flow.cancelled_at, corr),
     )
-    refresh(c, corr, (found[0], cancelled_at))
+    refresh(c, corr, flow, changed=False)
     return True
 
 
@@ -189,10 +202,13 @@ def _time(text: str) -> datetime:
     return datetime.fromisoformat(text)  # `stamp`'s form: UTC, ending in Z
 
 
-def refresh(c: sqlite3.Connection, corr: str, flow: tuple[str, str | None]) -> None:
-    """Derive the flow's summary from its tables and store it with its status; `flow`: the
-    flow's start and cancellation times (`_ensure_flow`)."""
-    started_at, cancelled_at = flow
+def refresh(c: sqlite3.Connection, corr: str, flow: _Row, *, changed: bool) -> None:
+    """Derive the flow's summary from its tables and store it with its status.
+
+    `changed`: an event or a run was added, so the root and the modules are read again (else
+    they are the last summary's).
+    """
+    started_at, cancelled_at = flow.started_at, flow.cancelled_at
     counts = {
         RunStatus(status): n
         for status, n in c.execute(
@@ -204,11 +220,26 @@ def refresh(c: sqlite3.Connection, corr: str, flow: tuple[str, str | None]) -> N
         counts = {s: n for s, n in counts.items() if s.settled}
         if moved:
             counts[RunStatus.CANCELLED] = counts.get(RunStatus.CANCELLED, 0) + moved
-    roots = c.execute(
-        "SELECT event_id, type FROM flow_events WHERE correlation_id = ? AND root = 1"
-        " AND documented = 1 ORDER BY rowid",
-        (corr,),
-    ).fetchall()
+    if changed or not flow.summary:
+        first = c.execute(
+            "SELECT event_id, type FROM flow_events WHERE correlation_id = ? AND root = 1"
+            " AND documented = 1 ORDER BY rowid LIMIT 1",
+            (corr,),
+        ).fetchone()
+        root_id, root_type = first if first is not None else ("", "")
+        modules = [
+            r[0]
+            for r in c.execute(
+                "SELECT module FROM flow_modules WHERE correlation_id = ? ORDER BY module", (corr,)
+            )
+        ]
+    else:
+        last = json.loads(flow.summary)
+        root_id, root_type, modules = (
+            last["root_event_id"],
+            last["root_event_type"],
+            last["modules"],
+        )
     statuses = list(counts)  # the statuses some run is in
     if not all(s.settled for s in statuses):
         status = FlowStatus.RUNNING  # gaps and roots matter only once every run has settled
@@ -220,7 +251,7 @@ def refresh(c: sqlite3.Connection, corr: str, flow: tuple[str, str | None]) -> N
             (corr,),
         ).fetchone()
         gap = (
-            not roots
+            not root_id
             or c.execute(
                 "SELECT 1 FROM flow_events e WHERE e.correlation_id = ? AND (e.documented = 0"
                 " OR (e.root = 0 AND NOT EXISTS (SELECT 1 FROM flow_events p"
@@ -234,13 +265,6 @@ def refresh(c: sqlite3.Connection, corr: str, flow: tuple[str, str | None]) -> N
             has_gap=bool(gap),
             cancelled=cancelled_at is not None,
         )
-    modules = [
-        r[0]
-        for r in c.execute(
-            "SELECT module FROM flow_modules WHERE correlation_id = ? ORDER BY module", (corr,)
-        )
-    ]
-    root_id, root_type = roots[0] if roots else ("", "")
     summary = FlowSummary(
         correlation_id=corr,
         root_event_id=root_id,
