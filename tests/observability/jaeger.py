@@ -87,7 +87,9 @@ def jaeger_binary() -> Path:
             path = ""
     if path and os.access(path, os.X_OK):
         return Path(path)
-    reason = "Jaeger v1.76.0 is not built (tools/otel-bins/build.sh, several minutes on 2 cores)"
+    reason = (
+        "Jaeger v1.76.0 is not built (tools/otel-bins/build.sh: a Go build, 37 min on 2 busy cores)"
+    )
     if os.environ.get(REQUIRE) == "1":
         pytest.fail(f"{REQUIRE}=1 but {reason}", pytrace=False)
     pytest.skip(reason)
