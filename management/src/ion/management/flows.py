@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NoReturn, Protocol, runtime_checkable
 
 from ion.core import TERMINAL_STATES, FlowQuery, FlowStatus, FlowSummary, errors, identifiers
 from ion.core.flow import Flow
@@ -52,7 +52,7 @@ class LiveLogs(Protocol):
         ...
 
 
-def _ambiguous(what: str, ref: str, candidates: Sequence[str], more: bool, field: str) -> None:
+def _ambiguous(what: str, ref: str, candidates: Sequence[str], more: bool, field: str) -> NoReturn:
     shown = ", ".join(candidates[:MAX_CANDIDATES]) + (", ..." if more else "")
     raise errors.ValidationError(
         f"{what} {ref!r} is ambiguous: it starts {shown}; give more characters",
