@@ -140,7 +140,7 @@ async def start_server(
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             # A second server on a busy port must fail, not share it silently.
             ("grpc.so_reuseport", 0),
-        ]
+        ],
     )
     module_pb2_grpc.add_ModuleServiceServicer_to_server(ModuleService(registry), server)
     trace_pb2_grpc.add_TraceServiceServicer_to_server(FlowTraceService(platform), server)
