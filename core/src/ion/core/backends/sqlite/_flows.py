@@ -60,7 +60,11 @@ CREATE TABLE IF NOT EXISTS flow_modules (
     PRIMARY KEY (correlation_id, module)
 );
 CREATE INDEX IF NOT EXISTS flow_modules_module ON flow_modules (module, correlation_id);
+CREATE TABLE IF NOT EXISTS flow_index_state (version INTEGER NOT NULL);
 """
+
+INDEX_VERSION = 1
+"""`flow_index_state.version` once every flow written before the index existed is in it."""
 
 
 def _now() -> datetime:
@@ -75,15 +79,15 @@ class _Row:
     """The summary stored last ('' for a new flow)."""
 
 
-def _ensure_flow(c: sqlite3.Connection, corr: str) -> _Row:
-    """The flow's row, created now if new."""
+def _ensure_flow(c: sqlite3.Connection, corr: str, *, at: datetime | None = None) -> _Row:
+    """The flow's row, created if new (started `at`, or now)."""
     found = c.execute(
         "SELECT started_at, cancelled_at, summary FROM flow_summaries WHERE correlation_id = ?",
         (corr,),
     ).fetchone()
     if found is not None:
         return _Row(*found)
-    now = _now()
+    now = at or _now()
     c.execute(
         "INSERT INTO flow_summaries (correlation_id, sort_key, started_at, status, root_type,"
         " summary) VALUES (?, ?, ?, ?, '', '')",
@@ -280,3 +284,43 @@ def refresh(c: sqlite3.Connection, corr: str, flow: _Row, *, changed: bool) -> N
         "UPDATE flow_summaries SET status = ?, root_type = ?, summary = ? WHERE correlation_id = ?",
         (status.value, root_type, summary.model_dump_json(), corr),
     )
+
+
+def backfill(c: sqlite3.Connection) -> int:
+    """Index every flow a store written before the index existed holds (once per database);
+    return how many flows were indexed.
+
+    Each is replayed from its eventMeta documents and attempts, oldest first, started at its
+    first attempt's start (or now); subscribers are the live modules of now.
+    """
+    done = c.execute(
+        "SELECT 1 FROM flow_index_state WHERE version >= ?", (INDEX_VERSION,)
+    ).fetchone()
+    if done is not None:
+        return 0
+    missing = [
+        r[0]
+        for r in c.execute(
+            "SELECT correlation_id FROM documents UNION SELECT correlation_id FROM attempts"
+            " EXCEPT SELECT correlation_id FROM flow_summaries"
+        ).fetchall()
+    ]
+    for corr in missing:
+        attempts = [
+            JobAttempt.model_validate_json(r[0])
+            for r in c.execute(
+                "SELECT body FROM attempts WHERE correlation_id = ? ORDER BY rowid", (corr,)
+            ).fetchall()
+        ]
+        starts = [a.started_at for a in attempts if a.started_at is not None]
+        _ensure_flow(c, corr, at=min(starts) if starts else None)
+        for (body,) in c.execute(
+            "SELECT body FROM documents WHERE correlation_id = ? AND doc_type = 'eventMeta'"
+            " ORDER BY rowid",
+            (corr,),
+        ).fetchall():
+            record_event(c, EventMeta.model_validate_json(body))
+        for attempt in attempts:
+            record_attempt(c, attempt)
+    c.execute("INSERT INTO flow_index_state (version) VALUES (?)", (INDEX_VERSION,))
+    return len(missing)

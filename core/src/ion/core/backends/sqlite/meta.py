@@ -7,7 +7,8 @@ flow lists oldest first however often its documents are rewritten.
 Each flow has a row in `flow_summaries` with its summary (`ion.core.flowindex`), kept by `_flows` in the
 same transaction as every eventMeta and attempt write, so the status, module and time columns
 `list_flows` filters on are never behind the flow. An event's subscribers are the live modules
-subscribed to its type at that moment.
+subscribed to its type at that moment. A database an older Ion wrote has its flows indexed
+once, the first time a store touches the index (`_flows.backfill`).
 """
 
 from __future__ import annotations
@@ -66,6 +67,13 @@ class SqliteMetadataStore:
 
     def __init__(self, path: Path) -> None:
         self._db = SqliteWorker(path, _SCHEMA + _flows.SCHEMA)
+        self._indexed = False
+
+    async def _index(self) -> None:
+        """Index the flows an older Ion wrote, before this store first touches the index."""
+        if not self._indexed:
+            await self._db.write(_flows.backfill)
+            self._indexed = True
 
     def __repr__(self) -> str:
         return f"SqliteMetadataStore({str(self._db.path)!r})"
@@ -101,6 +109,7 @@ class SqliteMetadataStore:
 
     async def upsert_event_meta(self, doc: EventMeta) -> None:
         """Insert or replace an eventMeta document by id (and update its flow's summary)."""
+        await self._index()
         await self._upsert_document(
             doc.id,
             "eventMeta",
@@ -229,6 +238,7 @@ class SqliteMetadataStore:
 
     async def upsert_attempt(self, attempt: JobAttempt) -> None:
         """Insert or replace a job attempt by id (and update its flow's summary)."""
+        await self._index()
 
         def write(c: sqlite3.Connection) -> None:
             c.execute(
@@ -282,6 +292,7 @@ class SqliteMetadataStore:
 
     async def list_flows(self, query: FlowQuery) -> FlowPage:
         """Return one page of flows matching every filter of `query`, newest first."""
+        await self._index()
         clauses: list[str] = []
         args: list[str | int] = []
         if query.status:
@@ -324,6 +335,7 @@ class SqliteMetadataStore:
 
     async def get_flow_summary(self, correlation_id: str) -> FlowSummary:
         """Return one flow's summary; raise NotFoundError if the store has none."""
+        await self._index()
         row = await self._db.query(
             lambda c: c.execute(
                 "SELECT summary FROM flow_summaries WHERE correlation_id = ?", (correlation_id,)
@@ -335,6 +347,7 @@ class SqliteMetadataStore:
 
     async def cancel_flow(self, correlation_id: str) -> FlowSummary:
         """Record that a flow is cancelled (idempotent) and return its summary."""
+        await self._index()
 
         def write(c: sqlite3.Connection) -> None:
             if not _flows.cancel(c, correlation_id):
