@@ -146,6 +146,9 @@ def test_cancel_a_running_flow_and_the_honest_statuses(ion: Any, kind: str, help
     shown = ion("flow", "get", nobody, "-o", "json")
     assert shown.exit_code == 1 and json.loads(shown.stdout)["status"] == "NO_SUBSCRIBER"
     assert "no module subscribes" in ion("flow", "get", nobody).stdout
+    # nothing ran and nothing will: following its logs ends at once
+    none = _ok(ion("logs", nobody[:8], "-f", "--interval", "0.2"))
+    assert none.stdout == "" and "no job attempts yet" in none.stderr
 
 
 def test_the_installed_entry_point_keeps_the_exit_codes(

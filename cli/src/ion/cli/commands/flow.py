@@ -338,24 +338,37 @@ async def _logs(client: IonClient, ref: str, module: str, *, follow: bool, every
     if not follow:
         return
     correlation_id = reply.logs[0].correlation_id if reply.logs and not single else ""
+    if not reply.logs and ref:  # a flow with no attempt yet: wait for its first ones
+        correlation_id = (await client.get_flow(ref)).flow.correlation_id
+    skipped: set[str] = set()  # attempts of other modules than --module's
     while True:
         for attempt_id in open_ids:
             await _follow(client, attempt_id, offsets, every=every, header=not single)
         if not correlation_id:
             return
-        # A flow: attempts started since are followed too, until the flow settles.
-        settled = (await client.get_flow(correlation_id)).flow.settled
-        again = await client.get_log(correlation_id, module=module)
+        # A flow: attempts started since are followed too, until the flow settles. The tree
+        # says which attempts are new; only then are logs read again.
+        from ion.cli.flows import flow_from_message
+
+        tree = flow_from_message((await client.get_flow(correlation_id)).flow)
+        unseen = [
+            a.id
+            for run in tree.runs()
+            for a in run.attempts
+            if a.id not in offsets and a.id not in skipped
+        ]
         open_ids = []
-        for log in again.logs:
-            if log.attempt_id in offsets:
-                continue
-            click.echo(_header(log))
-            _write(log.content)
-            offsets[log.attempt_id] = log.next_offset
-            if not log.finished:
-                open_ids.append(log.attempt_id)
-        if settled and not open_ids:
+        if unseen:
+            for log in (await client.get_log(correlation_id, module=module)).logs:
+                if log.attempt_id in offsets:
+                    continue
+                click.echo(_header(log))
+                _write(log.content)
+                offsets[log.attempt_id] = log.next_offset
+                if not log.finished:
+                    open_ids.append(log.attempt_id)
+            skipped.update(i for i in unseen if i not in offsets)
+        if tree.settled and not open_ids:
             return
         if not open_ids:
             await asyncio.sleep(every)
