@@ -150,6 +150,11 @@ def create(
     else:
         render_one(json.loads(reply.event_json), fmt)
     click.echo(f"trace it: ion trace flow -c {reply.event.correlation_id}", err=True)
+    click.echo(
+        f"follow it: ion flow get {reply.event.correlation_id[:8]} --watch"
+        f" (logs: ion logs {reply.event.correlation_id[:8]} -f)",
+        err=True,
+    )
 
 
 def _peek_rows(messages: list[events_pb2.BusMessage]) -> list[dict[str, Any]]:
