@@ -171,7 +171,14 @@ def test_ids_ion_derives_pass_the_id_rule() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["dev", "DEV", "My.Flow_2018-v1", "4e5e565b-d5dc-4fa0-8ce3-98b4790f286f", "F64086A5-E213-409A-9C50-2393121A94D0", "a" * 128],
+    [
+        "dev",
+        "DEV",
+        "My.Flow_2018-v1",
+        "4e5e565b-d5dc-4fa0-8ce3-98b4790f286f",
+        "F64086A5-E213-409A-9C50-2393121A94D0",
+        "a" * 128,
+    ],
 )
 def test_ids_2018_clients_send_are_accepted(value: str) -> None:
     assert identifiers.check_id(value, field="correlation_id") == value
