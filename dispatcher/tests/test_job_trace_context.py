@@ -138,3 +138,57 @@ def test_a_pod_step_starts_its_spans_under_the_requests_trace_context(
     assert prepare.context.trace_id == attempt.get_span_context().trace_id
     assert prepare.parent is not None
     assert prepare.parent.span_id == attempt.get_span_context().span_id
+
+
+def test_a_kubernetes_modules_container_is_a_run_span_of_its_attempt() -> None:
+    """The executor reads the worker container's start, end and exit code from the pod and
+    records them as a `run` span under the attempt (the module itself knows nothing of it)."""
+    from ion.dispatcher.executors.kubernetes._outcome import worker_ran
+
+    pod = {
+        "status": {
+            "initContainerStatuses": [
+                {"name": "prepare", "state": {"terminated": {"exitCode": 0}}},
+                {
+                    "name": "worker",
+                    "state": {
+                        "terminated": {
+                            "exitCode": 2,
+                            "startedAt": "2026-12-02T01:00:00Z",
+                            "finishedAt": "2026-12-02T01:00:03Z",
+                        }
+                    },
+                },
+            ]
+        }
+    }
+    ran = worker_ran(pod)
+    assert ran is not None
+    start, end, code = ran
+    assert (end - start).total_seconds() == 3 and code == 2
+    assert (
+        worker_ran({"status": {"initContainerStatuses": [{"name": "worker", "state": {}}]}}) is None
+    )
+    assert worker_ran(None) is None
+
+    tracer, exporter = _tracer()
+    with tracer.start_as_current_span("attempt") as attempt:
+        carrier = telemetry.current_carrier()
+    telemetry.record_span(
+        "run",
+        carrier=carrier,
+        start=start,
+        end=end,
+        attributes={"ion.module": "transcoder", "ion.exit_code": code},
+        error="the module exited with code 2",
+        tracer=tracer,
+    )
+    (run,) = [s for s in exporter.get_finished_spans() if s.name == "run"]
+    assert run.parent is not None and run.parent.span_id == attempt.get_span_context().span_id
+    assert run.end_time is not None and run.start_time is not None
+    assert (run.end_time - run.start_time) == 3 * 10**9
+    assert run.status.status_code == trace.StatusCode.ERROR
+    telemetry.record_span(
+        "run", carrier={}, start=start, end=end, attributes={}, tracer=tracer
+    )  # no trace context: nothing recorded
+    assert len([s for s in exporter.get_finished_spans() if s.name == "run"]) == 1

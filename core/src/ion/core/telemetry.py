@@ -23,6 +23,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -32,6 +33,7 @@ from ion.core import errors
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Tracer
 
     from ion.core.events import Event
 
@@ -234,6 +236,37 @@ def environment_carrier(environ: Mapping[str, str] | None = None) -> dict[str, s
     if env.get("TRACESTATE"):
         carrier["tracestate"] = env["TRACESTATE"]
     return carrier
+
+
+def record_span(
+    name: str,
+    *,
+    carrier: Mapping[str, str],
+    start: datetime,
+    end: datetime,
+    attributes: Mapping[str, str | int],
+    error: str = "",
+    tracer: Tracer | None = None,
+) -> None:
+    """Record a span that already happened elsewhere (a module's container in a pod), from
+    `start` to `end`, as a child of the span in `carrier` (nothing without one).
+
+    `tracer`: the process's `ion.dispatcher` tracer unless given (tests give their own).
+    """
+    if not carrier.get("traceparent"):
+        return
+    from opentelemetry import trace
+    from opentelemetry.trace import Status, StatusCode
+
+    span = (tracer or trace.get_tracer("ion.dispatcher")).start_span(
+        name,
+        context=propagate.extract(dict(carrier)),
+        attributes=dict(attributes),
+        start_time=int(start.timestamp() * 1e9),
+    )
+    if error:
+        span.set_status(Status(StatusCode.ERROR, error[:200]))
+    span.end(end_time=int(end.timestamp() * 1e9))
 
 
 @contextlib.contextmanager

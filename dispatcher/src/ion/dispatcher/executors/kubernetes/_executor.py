@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ion.core import errors
+from ion.core import errors, telemetry
 from ion.core.clock import Clock, SystemClock
 from ion.core.config import IonSettings
 from ion.core.ports.blobs import BlobStore
@@ -37,7 +37,12 @@ from ion.dispatcher.executors.kubernetes._manifest import (
     job_manifest,
     label_value,
 )
-from ion.dispatcher.executors.kubernetes._outcome import Outcome, read_outcome, when
+from ion.dispatcher.executors.kubernetes._outcome import (
+    Outcome,
+    read_outcome,
+    when,
+    worker_ran,
+)
 
 log = logging.getLogger(__name__)
 
@@ -430,6 +435,7 @@ class KubernetesExecutor:
             if request is None:
                 raise errors.NotFoundError(f"Job {job_id} carries no Ion job request")
             output = await self._collect_logs(job_id)  # before a stop deletes the pod
+            self._trace_worker(request, job_id)
             if outcome.stop:
                 log.info("stopping job %s: %s", job_id, outcome.reason)
                 await self._delete_job(job_id)
@@ -445,6 +451,28 @@ class KubernetesExecutor:
             return result
         finally:
             self._finishing.pop(job_id, None)
+
+    def _trace_worker(self, request: JobRequest, job_id: str) -> None:
+        """The module's container as a `run` span of the attempt, from its pod's status."""
+        ran = worker_ran(self._pods.get(job_id))
+        if ran is None:
+            return
+        start, end, code = ran
+        telemetry.record_span(
+            "run",
+            carrier=request.trace_context,
+            start=start,
+            end=end,
+            attributes={
+                **telemetry.event_attributes(
+                    request.event, module=request.spec.name, attempt=request.attempt
+                ),
+                telemetry.JOB_ID: request.job_id,
+                telemetry.EXECUTOR: "kubernetes",
+                "ion.exit_code": code,
+            },
+            error="" if code == 0 else f"the module exited with code {code}",
+        )
 
     async def _store_commit(self, job: JobRequest, outcome: Outcome, output: str) -> JobResult:
         """The commit step ran and wrote its own documents: store the full log and report."""

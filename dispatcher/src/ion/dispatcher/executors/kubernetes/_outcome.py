@@ -66,6 +66,17 @@ def _statuses(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
+def worker_ran(pod: dict[str, Any] | None) -> tuple[datetime, datetime, int] | None:
+    """When the module's container ran (start, end) and its exit code, once it has ended."""
+    terminated = (_statuses(pod or {}).get(WORKER, {}).get("state") or {}).get("terminated")
+    if not terminated:
+        return None
+    start, end = when(terminated.get("startedAt")), when(terminated.get("finishedAt"))
+    if start is None or end is None:
+        return None
+    return start, end, int(terminated.get("exitCode", 1))
+
+
 def _condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
     for condition in (job.get("status") or {}).get("conditions") or []:
         if condition.get("type") == kind and condition.get("status") == "True":
