@@ -34,10 +34,10 @@ emulators:
 	fi
 
 test: .venv/.ion-stamp emulators
-	GRPC_VERBOSITY=ERROR $(VENV)/python -m pytest -q
+	GRPC_VERBOSITY=ERROR $(VENV)/python -m pytest -q -n 2 --dist loadscope
 
 test-fast: .venv/.ion-stamp
-	GRPC_VERBOSITY=ERROR $(VENV)/python -m pytest -q -m "not slow"
+	GRPC_VERBOSITY=ERROR $(VENV)/python -m pytest -q -n 2 --dist loadscope -m "not slow"
 
 bench: .venv/.ion-stamp emulators
 	$(VENV)/python bench/run_all.py

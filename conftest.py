@@ -8,7 +8,11 @@ never silent, the end of the run says which emulator suites did not run and why.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections import Counter
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +22,8 @@ from tests.fakes.fixtures import azurite, cosmos_server, servicebus_fake
 from tests.kube.fixtures import kube_cluster, kube_namespace, pytest_runtest_makereport
 from tests.kube.ion import kube_ion
 from tests.kube.pipeline import stack
+
+ROOT = Path(__file__).resolve().parent
 
 __all__ = ["azurite", "cosmos_server", "docker_engine", "ion_images", "kube_ion", "servicebus_fake"]
 # The real Kubernetes cluster (tests/kube/fixtures.py); the hook adds its logs to failures.
@@ -57,8 +63,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     )
 
 
-_WORKER_GROUPS = {
-    # fixture -> the xdist group of every test that uses it (under `-n N --dist loadgroup`)
+_SHARED = {
+    # a fixture a test file names -> the worker group of the whole file in a parallel run
     "kube_cluster": "cluster",
     "kube_namespace": "cluster",
     "kube_ion": "cluster",
@@ -68,13 +74,31 @@ _WORKER_GROUPS = {
 }
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep the tests that share the session's Kubernetes cluster on one xdist worker, and those
-    that share its Docker images on one worker, so a parallel run (`make test` uses
-    `-n 2 --dist loadgroup`) starts one cluster, not one per worker; other tests spread freely.
+@functools.cache
+def _worker_group(path: str) -> str:
+    """The group of a test file: `cluster` if it uses the Kubernetes cluster, `docker` if it
+    uses the Docker images, else the file itself."""
+    try:
+        text = (ROOT / path).read_text(encoding="utf-8")
+    except OSError:
+        return path
+    found = {group for name, group in _SHARED.items() if re.search(rf"\b{name}\b", text)}
+    return "cluster" if "cluster" in found else "docker" if found else path
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under `-n N --dist loadscope` (as `make test` runs), schedule whole test files, and keep
+    every file that uses the session's Kubernetes cluster on one worker, and every file that
+    uses its Docker images on one worker: a run starts one cluster, not one per worker, and the
+    tests of one file (which may share a session server) run in order on one worker.
+    (xdist's own `loadgroup` marks do not reach its scheduler under pytest 9.)
     """
-    for item in items:
-        fixtures = set(getattr(item, "fixturenames", ()))
-        groups = {_WORKER_GROUPS[name] for name in fixtures & _WORKER_GROUPS.keys()}
-        if groups:
-            item.add_marker(pytest.mark.xdist_group("cluster" if "cluster" in groups else "docker"))
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedResourceScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _worker_group(nodeid.split("::", 1)[0])
+
+    return SharedResourceScheduling(config, log)

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ def _ok(result: Any) -> Any:
 
 
 @pytest.fixture
-def kind(ion: Any, tmp_path: Path) -> str:
+def kind(ion: Any, tmp_path: Path) -> Iterator[str]:
     """A module `echo-<x>` subscribed to `<x>.new` (a type of this test only)."""
     name = f"h2{uuid.uuid4().hex[:6]}"
     (tmp_path / "echo.py").write_text(MODULE)
@@ -55,7 +56,9 @@ def kind(ion: Any, tmp_path: Path) -> str:
             "0",
         )
     )
-    return name
+    yield name
+    # The `ion up` server is shared by the session's CLI tests: leave no module behind.
+    _ok(ion("module", "delete", "-n", f"echo-{name}", "--force"))
 
 
 def _raise(ion: Any, event_type: str, *data: str) -> str:

@@ -55,7 +55,9 @@ def test_the_example_pipeline_through_the_cli(ion: Any) -> None:
         assert created.exit_code == 0, created.output
         assert created.stdout.startswith(f"created module {spec['name']}-")
     listed = _json(ion("module", "list", "-o", "json"))
-    assert sorted(m["name"] for m in listed) == sorted(m["name"] for m in PIPELINE["modules"])  # type: ignore[union-attr]
+    # Other tests of the session share this server: each pipeline module is listed exactly once.
+    names = [m["name"] for m in listed]  # type: ignore[union-attr]
+    assert all(names.count(spec["name"]) == 1 for spec in PIPELINE["modules"]), names
     table = ion("module", "list")
     assert "SUBSCRIBES TO" in table.stdout and "digit-classifier" in table.stdout
 
