@@ -151,7 +151,9 @@ async def test_apply_creates_then_is_unchanged_then_updates_in_place_keeping_que
 
     await eventually(all_succeeded, timeout=20)
     runs = server.runs()
-    assert len(runs) == 3 and runs[0] == "v1" and runs[-1] == "v2", runs
+    # A v1 job running at the update finishes on the old spec, possibly after a v2 job: runs
+    # are written as jobs end, so only the first and the presence of v2 are certain.
+    assert len(runs) == 3 and runs[0] == "v1" and "v2" in runs, runs
     got = await server.modules.Get(module_pb2.ModuleGetRequest(name=first.name), timeout=10)
     assert got.module.env["MARK"] == "v2" and got.status == "RUNNING"
 

@@ -1,7 +1,7 @@
 """Flows as objects on the management API: list them, get one by a short id, cancel one, and
 read the logs of its job attempts.
 
-`FlowTraceService` is the 2018 `TraceService` (GetFlow keeps its path and fields) plus
+`TraceService` is the 2018 service (GetFlow keeps its path and fields) plus
 ListFlows, CancelFlow and GetLog. Every id a person saw printed is accepted: a correlation id or
 a unique prefix of it (`resolve_flow`), an attempt id or a unique prefix of it
 (`resolve_attempts`); an ambiguous prefix is refused with the candidates. Summaries come from
@@ -25,12 +25,12 @@ from ion.core.ports import BlobStore, MetadataStore
 from ion.core.records import JobAttempt
 from ion.management import convert
 from ion.management.dataplane import Platform
-from ion.management.services import MAX_WAIT_SECONDS, TraceService, _rpc
-from ion.proto import trace_pb2
+from ion.management.services import MAX_WAIT_SECONDS, _rpc
+from ion.proto import trace_pb2, trace_pb2_grpc
 
 __all__ = [
-    "FlowTraceService",
     "LiveLogs",
+    "TraceService",
     "attempt_log",
     "resolve_attempts",
     "resolve_flow",
@@ -228,12 +228,11 @@ def _statuses(values: Sequence[str]) -> list[FlowStatus]:
     return out
 
 
-class FlowTraceService(TraceService):
-    """The 2018 TraceService with short ids and flow statuses, plus ListFlows, CancelFlow and
-    GetLog."""
+class TraceService(trace_pb2_grpc.TraceServiceServicer):
+    """The 2018 TraceService (GetFlow: flat documents, plus the flow tree) with short ids and
+    flow statuses, plus ListFlows, CancelFlow and GetLog."""
 
     def __init__(self, platform: Platform) -> None:
-        super().__init__(platform)
         self._platform = platform
 
     @_rpc

@@ -29,7 +29,7 @@ from grpc_reflection.v1alpha import (  # type: ignore[import-untyped]  # no type
 from ion.core import errors
 from ion.management.certs import TlsFiles
 from ion.management.dataplane import Platform
-from ion.management.flows import FlowTraceService
+from ion.management.flows import TraceService
 from ion.management.registry import ModuleRegistry
 from ion.management.rpc_telemetry import TelemetryInterceptor
 from ion.management.services import DeadLetterService, EventService, ModuleService
@@ -143,7 +143,7 @@ async def start_server(
         ],
     )
     module_pb2_grpc.add_ModuleServiceServicer_to_server(ModuleService(registry), server)
-    trace_pb2_grpc.add_TraceServiceServicer_to_server(FlowTraceService(platform), server)
+    trace_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(platform), server)
     events_pb2_grpc.add_EventServiceServicer_to_server(EventService(platform, registry), server)
     events_pb2_grpc.add_DeadLetterServiceServicer_to_server(
         DeadLetterService(platform, registry), server

@@ -1,4 +1,5 @@
-"""The gRPC servicers: ModuleService, TraceService (2018 paths) and ion.v1 events and dead letters.
+"""The gRPC servicers: ModuleService (2018 paths) and ion.v1 events and dead letters (the 2018
+TraceService is `ion.management.flows.TraceService`).
 
 Servicers are thin: they convert messages, call the registry or the platform, and map Ion's
 error types to status codes in one place (`_rpc`): ValidationError → INVALID_ARGUMENT (with the
@@ -10,7 +11,6 @@ anything else → INTERNAL.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 import grpc  # type: ignore[import-untyped]  # grpcio ships no type information
 
 from ion.core import AttemptState, ModuleRecord, errors, identifiers
-from ion.core.flow import Flow
 from ion.management import convert, deadletters
 from ion.management.control import RootFile
 from ion.management.dataplane import Platform
@@ -32,7 +31,7 @@ from ion.management.registry import (
     state_of,
     subscription_of,
 )
-from ion.proto import module_pb2, module_pb2_grpc, trace_pb2, trace_pb2_grpc
+from ion.proto import module_pb2, module_pb2_grpc
 from ion.proto.v1 import events_pb2, events_pb2_grpc, types_pb2
 
 log = logging.getLogger(__name__)
@@ -237,43 +236,6 @@ class ModuleService(module_pb2_grpc.ModuleServiceServicer):
         records = await self._registry.list_modules(include_deleted=request.include_deleted)
         infos = [self._info(r, await self._registry.runtime(r)) for r in records]
         return module_pb2.ModuleListResponse(names=[r.id for r in records], modules=infos)
-
-
-class TraceService(trace_pb2_grpc.TraceServiceServicer):
-    """The 2018 TraceService: flat documents, plus the flow tree."""
-
-    def __init__(self, platform: Platform) -> None:
-        self._platform = platform
-
-    @_rpc
-    async def GetFlow(
-        self, request: trace_pb2.GetFlowRequest, context: Any
-    ) -> trace_pb2.GetFlowResponse:
-        """Return every document of a flow and its tree (after waiting to settle, if asked)."""
-        correlation_id = request.correlationID.strip()
-        if not correlation_id:
-            raise errors.ValidationError(
-                "field 'correlationID' is required", field="correlationID", rule="required"
-            )
-        identifiers.check_id(correlation_id, field="correlationID")
-        flow: Flow | None = None
-        if request.wait_seconds > 0:
-            # Not settled in time is an answer too: the tree as it is now, settled=false.
-            with contextlib.suppress(errors.TransientError):
-                flow = await self._platform.wait_settled(
-                    correlation_id, timeout=min(request.wait_seconds, MAX_WAIT_SECONDS)
-                )
-        if flow is None:
-            flow = await self._platform.flow(correlation_id)
-        documents = await self._platform.meta.list_documents(correlation_id)
-        if not documents:
-            raise errors.NotFoundError(
-                f"no flow with correlation id {correlation_id!r}; the id is printed by"
-                " `ion event create` (correlationId)"
-            )
-        return trace_pb2.GetFlowResponse(
-            flowJSON=convert.flat_flow_json(documents), flow=convert.flow_message(flow)
-        )
 
 
 class EventService(events_pb2_grpc.EventServiceServicer):
