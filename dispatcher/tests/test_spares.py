@@ -104,3 +104,22 @@ async def test_spares_of_a_process_that_is_gone_are_removed(tmp_path: Path) -> N
         assert not gone.exists()
     finally:
         await pool.aclose()
+
+
+async def test_spares_recycle_under_a_umask_set_after_import(tmp_path: Path) -> None:
+    """`ion up` makes its home private (umask 077) after this module was imported."""
+    before = os.umask(0o077)
+    try:
+        pool = pool_in(tmp_path)
+        try:
+            fresh = await ready(pool)
+            job = tmp_path / "job-1"
+            os.rename(fresh, job)
+            (job / "ion/out/data/f.txt").write_text("x")
+            spare = await recycled(pool, job)
+            assert spare is not None, "a spare made under the umask of the time was refused"
+            assert not (spare / "ion/out/data/f.txt").exists()
+        finally:
+            await pool.aclose()
+    finally:
+        os.umask(before)

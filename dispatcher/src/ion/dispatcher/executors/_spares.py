@@ -46,15 +46,6 @@ _RECYCLE_MAX_FILES = 64
 """A data directory with more files than this is removed, not emptied (one thread hop less)."""
 
 
-def _dir_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o777 & ~mask
-
-
-_DIR_MODE = _dir_mode()
-
-
 def _held(lock: Path) -> bool:
     """True if some open file holds `lock`'s flock (its process is alive)."""
     try:
@@ -80,6 +71,9 @@ class SparePool:
         self._make_layout = make_layout
         self._ready: list[Path] = []
         self._root: Path | None = None
+        # The mode the umask gives a new directory, read from the root when it is made (not at
+        # import: `ion up` tightens the umask after this module is imported).
+        self._dir_mode = 0o700
         self._owner_fd: int | None = None
         self._filler: asyncio.Task[None] | None = None
         self._discards: set[asyncio.Task[Any]] = set()
@@ -123,7 +117,7 @@ class SparePool:
         """On a worker thread: empty `spare` back to a fresh one; remove it (False) if it is not
         a plain job directory."""
         try:
-            if _held(spare / "module.lock") or not self._empty(spare):
+            if _held(spare / "module.lock") or not self._empty(spare, self._dir_mode):
                 shutil.rmtree(spare, ignore_errors=True)
                 return False
         except OSError:
@@ -132,7 +126,7 @@ class SparePool:
         return True
 
     @staticmethod
-    def _empty(spare: Path) -> bool:
+    def _empty(spare: Path, dir_mode: int) -> bool:
         uid = os.getuid()
 
         def plain_dir(path: str) -> bool:
@@ -140,7 +134,7 @@ class SparePool:
             return (
                 stat.S_ISDIR(st.st_mode)
                 and st.st_uid == uid
-                and stat.S_IMODE(st.st_mode) == _DIR_MODE
+                and stat.S_IMODE(st.st_mode) == dir_mode
             )
 
         def clear(path: str) -> None:
@@ -263,6 +257,7 @@ class SparePool:
                 shutil.rmtree(other, ignore_errors=True)
         root = self._base / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         root.mkdir()
+        self._dir_mode = stat.S_IMODE(os.stat(root).st_mode)
         fd = os.open(root / _OWNER, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
         if self._owner_fd is not None:
