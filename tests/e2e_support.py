@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -34,6 +35,16 @@ from ion.management.testing import make_test_certificates
 from tests.fakes.batch import FakeBatch
 
 BIN = Path(sys.executable).parent
+
+
+def sigint_reaches_child() -> None:
+    """`Popen(preexec_fn=...)` for a child a test sends Ctrl-C (SIGINT): restore its default.
+
+    A test run started as a background job of a non-interactive shell (`(make test &)`)
+    inherits SIGINT ignored, and Python keeps an ignored SIGINT ignored, so the child would
+    never see the Ctrl-C the test is about.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from ion.cli.main import cli
 from ion.core import FlowPage, FlowQuery, FlowStatus
 from ion.core.backends import open_meta
-from tests.e2e_support import BIN, Management, management_server
+from tests.e2e_support import BIN, Management, management_server, sigint_reaches_child
 
 MODULE = """
 import json, os, pathlib, time
@@ -100,6 +100,7 @@ def test_list_watch_follow_and_cancel_flows_through_the_cli(tmp_path: Path) -> N
         watch = subprocess.Popen(
             [str(BIN / "ion"), "flow", "get", running[:8], "--watch"],
             env=server.cli_env,
+            preexec_fn=sigint_reaches_child,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

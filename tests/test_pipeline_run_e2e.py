@@ -18,6 +18,7 @@ import yaml
 from ion.core.backends import open_bus, open_meta
 from ion.core.config import IonSettings
 from ion.management import retire
+from tests.e2e_support import sigint_reaches_child
 
 BIN = Path(sys.executable).parent
 
@@ -147,6 +148,7 @@ def test_ctrl_c_stops_at_once_cancels_the_job_and_names_the_flow(tmp_path: Path)
     process = subprocess.Popen(
         [str(BIN / "ion-management"), "pipeline", "run", str(file)],
         env=_env(tmp_path),
+        preexec_fn=sigint_reaches_child,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
