@@ -61,6 +61,8 @@ CREATE TABLE IF NOT EXISTS flow_modules (
 );
 CREATE INDEX IF NOT EXISTS flow_modules_module ON flow_modules (module, correlation_id);
 CREATE TABLE IF NOT EXISTS flow_index_state (version INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS modules_live_subscribes_to
+    ON modules (json_extract(body, '$.spec.subscribes_to')) WHERE deleted = 0;
 """
 
 INDEX_VERSION = 1
