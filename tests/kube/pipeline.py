@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ion.core.config import IonSettings, load_settings
-from ion.core.flow import Flow
+from ion.core.flow import Flow, load_flow
 from ion.core.modules import PipelineSpec
 from ion.dispatcher.executors.kubernetes import KubeApi
 from ion.management.control import ControlPlane
@@ -137,13 +137,20 @@ async def ion_objects(api: KubeApi, namespace: str) -> dict[str, list[str]]:
 
 
 async def wait_flow(settings: IonSettings, correlation_id: str, timeout: float) -> Flow:
-    """The flow once it has runs and none is pending (a root event no dispatcher has picked up
-    yet has no runs, and so counts as settled)."""
+    """The flow once it has runs and none is pending.
+
+    The modules run in the cluster's management, not in this process's control plane, so
+    the subscribers that make a not-yet-started run PENDING come from the store's live modules
+    (with the local pool's, which is empty, a flow looked settled while a Job of a fan-out
+    sibling was still being scheduled). A root event no dispatcher has picked up yet has no
+    runs, and so counts as settled: wait for runs too."""
     deadline = time.monotonic() + timeout
     async with ControlPlane(settings) as platform:
         while True:
-            left = deadline - time.monotonic()
-            flow = await platform.wait_settled(correlation_id, timeout=max(left, 1))
-            if list(flow.runs()) or time.monotonic() > deadline:
+            subscribers: dict[str, list[str]] = {}
+            for record in await platform.meta.list_modules():
+                subscribers.setdefault(record.spec.subscribes_to, []).append(record.spec.name)
+            flow = await load_flow(platform.meta, correlation_id, subscribers)
+            if (flow.settled and list(flow.runs())) or time.monotonic() > deadline:
                 return flow
             await asyncio.sleep(0.5)
