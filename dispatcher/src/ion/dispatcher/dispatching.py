@@ -474,11 +474,12 @@ class Dispatcher:
                 },
                 trace_context=carrier,
             )
-            # The RUNNING record is written while the job prepares; both finish before either's
+            # The RUNNING record is written while the job prepares (submitted first, so a local
+            # job starts before the write takes the event loop); both finish before either's
             # error is looked at, so it can never land after the final record written below.
             outcome = await asyncio.gather(
-                self._meta.upsert_attempt(record),
                 executor.submit(request),
+                self._meta.upsert_attempt(record),
                 return_exceptions=True,
             )
             for failure in outcome:

@@ -336,7 +336,9 @@ class SqliteMetadataStore:
     async def get_flow_summary(self, correlation_id: str) -> FlowSummary:
         """Return one flow's summary; raise NotFoundError if the store has none."""
         await self._index()
-        row = await self._db.query(
+        # A point read, inline: dispatchers ask before every job whether its flow is cancelled,
+        # and must not queue behind long reads (a flow's tree, a listing) on the reader thread.
+        row = await self._db.read(
             lambda c: c.execute(
                 "SELECT summary FROM flow_summaries WHERE correlation_id = ?", (correlation_id,)
             ).fetchone()
