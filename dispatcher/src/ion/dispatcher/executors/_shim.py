@@ -11,9 +11,9 @@ it must start fast and must not import Ion. Requests and replies are JSON lines:
 
 - `{"id", "argv", "env", "cwd", "log", "started", "exit"}` with the job's locked
   `module.lock` attached (SCM_RIGHTS): start the module in a session of its own, output
-  appended to `log`, holding the lock; reply `{"id", "pid"}` and record the pid in
-  `started`, then, when it ends, record its exit code in `exit` and reply
-  `{"id", "exit": code}` (128 + N for signal N, as a shell reports it). A command that cannot be started exits 127 (not found) or 126 (not
+  appended to `log`, holding the lock; reply `{"id", "pid"}` once `started` holds the pid,
+  then `{"id", "exit": code}` once `exit` holds its exit code (128 + N for signal N, as a
+  shell reports it). A command that cannot be started exits 127 (not found) or 126 (not
   runnable), with the shell's words in the log.
 - End of input: no more requests. The shim lives on until every module it started has ended
   and its exit code is recorded, then exits. A restarted executor adopts those modules from
@@ -116,14 +116,13 @@ class Shim:
             os.close(log_fd)
             if lock_fd >= 0:
                 os.close(lock_fd)  # the module holds the lock from here on
+        with contextlib.suppress(OSError):  # if not, the executor finds the run by its lock
+            _write_file(request["started"], str(proc.pid))
         pidfd = os.pidfd_open(proc.pid)
         proc.returncode = 0  # reaped below with waitpid; Popen must not reap it too
         self.children[pidfd] = (rid, exit_file, proc.pid)
         self.selector.register(pidfd, selectors.EVENT_READ, "child")
         self.reply({"id": rid, "pid": proc.pid})
-        # Written before the module's end is reaped (and so before its exit file).
-        with contextlib.suppress(OSError):  # if not, the executor finds the run by its lock
-            _write_file(request["started"], str(proc.pid))
 
     def not_started(self, request: dict[str, Any], log_fd: int, err: OSError) -> None:
         """Record a command that could not be started as a shell would: 127 or 126."""
@@ -146,9 +145,7 @@ class Shim:
         os.close(pidfd)
         _, status = os.waitpid(pid, 0)
         code = _exit_code(status)
-        # Recorded before it is reported: once told, the executor may move the job's directory
-        # away. If it cannot be written (the directory is gone, or the disk full), the run
-        # reads as vanished to an executor that restarts.
+        # If not (its directory is gone, or the disk full), the run reads as vanished.
         with contextlib.suppress(OSError):
             _write_file(exit_file, str(code))
         self.reply({"id": rid, "exit": code})

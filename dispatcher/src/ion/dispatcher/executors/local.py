@@ -689,8 +689,6 @@ class LocalExecutor:
             alive = child.returncode is None if child is not None else _lock_held(paths.module_lock)
             if not alive:
                 code = _read_int(exit_file)
-                if code is None and isinstance(child, ShimChild):
-                    code = child.returncode  # the file could not be written (a full disk)
                 break
             remaining = (deadline - self._clock.now()).total_seconds()
             if remaining <= 0 and not killed_here:
