@@ -17,24 +17,14 @@ from ion.core.testing.executor_contract import ExecutorContract, RequestFactory
 from ion.dispatcher.executors.local import LocalExecutor, container_argv, local_command
 
 
-def local(backends: EmbeddedBackends, jobs: Path, *, use_shim: bool = True) -> LocalExecutor:
-    return LocalExecutor(
-        jobs, bus=backends.bus, blobs=backends.blobs, meta=backends.meta, use_shim=use_shim
-    )
+def local(backends: EmbeddedBackends, jobs: Path) -> LocalExecutor:
+    return LocalExecutor(jobs, bus=backends.bus, blobs=backends.blobs, meta=backends.meta)
 
 
 class TestLocalExecutor(ExecutorContract):
     @pytest.fixture
     def executor(self, backends: EmbeddedBackends, tmp_path: Path) -> LocalExecutor:
         return local(backends, tmp_path / "jobs")
-
-
-class TestLocalExecutorWithoutShim(ExecutorContract):
-    """Where no shim can start, each module runs behind a `sh` wrapper: the same contract."""
-
-    @pytest.fixture
-    def executor(self, backends: EmbeddedBackends, tmp_path: Path) -> LocalExecutor:
-        return local(backends, tmp_path / "jobs", use_shim=False)
 
 
 contract = ExecutorContract()
@@ -66,26 +56,12 @@ async def test_a_second_executor_adopts_a_running_module_and_commits_it_once(
     assert len(result.outputs) == 1
 
 
-@pytest.mark.parametrize(
-    ("use_shim", "reason"),
-    [
-        # the shim, the module's parent, outlives the executor and records how it ended
-        (True, "module exited with code 137"),
-        # the wrapper is killed with the module's process group: nothing records the end
-        (False, "vanished without an exit code"),
-    ],
-    ids=["shim", "wrapper"],
-)
 async def test_a_module_killed_from_outside_fails_and_is_not_run_again(
-    backends: EmbeddedBackends,
-    request_factory: RequestFactory,
-    tmp_path: Path,
-    use_shim: bool,
-    reason: str,
+    backends: EmbeddedBackends, request_factory: RequestFactory, tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
     job = request_factory(f"echo run >> {runs}; sleep 30")
-    first = local(backends, tmp_path / "jobs", use_shim=use_shim)
+    first = local(backends, tmp_path / "jobs")
     await first.submit(job)
     while not runs.exists():
         await asyncio.sleep(0.02)
@@ -94,9 +70,9 @@ async def test_a_module_killed_from_outside_fails_and_is_not_run_again(
     await asyncio.gather(first_driver, return_exceptions=True)
     started = next((tmp_path / "jobs" / job.job_id).glob("run-*.started"))
     os.killpg(int(started.read_text()), signal.SIGKILL)
-    result = await local(backends, tmp_path / "jobs", use_shim=use_shim).wait(job.job_id)
+    result = await local(backends, tmp_path / "jobs").wait(job.job_id)
     assert result.state == JobState.FAILED
-    assert reason in result.reason
+    assert "vanished without an exit code" in result.reason
     assert runs.read_text() == "run\n"
 
 

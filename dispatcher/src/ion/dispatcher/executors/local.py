@@ -11,10 +11,8 @@ that restarts after `kill -9` at any point knows where the job is:
 - `module.lock`: after prepare and before the module starts, locked and filled with the run's
   record (a fresh run token, its start and deadline); the module inherits the lock, so it stays
   locked exactly while any process of the module's run is alive, whoever started it;
-- `run-<token>.started` (the module's pid) and `run-<token>.exit` (its exit code), written by
-  the executor's shim, the module's parent, which outlives the executor (`_shim`), or, where
-  no shim runs, by a tiny `sh` wrapper around the module; a token per run, so a stale exit
-  code is never read;
+- `run-<token>.started` (the module's pid) and `run-<token>.exit` (its exit code), written by a
+  tiny `sh` wrapper around the module; a token per run, so a stale exit code is never read;
 - `result.json`: the job's outcome, written once the attempt's log and commit are stored.
 
 So a restarted process adopts a module that is still running (the lock is held), commits one
@@ -51,7 +49,6 @@ from ion.core.ports.blobs import BlobStore
 from ion.core.ports.bus import EventBus
 from ion.core.ports.executor import JobRequest, JobResult, JobState
 from ion.core.ports.meta import MetadataStore
-from ion.dispatcher.executors._shimclient import ShimChild, ShimClient, ShimGone, ShimUnavailable
 from ion.dispatcher.executors._spares import SparePool
 from ion.handler.finish import Attempt, ModuleEnd, finish_job
 from ion.handler.job import HandlerJob
@@ -309,7 +306,6 @@ class LocalExecutor:
         container_runtime: str = "",
         keep_job_dirs: bool = False,
         url_lifetime: timedelta = timedelta(days=7),
-        use_shim: bool = True,
     ) -> None:
         self.jobs_dir = jobs_dir
         self._bus, self._blobs, self._meta = bus, blobs, meta
@@ -318,8 +314,7 @@ class LocalExecutor:
         self._keep = keep_job_dirs
         self._url_lifetime = url_lifetime
         self._drivers: dict[str, asyncio.Task[JobResult]] = {}
-        self._children: dict[str, _Child | ShimChild] = {}
-        self._shim: ShimClient | None = ShimClient() if use_shim else None
+        self._children: dict[str, _Child] = {}
         self._cleanups: set[asyncio.Task[None]] = set()
         self._spares = SparePool(
             jobs_dir,
@@ -448,8 +443,6 @@ class LocalExecutor:
 
     async def aclose(self) -> None:
         """Wait for background clean-ups; jobs still running are left to be adopted later."""
-        if self._shim is not None:
-            self._shim.close()  # it records the ends of modules still running, then exits
         await self._spares.aclose()
         if self._cleanups:
             await asyncio.gather(*self._cleanups, return_exceptions=True)
@@ -604,65 +597,35 @@ class LocalExecutor:
         }
         marker = paths.dir / f"run-{token}"
         lock_fd = os.open(paths.module_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        proc: _Child | ShimChild | None = None
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             # Recorded before the spawn: a restart that finds no trace of this run may start it.
             _rewrite(lock_fd, json.dumps(run).encode())
             failpoints.reach("local.module-recorded")
-            env = self._environment(job, paths)
             try:
-                if self._shim is not None:
-                    with contextlib.suppress(ShimUnavailable):
-                        proc = await self._shim.spawn(
-                            argv,
-                            env=env,
+                log_fd = os.open(
+                    paths.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644
+                )
+                try:
+                    proc = _Child(
+                        _spawn(
+                            ["/bin/sh", "-c", _WRAPPER, str(marker), *argv],
+                            env=self._environment(job, paths),
                             cwd=cwd,
-                            log_path=paths.log,
-                            started=paths.run(token, "started"),
-                            exit_path=paths.run(token, "exit"),
-                            lock_fd=lock_fd,
+                            output=log_fd,
+                            keep=lock_fd,
                         )
-                if proc is None:
-                    proc = self._spawn_wrapped(argv, env, cwd, paths, marker, lock_fd)
-            except ShimGone:
-                proc = None  # it took the request: the run's lock and files tell the rest
+                    )
+                finally:
+                    os.close(log_fd)
             except OSError as err:
                 return ModuleEnd(error=f"could not start the module: {_os_error_text(err)}")
         finally:
             os.close(lock_fd)  # the module's processes hold the lock from here on
-        if proc is None:
-            log.warning("job %s: the shim ended while starting the module", job.job_id)
-            return await self._watch(job, paths, run, child=None)
         self._children[job.job_id] = proc
         failpoints.reach("local.spawned")
         log.info("started job %s (pid %d)", job.job_id, proc.pid)
         return await self._watch(job, paths, run, child=proc)
-
-    def _spawn_wrapped(
-        self,
-        argv: Sequence[str],
-        env: dict[str, str],
-        cwd: Path | None,
-        paths: _Job,
-        marker: Path,
-        lock_fd: int,
-    ) -> _Child:
-        """Start the module behind a `sh` wrapper that records its pid and exit code (when no
-        shim can: the wrapper's shell is a second process start per job)."""
-        log_fd = os.open(paths.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        try:
-            return _Child(
-                _spawn(
-                    ["/bin/sh", "-c", _WRAPPER, str(marker), *argv],
-                    env=env,
-                    cwd=cwd,
-                    output=log_fd,
-                    keep=lock_fd,
-                )
-            )
-        finally:
-            os.close(log_fd)
 
     async def _watch(
         self,
@@ -670,7 +633,7 @@ class LocalExecutor:
         paths: _Job,
         run: dict[str, Any],
         *,
-        child: _Child | ShimChild | None,
+        child: _Child | None,
     ) -> ModuleEnd:
         """Wait for the run to end, killing it at its deadline; then make sure none of it lives."""
         token = run["token"]
@@ -684,8 +647,6 @@ class LocalExecutor:
             code = _read_int(exit_file)
             if code is not None:
                 break
-            if isinstance(child, ShimChild) and child.gone:
-                child = None  # its shim ended first: follow the run through its files
             alive = child.returncode is None if child is not None else _lock_held(paths.module_lock)
             if not alive:
                 code = _read_int(exit_file)
@@ -702,7 +663,7 @@ class LocalExecutor:
                 killed_here = True
                 remaining = KILL_GRACE.total_seconds()
             if child is not None:
-                with contextlib.suppress(TimeoutError, ShimGone):
+                with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(min(max(remaining, _POLL), 5.0)):
                         await child.wait()
             else:
