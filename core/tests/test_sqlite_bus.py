@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from ion.core import errors
 from ion.core.backends.sqlite.bus import SqliteEventBus
 from ion.core.ports.bus import EventBus, OutgoingMessage, SubscriptionOptions
 from ion.core.testing.bus_contract import EventBusContract
@@ -241,3 +242,77 @@ async def test_a_message_handed_over_just_before_its_receiver_is_cancelled_is_re
         await task
     assert task.cancelled()
     await _receivable_again(bus, "t", "t_a")
+
+
+# --- receivers waiting for what another process does ------------------------------------------
+#
+# A second bus on the same file is what another process is: its publishes wake nobody here, so
+# only the poller (one read for every waiting subscription) finds them.
+
+
+async def test_waiting_receivers_find_what_another_process_publishes(tmp_path: Path) -> None:
+    async with (
+        SqliteEventBus(tmp_path / "bus.db") as here,
+        SqliteEventBus(tmp_path / "bus.db") as there,
+    ):
+        for topic in ("t1", "t2", "t3"):
+            await here.ensure_subscription(topic, f"{topic}_a", LONG_LOCK)
+        waiting = {
+            topic: asyncio.create_task(
+                here.receive(topic, f"{topic}_a", max_wait=timedelta(seconds=10))
+            )
+            for topic in ("t1", "t2", "t3")
+        }
+        await asyncio.sleep(0.3)  # all three wait, and the poller has slowed down
+        await there.publish("t2", [OutgoingMessage(body=b"x", message_id="m2")])
+        got = await asyncio.wait_for(waiting["t2"], timeout=2)
+        assert [(m.message_id, m.delivery_count) for m in got] == [("m2", 1)]
+        assert not waiting["t1"].done() and not waiting["t3"].done()
+        await here.complete(got[0])
+        await there.publish("t3", [OutgoingMessage(body=b"y", message_id="m3")])
+        got = await asyncio.wait_for(waiting["t3"], timeout=2)
+        assert [m.message_id for m in got] == ["m3"]
+        await here.complete(got[0])
+        await _cancel(waiting["t1"])
+        assert (await here.counts("t1", "t1_a")).active == 0
+
+
+async def test_a_waiting_receiver_whose_subscription_another_process_deletes_is_told(
+    tmp_path: Path,
+) -> None:
+    async with (
+        SqliteEventBus(tmp_path / "bus.db") as here,
+        SqliteEventBus(tmp_path / "bus.db") as there,
+    ):
+        await here.ensure_subscription("t", "t_a", LONG_LOCK)
+        receiving = asyncio.create_task(here.receive("t", "t_a", max_wait=timedelta(seconds=10)))
+        await asyncio.sleep(0.2)
+        await there.delete_subscription("t", "t_a")
+        with pytest.raises(errors.NotFoundError):
+            await asyncio.wait_for(receiving, timeout=2)
+
+
+async def test_many_idle_receivers_are_polled_in_one_read(tmp_path: Path) -> None:
+    """Idle subscriptions cost the poller one statement per poll, not a read each."""
+    reads: list[int] = []
+    async with SqliteEventBus(tmp_path / "bus.db") as bus:
+        topics = [f"t{i}" for i in range(40)]
+        for topic in topics:
+            await bus.ensure_subscription(topic, f"{topic}_a", LONG_LOCK)
+        original = bus._ready_keys
+
+        def counting(c: sqlite3.Connection, *, keys: list[tuple[str, str, bool]]) -> Any:
+            reads.append(len(keys))
+            return original(c, keys=keys)
+
+        bus._ready_keys = counting  # type: ignore[method-assign]
+        waiting = [
+            asyncio.create_task(bus.receive(t, f"{t}_a", max_wait=timedelta(seconds=10)))
+            for t in topics
+        ]
+        await asyncio.sleep(0.5)
+        for task in waiting:
+            await _cancel(task)
+    assert reads, "the poller never ran"
+    assert max(reads) == len(topics), "one poll looks at every waiting subscription"
+    assert len(reads) <= 60, f"{len(reads)} polls in 0.5 s: it does not slow down when idle"

@@ -3,7 +3,10 @@
 Each subscription holds its own copy of every message published to its topic (fan-out), and a
 receive locks rows by writing a lock token and expiry inside one IMMEDIATE transaction, so
 replicas of a module in different processes compete for messages without double delivery.
-Waiting receivers are woken at once by publishes in the same process and poll otherwise.
+Waiting receivers are woken at once by publishes in the same process; for the rest (other
+processes' publishes, scheduled messages coming due, lapsed locks) one poller per bus looks
+for every waiting subscription in a single read, so idle modules cost one query each per
+poll, not a task wake-up each.
 Better still, a publish in the same process hands its message straight to a receiver of this
 process waiting on the subscription: the publish's own transaction inserts the message already
 locked for that receiver (delivery count 1, as a receive would), so no second transaction and
@@ -16,6 +19,8 @@ released if it had committed already.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import logging
 import sqlite3
@@ -80,6 +85,10 @@ log = logging.getLogger(__name__)
 
 _POLL_MIN = 0.005
 _POLL_MAX = 0.05
+_POLL_CHUNK = 300
+"""Subscriptions looked at by one statement of a poll (3 parameters each)."""
+_BUSY_SECONDS = 1.0
+"""A subscription that got messages this recently is polled for more at `_POLL_MIN` first."""
 
 
 class _Waiter:
@@ -122,6 +131,12 @@ class SqliteEventBus:
         self._waiters: dict[tuple[str, str, bool], list[_Waiter]] = {}
         """Receivers of this process waiting, by (topic, subscription, dead), oldest first."""
         self._releases: set[asyncio.Task[None]] = set()
+        self._poller: asyncio.Task[None] | None = None
+        self._poll_delay = _POLL_MIN
+        """The poller's next pause: short after something was found or a busy receiver starts
+        waiting again, doubling up to `_POLL_MAX` while nothing is."""
+        self._busy: dict[tuple[str, str, bool], float] = {}
+        """When each subscription's receive last returned messages (loop time)."""
 
     def __repr__(self) -> str:
         return f"SqliteEventBus({str(self._db.path)!r})"
@@ -325,45 +340,52 @@ class SqliteEventBus:
     ) -> list[ReceivedMessage]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max_wait.total_seconds()
-        delay = _POLL_MIN
         published = self._published.setdefault(topic, asyncio.Event())
-        woken = True  # the first attempt, and after a wake-up: try to lock at once
+        key = (topic, subscription, dead)
+        busy = loop.time() - self._busy.get(key, -_BUSY_SECONDS) < _BUSY_SECONDS
+        woken = busy  # an idle receiver coming back every `max_wait` looks before it locks
         while True:
             published.clear()
-            # A poll (no wake-up: another process may have published) looks before it locks,
-            # so idle receivers do not take the database's write lock every few milliseconds.
+            # Woken (or busy): try to lock at once. Else look first, so idle receivers do not
+            # take the database's write lock each time they come back. Cancellable: a
+            # receive cancelled (a dispatcher stopping) before its locks reach the caller
+            # takes none, or releases those it took.
             if woken or await self._db.read(
                 lambda c: self._maybe_ready(c, topic, subscription, dead)
             ):
-                # Cancellable: a receive cancelled (a dispatcher stopping) before its locks
-                # reach the caller takes none, or releases those it took.
                 got = await self._db.write(
                     lambda c: self._lock_batch(c, topic, subscription, max_messages, dead),
                     undo=self._unlock,
                 )
                 if got:
+                    self._busy[key] = loop.time()
                     return got
+            woken = True
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return []
             if published.is_set():  # a publish came while we looked
-                woken = True
                 continue
             waiter = _Waiter(loop.create_future(), max_messages)
-            key = (topic, subscription, dead)
             waiting = self._waiters.setdefault(key, [])
             waiting.append(waiter)
+            if busy:
+                # Its last receive got messages: more may come from another process soon.
+                # (An idle receiver coming back every `max_wait` leaves the poller slow.)
+                self._poll_delay = _POLL_MIN
+                busy = False
+            self._start_poller(loop)
             try:
-                async with asyncio.timeout(min(delay, remaining)):
+                async with asyncio.timeout(remaining):
                     got = await waiter.future
                 if got:
+                    self._busy[key] = loop.time()
                     return got  # handed over by a publish of this process, locked for us
-                woken = True
             except TimeoutError:
                 if handed := _handed(waiter):  # arrived just as the wait ran out: ours
+                    self._busy[key] = loop.time()
                     return handed
-                woken = False
-                delay = min(delay * 2, _POLL_MAX)
+                return []
             except asyncio.CancelledError:
                 if handed := _handed(waiter):  # arrived just as we were cancelled: give back
                     self._release(handed)
@@ -372,6 +394,62 @@ class SqliteEventBus:
                 waiting.remove(waiter)
                 if not waiting:
                     del self._waiters[key]
+
+    def _start_poller(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._poller is None or self._poller.done():
+            self._poller = loop.create_task(self._poll(), name=f"sqlite-poll-{self._db.path.name}")
+
+    async def _poll(self) -> None:
+        """While receivers of this process wait, look for messages they could lock now that
+        no publish of this process announced, and wake those receivers.
+
+        A poll only reads: the receivers it wakes take the write lock, and only then.
+        """
+        while self._waiters:
+            await asyncio.sleep(self._poll_delay)
+            keys = [
+                key
+                for key, waiters in self._waiters.items()
+                if any(not w.claimed and not w.future.done() for w in waiters)
+            ]
+            if not keys:
+                continue
+            try:
+                ready = await self._db.read(functools.partial(self._ready_keys, keys=keys))
+            except errors.IonError as err:
+                # Each woken receiver meets the error itself, in its own transaction.
+                log.debug("polling %s failed: %s", self._db.path, err)
+                ready = keys
+            for key in ready:
+                for waiter in self._waiters.get(key, ()):
+                    if not waiter.claimed and not waiter.future.done():
+                        waiter.future.set_result([])
+            self._poll_delay = _POLL_MIN if ready else min(self._poll_delay * 2, _POLL_MAX)
+
+    def _ready_keys(
+        self, c: sqlite3.Connection, *, keys: list[tuple[str, str, bool]]
+    ) -> list[tuple[str, str, bool]]:
+        """Those of `keys` (topic, subscription, dead) whose receivers could lock a message
+        now, or whose subscription is gone (for them to raise): one statement per few hundred
+        keys, each key an index probe."""
+        now = _ts(self._clock.now())
+        ready: list[tuple[str, str, bool]] = []
+        for start in range(0, len(keys), _POLL_CHUNK):
+            chunk = keys[start : start + _POLL_CHUNK]
+            values = ", ".join(["(?, ?, ?)"] * len(chunk))
+            args: list[Any] = [v for t, s, d in chunk for v in (t, s, int(d))]
+            rows = c.execute(
+                f"WITH k(topic, sub, dead) AS (VALUES {values})"
+                " SELECT k.topic, k.sub, k.dead FROM k"
+                " WHERE NOT EXISTS (SELECT 1 FROM subscriptions s"
+                " WHERE s.topic = k.topic AND s.name = k.sub)"
+                " OR EXISTS (SELECT 1 FROM messages m WHERE m.topic = k.topic"
+                " AND m.subscription = k.sub AND m.dead = k.dead"
+                " AND m.visible_at <= ? AND m.locked_until <= ?)",
+                [*args, now, now],
+            ).fetchall()
+            ready += [(t, s, bool(d)) for t, s, d in rows]
+        return ready
 
     def _maybe_ready(
         self, c: sqlite3.Connection, topic: str, subscription: str, dead: bool
@@ -566,6 +644,11 @@ class SqliteEventBus:
 
     async def aclose(self) -> None:
         """Close the database; idempotent."""
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
         if self._releases:
             await asyncio.gather(*self._releases, return_exceptions=True)
         await self._db.aclose()
