@@ -251,20 +251,6 @@ def _copy_one(
         os.close(src_fd)
 
 
-INLINE_COPY_BYTES = 64 * 1024
-"""Files up to this size are copied on the event loop (a few syscalls) rather than offloaded."""
-
-
-def _small_file(path: Path) -> bool:
-    """True if `path` is a regular file of at most `INLINE_COPY_BYTES` (False if unreadable:
-    the offloaded copy then reports what it is)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return stat.S_ISREG(st.st_mode) and st.st_size <= INLINE_COPY_BYTES
-
-
 def _open_temporary(directory: str, name: str) -> tuple[str, int]:
     """Create a new hidden `.part` file beside the target; return its path and fd."""
     for _ in range(100):
@@ -366,11 +352,6 @@ class LocalBlobStore:
     async def put_file(self, key: str, source: Path) -> BlobInfo:
         """Copy a local file into the store under `key`, atomically."""
         with disk_errors(self.root):
-            if _small_file(source):
-                # A job's log is usually a few bytes: copied here, it is done before a worker
-                # thread would even get the GIL from a busy event loop (measured: 0.2 ms
-                # inline against 4-7 ms through a thread while a chain of jobs runs).
-                return self._put_file(key, source)
             return await self._offload.call(functools.partial(self._put_file, key, source))
 
     def _get_file(self, key: str, destination: Path) -> BlobInfo:
