@@ -178,3 +178,37 @@ async def test_get_flow_of_an_unknown_or_empty_id_fails_clearly(channel: Any) ->
     assert err.code() == grpc.StatusCode.NOT_FOUND
     err = await _error(trace.GetFlow(trace_pb2.GetFlowRequest(), timeout=5))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_get_takes_a_short_event_id_as_the_flow_trees_print_it(events: Any) -> None:
+    first = await _publish(events)
+    full = first.event.event_id
+    for short, correlation_id in ((full[:8], ""), (full[:8], first.event.correlation_id)):
+        got = await events.Get(
+            events_pb2.GetEventRequest(event_id=short, correlation_id=correlation_id), timeout=5
+        )
+        assert json.loads(got.event_meta_json)["id"] == full
+    # without the flow's id, a full id is found in any flow too
+    got = await events.Get(events_pb2.GetEventRequest(event_id=full), timeout=5)
+    assert json.loads(got.event_meta_json)["id"] == full
+    err = await _error(
+        events.Get(
+            events_pb2.GetEventRequest(event_id=full[:8], correlation_id="another-flow"),
+            timeout=5,
+        )
+    )
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_get_refuses_a_short_event_id_that_starts_several(events: Any) -> None:
+    ids = set()
+    while True:  # two events whose ids share their first character
+        reply = await _publish(events)
+        ids.add(reply.event.event_id)
+        firsts = [i for i in ids if i[0] == reply.event.event_id[0]]
+        if len(firsts) > 1:
+            break
+    err = await _error(events.Get(events_pb2.GetEventRequest(event_id=firsts[0][0]), timeout=5))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "ambiguous" in (err.details() or "")
+    assert all(i in (err.details() or "") for i in sorted(firsts)[:2])

@@ -174,8 +174,12 @@ def _peek_rows(messages: list[events_pb2.BusMessage]) -> list[dict[str, Any]]:
 @event.command()
 @connection_options
 @amqp_option
-@click.option("--event-id", default="", help="Event id (printed by `event create`).")
-@click.option("--correlation-id", default="", help="The event's flow (speeds up lookups).")
+@click.option(
+    "--event-id",
+    default="",
+    help="Event id (printed by `event create`), or a unique prefix (a flow tree's 8 characters).",
+)
+@click.option("--correlation-id", default="", help="The event's flow (narrows the search).")
 @click.option("--sub-name", default="", help="2018: read the next message of this subscription.")
 @click.option("--event-type", default="", help="2018: the subscription's event type.")
 @output_option

@@ -28,6 +28,11 @@ class MetadataStore(Protocol):
         """Return the eventMeta of an event; raise NotFoundError if missing."""
         ...
 
+    async def find_event_metas(self, id_prefix: str, *, limit: int) -> list[EventMeta]:
+        """Return up to `limit` eventMetas, of any flow, whose event id is `id_prefix` or starts
+        with it (a short id as the flow trees print it), sorted by event id."""
+        ...
+
     async def upsert_insight(self, doc: Insight) -> None:
         """Insert or replace an insight document by id."""
         ...

@@ -49,6 +49,29 @@ class MetadataStoreContract:
         assert await meta.get_event_meta(corr, ev) == changed
         assert len(await meta.list_documents(corr)) == 1
 
+    async def test_event_metas_are_found_by_a_prefix_of_their_id_in_any_flow(
+        self, meta: MetadataStore
+    ) -> None:
+        stem = uuid.uuid4().hex[:10]
+        ids = [f"{stem}a1", f"{stem}a2", f"{stem}b1"]
+        for ev in ids:
+            corr = str(uuid.uuid4())  # each in a flow of its own
+            await meta.upsert_event_meta(
+                EventMeta(id=ev, context=_ctx(corr, ev, DocumentType.EVENT_META), type="t")
+            )
+        await meta.upsert_insight(  # not an eventMeta: never found
+            Insight(
+                id=f"{stem}a3",
+                context=_ctx(str(uuid.uuid4()), f"{stem}a3", DocumentType.INSIGHT),
+                data=pairs({"k": "v"}),
+            )
+        )
+        assert [d.id for d in await meta.find_event_metas(stem, limit=10)] == ids
+        assert [d.id for d in await meta.find_event_metas(f"{stem}a", limit=10)] == ids[:2]
+        assert [d.id for d in await meta.find_event_metas(f"{stem}a", limit=1)] == ids[:1]
+        assert [d.id for d in await meta.find_event_metas(ids[2], limit=10)] == ids[2:]
+        assert await meta.find_event_metas(f"{stem}c", limit=10) == []
+
     async def test_missing_event_meta_is_not_found(self, meta: MetadataStore) -> None:
         with pytest.raises(errors.NotFoundError):
             await meta.get_event_meta(str(uuid.uuid4()), str(uuid.uuid4()))

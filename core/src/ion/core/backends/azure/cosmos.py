@@ -387,6 +387,20 @@ class CosmosMetadataStore:
             )
         return EventMeta.model_validate(_document(items[0]))
 
+    async def find_event_metas(self, id_prefix: str, *, limit: int) -> list[EventMeta]:
+        """Return up to `limit` eventMetas whose event id starts with `id_prefix`, by id (a
+        query across every flow's partition)."""
+        containers = await self._ready()
+        items = await self._query(
+            containers.documents,
+            "SELECT * FROM c WHERE c.context.documentType = @type AND STARTSWITH(c.id, @prefix)",
+            {"@type": DocumentType.EVENT_META.value, "@prefix": id_prefix},
+            partition_key=None,
+            action=f"looking for events whose id starts with {id_prefix!r}",
+        )
+        found = sorted((_document(item) for item in items), key=lambda d: str(d["id"]))
+        return [EventMeta.model_validate(d) for d in found[:limit]]
+
     async def list_documents(self, correlation_id: str) -> list[FlowDocument]:
         """Return every 2018 document of a flow (eventMeta, insight, modulelogs), oldest first."""
         containers = await self._ready()

@@ -129,6 +129,19 @@ class SqliteMetadataStore:
             raise errors.NotFoundError(f"no eventMeta for event {event_id!r}")
         return EventMeta.model_validate_json(rows[0][0])
 
+    async def find_event_metas(self, id_prefix: str, *, limit: int) -> list[EventMeta]:
+        """Return up to `limit` eventMetas whose event id starts with `id_prefix`, by id."""
+        # A range of the (doc_type, id) key: [prefix, prefix with its last character bumped).
+        end = id_prefix[:-1] + chr(ord(id_prefix[-1]) + 1) if id_prefix else "\U0010ffff"
+        rows = await self._db.read(
+            lambda c: c.execute(
+                "SELECT body FROM documents WHERE doc_type = 'eventMeta'"
+                " AND id >= ? AND id < ? ORDER BY id LIMIT ?",
+                (id_prefix, end, limit),
+            ).fetchall()
+        )
+        return [EventMeta.model_validate_json(r[0]) for r in rows]
+
     async def upsert_insight(self, doc: Insight) -> None:
         """Insert or replace an insight document by id."""
         await self._upsert_document(
