@@ -316,3 +316,26 @@ async def test_many_idle_receivers_are_polled_in_one_read(tmp_path: Path) -> Non
     assert reads, "the poller never ran"
     assert max(reads) == len(topics), "one poll looks at every waiting subscription"
     assert len(reads) <= 60, f"{len(reads)} polls in 0.5 s: it does not slow down when idle"
+
+
+def test_a_bus_used_by_one_event_loop_after_another_still_polls(tmp_path: Path) -> None:
+    here = SqliteEventBus(tmp_path / "bus.db")
+
+    async def wait_in_vain() -> None:
+        await here.ensure_subscription("t", "t_a", LONG_LOCK)
+        assert await here.receive("t", "t_a", max_wait=timedelta(milliseconds=200)) == []
+
+    async def find_the_other_process_s() -> list[str]:
+        async with SqliteEventBus(tmp_path / "bus.db") as there:
+            receiving = asyncio.create_task(
+                here.receive("t", "t_a", max_wait=timedelta(seconds=10))
+            )
+            await asyncio.sleep(0.2)
+            await there.publish("t", [OutgoingMessage(body=b"x", message_id="late")])
+            got = await asyncio.wait_for(receiving, timeout=2)
+            await here.complete(got[0])
+            await here.aclose()
+            return [m.message_id for m in got]
+
+    asyncio.run(wait_in_vain())  # its poller stays with this loop, which is closed next
+    assert asyncio.run(find_the_other_process_s()) == ["late"]

@@ -396,7 +396,10 @@ class SqliteEventBus:
                     del self._waiters[key]
 
     def _start_poller(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._poller is None or self._poller.done():
+        poller = self._poller
+        # A poller of another event loop (a bus used by one `asyncio.run` after another) never
+        # runs again: this loop gets its own.
+        if poller is None or poller.done() or poller.get_loop() is not loop:
             self._poller = loop.create_task(self._poll(), name=f"sqlite-poll-{self._db.path.name}")
 
     async def _poll(self) -> None:
@@ -645,7 +648,7 @@ class SqliteEventBus:
     async def aclose(self) -> None:
         """Close the database; idempotent."""
         poller, self._poller = self._poller, None
-        if poller is not None:
+        if poller is not None and poller.get_loop() is asyncio.get_running_loop():
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
