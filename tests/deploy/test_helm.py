@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ion.core import naming
 from ion.dispatcher.executors.kubernetes import KubeApi, KubeApiError
 from ion.management.control import ControlPlane
 from tests.deploy.tools import REPO, require_deploy_tools
@@ -475,7 +476,12 @@ async def _run_flow(
     )  # fmt: skip
     correlation_id = raised.stderr.rsplit("ion trace flow -c ", 1)[1].split()[0]
     flow = await wait_flow(stack.settings, correlation_id, timeout=420)
-    assert flow.succeeded, flow.model_dump_json(indent=2)
+    if not flow.succeeded:  # what the bus and the dispatchers say, for whoever reads the failure
+        try:
+            diagnosis = await _diagnose(stack, api, installed.namespace)
+        except Exception as err:  # never hide the failure behind the diagnosis's own
+            diagnosis = f"(no diagnosis: {err!r})"
+        raise AssertionError(f"{flow.model_dump_json(indent=2)}\n{diagnosis}")
     runs = {r.module: r for r in flow.runs()}
     assert set(runs) == set(names)
     async with ControlPlane(stack.settings) as platform:
@@ -491,6 +497,32 @@ async def _run_flow(
     ]
     assert {lab["ion/modulename"] for lab in labelled} <= set(names)
     assert all("ion/eventid" in lab for lab in labelled)
+
+
+async def _diagnose(stack: Stack, api: KubeApi, namespace: str) -> str:
+    """Each module's subscription counts and its dispatcher pods' last log lines (best effort:
+    a flow that never ran once left nothing else to go by)."""
+    lines: list[str] = []
+    async with ControlPlane(stack.settings) as platform:
+        for record in await platform.meta.list_modules():
+            spec = record.spec
+            subscription = naming.subscription_name(spec.subscribes_to, spec.name)
+            try:
+                counts = await platform.bus.counts(spec.subscribes_to, subscription)
+                lines.append(f"subscription {subscription}: {counts}")
+            except Exception as err:  # diagnosis only: say what failed and go on
+                lines.append(f"subscription {subscription}: {err!r}")
+    pods = await api.request("GET", f"/api/v1/namespaces/{namespace}/pods")
+    for pod in pods.get("items") or []:
+        name = pod["metadata"]["name"]
+        try:
+            text = await api.text(
+                f"/api/v1/namespaces/{namespace}/pods/{name}/log", params={"tailLines": "30"}
+            )
+        except Exception as err:  # diagnosis only
+            text = repr(err)
+        lines.append(f"----- pod {name} ({(pod.get('status') or {}).get('phase')}) -----\n{text}")
+    return "\n".join(lines)
 
 
 async def _wait_dispatchers(api: KubeApi, namespace: str, names: list[str]) -> dict[str, str]:
