@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn, Protocol, runtime_checkable
 
 from ion.core import TERMINAL_STATES, FlowQuery, FlowStatus, FlowSummary, errors, identifiers
+from ion.core.events import EventMeta
 from ion.core.flow import Flow
 from ion.core.ports import BlobStore, MetadataStore
 from ion.core.records import JobAttempt
@@ -85,6 +86,34 @@ async def resolve_flow(meta: MetadataStore, ref: str, *, field: str = "correlati
     raise errors.NotFoundError(
         f"no flow with correlation id {ref!r} (or one starting with it); see `ion flow list`"
     )
+
+
+async def resolve_event(meta: MetadataStore, ref: str, correlation_id: str = "") -> EventMeta:
+    """Return the eventMeta `ref` names: its event id, or a unique prefix of one (the short id a
+    flow tree prints), in `correlation_id`'s flow if given, else in any flow.
+
+    Raises:
+        errors.ValidationError: `ref` starts several events' ids.
+        errors.NotFoundError: no event has that id or an id starting with it.
+    """
+    if correlation_id:
+        with contextlib.suppress(errors.NotFoundError):
+            return await meta.get_event_meta(correlation_id, ref)
+        found = [  # the flow's own documents: no other flow's events crowd them out
+            d
+            for d in await meta.list_documents(correlation_id)
+            if isinstance(d, EventMeta) and d.id.startswith(ref)
+        ]
+    else:
+        found = await meta.find_event_metas(ref, limit=MAX_CANDIDATES + 1)
+    exact = [m for m in found if m.id == ref]
+    if exact or len(found) == 1:
+        return (exact or found)[0]
+    if found:
+        ids = sorted(m.id for m in found)
+        _ambiguous("event id", ref, ids, len(ids) > MAX_CANDIDATES, "event_id")
+    where = f" in flow {correlation_id!r}" if correlation_id else ""
+    raise errors.NotFoundError(f"no event {ref!r} (or one starting with it){where}")
 
 
 async def _module_name(meta: MetadataStore, ref: str) -> str:

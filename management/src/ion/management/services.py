@@ -11,7 +11,6 @@ anything else → INTERNAL.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
@@ -21,8 +20,7 @@ from typing import Any, TypeVar
 import grpc  # type: ignore[import-untyped]  # grpcio ships no type information
 
 from ion.core import AttemptState, ModuleRecord, errors, identifiers
-from ion.core.events import EventMeta
-from ion.management import convert, deadletters
+from ion.management import convert, deadletters, flows
 from ion.management.control import RootFile
 from ion.management.dataplane import Platform
 from ion.management.deployers import Runtime
@@ -45,8 +43,6 @@ Resp = TypeVar("Resp")
 MAX_WAIT_SECONDS = 600.0
 """Longest a GetFlow call waits for its flow to settle."""
 MAX_PEEK = 1000
-MAX_EVENT_CANDIDATES = 5
-"""Events an ambiguous short event id names in its refusal."""
 
 _CODES: list[tuple[type[errors.IonError], Any]] = [
     (errors.ValidationError, grpc.StatusCode.INVALID_ARGUMENT),
@@ -293,42 +289,13 @@ class EventService(events_pb2_grpc.EventServiceServicer):
         correlation_id = identifiers.check_id(
             request.correlation_id.strip(), field="correlation_id", allow_empty=True
         )
-        meta = await self._find_event(event_id, correlation_id)
+        meta = await flows.resolve_event(self._platform.meta, event_id, correlation_id)
         return events_pb2.GetEventResponse(
             event=convert.meta_event_info(meta),
             files=meta.files,
             data=[types_pb2.KeyValue(key=p.key, value=p.value) for p in meta.data],
             files_prefix=meta.files_prefix,
             event_meta_json=json.dumps(meta.to_document(), indent=2, ensure_ascii=False),
-        )
-
-    async def _find_event(self, event_id: str, correlation_id: str) -> EventMeta:
-        """The eventMeta of `event_id`, or of the one event whose id starts with it (a short id
-        as the flow trees print it), in `correlation_id`'s flow if given.
-
-        Raises:
-            errors.NotFoundError: no such event.
-            errors.ValidationError: the prefix starts several events' ids (they are listed).
-        """
-        meta = self._platform.meta
-        if correlation_id:
-            with contextlib.suppress(errors.NotFoundError):
-                return await meta.get_event_meta(correlation_id, event_id)
-        found = await meta.find_event_metas(event_id, limit=MAX_EVENT_CANDIDATES + 1)
-        if correlation_id:
-            found = [m for m in found if m.context.correlation_id == correlation_id]
-        exact = [m for m in found if m.id == event_id]
-        if exact or len(found) == 1:
-            return (exact or found)[0]
-        if not found:
-            where = f" in flow {correlation_id!r}" if correlation_id else ""
-            raise errors.NotFoundError(f"no event {event_id!r}{where}")
-        shown = ", ".join(m.id for m in found[:MAX_EVENT_CANDIDATES])
-        more = " and more" if len(found) > MAX_EVENT_CANDIDATES else ""
-        raise errors.ValidationError(
-            f"event id {event_id!r} is ambiguous: it starts {shown}{more}; give more of it",
-            field="event_id",
-            rule="unique prefix",
         )
 
     @_rpc
